@@ -25,7 +25,22 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _UserError(click.ClickException):
+    """A library error shown as one line, with the library's exit code."""
+
+    def __init__(self, exc: OvertonliteError) -> None:
+        super().__init__(str(exc))
+        self.exit_code = exc.exit_code
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        # Library errors become one-line Click errors here, so `main()` and click.testing.CliRunner agree.
+        try:
+            return super().invoke(ctx)
+        except OvertonliteError as exc:
+            raise _UserError(exc) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name in COMMANDS if self._load(name, quiet=True) is not None)
 
