@@ -51,7 +51,9 @@ class MissingDependencyError(OvertonliteError):
     """An optional dependency is missing; the message names the ``pip install`` that fixes it."""
 
 
-def missing_dependency(module: str, extra: str | None = None, package: str | None = None) -> MissingDependencyError:
+def missing_dependency(
+    module: str, extra: str | None = None, package: str | None = None
+) -> MissingDependencyError:
     """Build the standard error for a missing optional import."""
     pkg = package or module
     fix = f"pip install 'overtonlite[{extra}]'" if extra else f"pip install {pkg}"

@@ -80,7 +80,10 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps library errors to one-line messages and exit codes."""
     try:
-        cli.main(args=argv, prog_name="overtonlite", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="overtonlite", standalone_mode=False)
+        # with standalone_mode=False, click returns the code of a click.exceptions.Exit instead of exiting
+        if isinstance(rc, int) and not isinstance(rc, bool) and rc != 0:
+            sys.exit(rc)
     except OvertonliteError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)

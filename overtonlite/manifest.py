@@ -1,0 +1,254 @@
+"""``manifest.json``: what produced a run directory, and a one-line signature of it.
+
+The manifest records the overtonlite version, the git revision of the package's checkout when there is one, the
+Python version and platform, versions of the packages that shape results, and one entry per system: model, model
+sha256, full sampling config, seed, N, prompt mode and the backend's own description. Several systems may share a
+run directory; their entries are merged. A system that is already in the manifest can only be resumed with the
+same settings: mixing two configurations under one system name is refused.
+
+The signature is one line that a report can print, e.g.::
+
+    overtonlite 0.1.0 | gemma-3-270m@a5fd3b62 smollm2-135m-instruct@b179c952 | n=5 T=0.5 rp=1.1 top_p=off
+    top_k=off max_tokens=256 | seed=0 | cfg:1a2b3c4d
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from overtonlite import __version__
+from overtonlite.config import stable_hash
+from overtonlite.errors import DataError, UsageError
+
+# module name -> distribution name
+TRACKED_PACKAGES: dict[str, str] = {
+    "llama_cpp": "llama-cpp-python",
+    "onnxruntime": "onnxruntime",
+    "fastembed": "fastembed",
+    "numpy": "numpy",
+    "click": "click",
+    "rich": "rich",
+    "huggingface_hub": "huggingface-hub",
+    "nltk": "nltk",
+}
+
+# the settings that must match for a system to be resumed in the same directory
+CONFIG_FIELDS = ("model_sha256", "config", "seed", "n", "mode")
+
+
+def utc_now() -> str:
+    """The current UTC time as an ISO-8601 string with seconds."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=1)
+def git_revision() -> str | None:
+    """``git rev-parse HEAD`` of the checkout the package was imported from, or None (installed wheel, no git)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rev = out.stdout.strip()
+    return rev if out.returncode == 0 and len(rev) >= 7 else None
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that shape results (None when not installed)."""
+    versions: dict[str, str | None] = {}
+    for module, dist in TRACKED_PACKAGES.items():
+        try:
+            versions[module] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[module] = None
+    return versions
+
+
+def environment() -> dict[str, Any]:
+    """The run-independent part of a manifest."""
+    return {
+        "overtonlite_version": __version__,
+        "git_revision": git_revision(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+    }
+
+
+def read_manifest(path: str | Path) -> dict[str, Any] | None:
+    """The manifest at ``path`` (a file or a run directory), or None when there is none."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "manifest.json"
+    if not p.exists():
+        return None
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{p}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("systems", {}), dict):
+        raise DataError(f"{p}: a manifest must be a JSON object with a 'systems' object")
+    return data
+
+
+def check_system(manifest: dict[str, Any] | None, system: str, entry: dict[str, Any], *, where: str) -> None:
+    """UsageError when ``system`` is already in ``manifest`` with settings that differ from ``entry``."""
+    if not manifest:
+        return
+    old = manifest.get("systems", {}).get(system)
+    if not old:
+        return
+    diffs = []
+    for key in CONFIG_FIELDS:
+        if key == "config":
+            a, b = old.get("config") or {}, entry.get("config") or {}
+            diffs += [
+                f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+            ]
+        elif old.get(key) != entry.get(key):
+            diffs.append(f"{key}: {old.get(key)!r} -> {entry.get(key)!r}")
+    if diffs:
+        raise UsageError(
+            f"system {system!r} in {where} was sampled with other settings ({'; '.join(diffs)}); "
+            "use another --out or --system instead of mixing them"
+        )
+
+
+def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``entry`` for ``system`` into the manifest at ``path`` (a run dir or file) and write it atomically.
+
+    Raises UsageError when the system is already there with different settings. Returns the new manifest.
+    """
+    p = Path(path)
+    if p.is_dir() or not p.suffix:
+        p = p / "manifest.json"
+    old = read_manifest(p)
+    check_system(old, system, entry, where=str(p.parent))
+    now = utc_now()
+    manifest: dict[str, Any] = dict(old or {})
+    manifest.update(environment())
+    manifest.setdefault("created", now)
+    manifest["updated"] = now
+    systems = dict(manifest.get("systems") or {})
+    systems[system] = entry
+    manifest["systems"] = systems
+    manifest["signature"] = signature(manifest)
+    ordered = {k: manifest[k] for k in _ORDER if k in manifest}
+    ordered.update({k: v for k, v in manifest.items() if k not in ordered})
+    write_json_atomic(p, ordered)
+    return ordered
+
+
+_ORDER = (
+    "overtonlite_version",
+    "created",
+    "updated",
+    "git_revision",
+    "python",
+    "platform",
+    "packages",
+    "systems",
+    "signature",
+)
+
+
+def signature(manifest: dict[str, Any]) -> str:
+    """One line: version | system@sha8 ... | sampling settings | seed | cfg:hash of all system configs."""
+    systems: dict[str, Any] = manifest.get("systems") or {}
+    names = " ".join(f"{name}@{(e.get('model_sha256') or 'nosha')[:8]}" for name, e in systems.items())
+    settings = []
+    seeds = []
+    for e in systems.values():
+        s = _settings_text(e)
+        if s not in settings:
+            settings.append(s)
+        seed = f"seed={e.get('seed')}"
+        if seed not in seeds:
+            seeds.append(seed)
+    cfg = stable_hash({name: {k: e.get(k) for k in CONFIG_FIELDS} for name, e in sorted(systems.items())}, 8)
+    version = manifest.get("overtonlite_version", __version__)
+    return f"overtonlite {version} | {names or '-'} | {' / '.join(settings) or '-'} | {' / '.join(seeds) or '-'} | cfg:{cfg}"
+
+
+def _settings_text(entry: dict[str, Any]) -> str:
+    c = entry.get("config") or {}
+    parts = [
+        f"n={entry.get('n')}",
+        f"T={_num(c.get('temperature'))}",
+        f"rp={_num(c.get('repetition_penalty'))}",
+    ]
+    top_p = c.get("top_p", 1.0)
+    parts.append("top_p=off" if top_p in (None, 1, 1.0) else f"top_p={_num(top_p)}")
+    top_k = c.get("top_k", 0)
+    parts.append("top_k=off" if not top_k else f"top_k={top_k}")
+    if c.get("min_p"):
+        parts.append(f"min_p={_num(c['min_p'])}")
+    parts.append(f"max_tokens={c.get('max_tokens')}")
+    return " ".join(parts)
+
+
+def _num(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file in the same directory, fsync it, and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "check_system",
+    "environment",
+    "git_revision",
+    "package_versions",
+    "read_manifest",
+    "signature",
+    "update_manifest",
+    "utc_now",
+    "write_json_atomic",
+]

@@ -1,0 +1,239 @@
+"""Run directories and the append-only ``samples.jsonl`` record file.
+
+A run directory holds ``manifest.json``, ``samples.jsonl`` (one line per prompt group with all N samples),
+``metrics.jsonl`` and a ``.lock`` file. Records are appended one line at a time, flushed and fsynced, so a crash
+can at worst leave a torn last line: readers ignore it and the next append cuts it away. Complete lines are never
+rewritten.
+
+Several systems may share one run directory. When a system has more than one record for the same prompt id
+(a group that failed and was retried), the last record wins.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from overtonlite.errors import DataError, RunLockedError, UsageError
+
+SAMPLES_FILE = "samples.jsonl"
+MANIFEST_FILE = "manifest.json"
+METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".lock"
+
+
+class RunDir:
+    """A run directory; created on construction. Writers hold :meth:`lock` while they append."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise UsageError(
+                f"cannot use {self.path} as a run directory: it exists and is not a directory"
+            ) from None
+        except OSError as exc:
+            raise UsageError(f"cannot create run directory {self.path}: {exc.strerror or exc}") from None
+        if not self.path.is_dir():
+            raise UsageError(f"cannot use {self.path} as a run directory: it is not a directory")
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise UsageError(f"run directory {self.path} is not writable")
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def samples_path(self) -> Path:
+        """One JSON line per prompt group (append-only)."""
+        return self.path / SAMPLES_FILE
+
+    @property
+    def manifest_path(self) -> Path:
+        """Versions, configs, seeds and the signature of the run."""
+        return self.path / MANIFEST_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        """Per-group metrics written by ``score``."""
+        return self.path / METRICS_FILE
+
+    @property
+    def lock_path(self) -> Path:
+        """The writer lock (holds the writer's pid while locked)."""
+        return self.path / LOCK_FILE
+
+    @contextmanager
+    def lock(self) -> Iterator[RunDir]:
+        """Hold the directory's writer lock (``fcntl.flock`` on ``.lock``); RunLockedError if another holds it."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UsageError(f"cannot create lock file {self.lock_path}: {exc.strerror or exc}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = _read_pid(fd)
+                who = f"process {holder}" if holder else "another process"
+                raise RunLockedError(
+                    f"run directory {self.path} is in use by {who}; wait for it to finish or stop it"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield self
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def append_group(self, record: dict[str, Any]) -> None:
+        """Append one group record as one JSON line; flushed and fsynced before returning."""
+        if not isinstance(record, dict):
+            raise TypeError("a group record must be a dict")
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        self._drop_torn_tail()
+        with open(self.samples_path, "ab") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _drop_torn_tail(self) -> None:
+        """Cut an incomplete last line (left by a crash mid-write) so the next record starts on a fresh line."""
+        path = self.samples_path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
+        if size == 0:
+            return
+        with open(path, "rb+") as fh:
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return
+            # scan backwards for the last newline
+            pos, keep = size, 0
+            chunk = 65536
+            while pos > 0:
+                start = max(0, pos - chunk)
+                fh.seek(start)
+                block = fh.read(pos - start)
+                idx = block.rfind(b"\n")
+                if idx >= 0:
+                    keep = start + idx + 1
+                    break
+                pos = start
+            fh.seek(keep)
+            tail = fh.read()
+            if _is_complete_record(tail):
+                fh.seek(0, os.SEEK_END)
+                fh.write(b"\n")  # the write stopped just before its newline: keep the record
+            else:
+                fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def read_groups(self) -> list[dict[str, Any]]:
+        """All valid group records in this directory (empty when there is no samples file yet)."""
+        if not self.samples_path.exists():
+            return []
+        return read_groups(self.samples_path)
+
+    def existing_keys(self, system: str, *, include_errors: bool = True) -> set[str]:
+        """Cache keys of the groups already recorded for ``system`` (optionally leaving out failed groups)."""
+        return {
+            r["key"]
+            for r in self.read_groups()
+            if r.get("system") == system and r.get("key") and (include_errors or r.get("error") is None)
+        }
+
+
+def _is_complete_record(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw.decode("utf-8")), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        raw = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        return int(raw) if raw else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_groups(path: str | Path) -> list[dict[str, Any]]:
+    """Read and validate group records from a run directory or a JSONL file.
+
+    Samples may be dicts with a ``text`` or plain strings (normalised to ``{"text": s}``); ``prompt_id`` becomes a
+    string. A torn last line is ignored. For repeated (system, prompt_id) pairs the last record wins.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / SAMPLES_FILE
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    lines = data.split(b"\n")
+    torn_tail = not data.endswith(b"\n")
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for index, raw in enumerate(lines):
+        lineno = index + 1
+        if not raw.strip():
+            continue
+        last = index == len(lines) - 1
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if last and torn_tail:
+                break  # an interrupted write: ignore it (the next append removes it)
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid UTF-8"
+            raise DataError(f"{p}:{lineno}: invalid JSON ({reason})") from None
+        record = validate_group(obj, where=f"{p}:{lineno}")
+        by_key.pop((record["system"], record["prompt_id"]), None)
+        by_key[(record["system"], record["prompt_id"])] = record
+    return list(by_key.values())
+
+
+def validate_group(obj: Any, *, where: str) -> dict[str, Any]:
+    """Check one group record's shape and return a normalised copy (DataError naming ``where`` otherwise)."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    system = obj.get("system")
+    if not isinstance(system, str) or not system:
+        raise DataError(f"{where}: 'system' must be a non-empty string")
+    pid = obj.get("prompt_id")
+    if isinstance(pid, bool) or not isinstance(pid, (str, int)) or str(pid) == "":
+        raise DataError(f"{where}: 'prompt_id' must be a string or an integer")
+    samples = obj.get("samples")
+    if not isinstance(samples, list):
+        raise DataError(f"{where}: 'samples' must be a list")
+    error = obj.get("error")
+    if error is not None and not isinstance(error, str):
+        raise DataError(f"{where}: 'error' must be a string or null")
+    norm: list[dict[str, Any]] = []
+    for i, s in enumerate(samples):
+        if isinstance(s, str):
+            norm.append({"text": s})
+        elif isinstance(s, dict) and isinstance(s.get("text"), str):
+            norm.append(s)
+        else:
+            raise DataError(f"{where}: samples[{i}] must be a string or an object with a string 'text'")
+    out = dict(obj)
+    out["prompt_id"] = str(pid)
+    out["samples"] = norm
+    return out

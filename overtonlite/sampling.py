@@ -1,0 +1,387 @@
+"""Sample N responses per prompt into a run directory, resumably.
+
+:func:`sample_run` renders each prompt (the model's chat template, raw completion, or a caller's ``render``
+function), derives one seed per sample from (run seed, prompt id, sample index), and asks the generator for the
+groups whose cache key is not yet in ``samples.jsonl`` for this system. Groups are appended as the generator
+finishes them, one fsynced line each, so an interrupted run loses at most the groups in flight and the same call
+resumes it.
+
+Cache key: ``stable_hash({model_sha256, rendered_prompt_sha256, sampling, seed, n})``.
+
+A prompt longer than the context is not fatal: its group is recorded with ``error="prompt_too_long"`` and no
+samples, counted as failed, and not retried on resume unless ``retry_errors=True``.
+
+Ctrl-C: the first one lets the next group finish and be written, then stops; a second one stops at once (the
+groups in flight are discarded). Either way everything written is kept and :class:`SampleInterrupted` (a
+``KeyboardInterrupt``) is raised with the summary so far.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from overtonlite.backends.base import Generator, GenRequest, GroupResult
+from overtonlite.config import SamplingConfig, derive_seed, stable_hash
+from overtonlite.datasets import Prompt
+from overtonlite.errors import UsageError
+from overtonlite.manifest import update_manifest
+from overtonlite.records import RunDir
+
+Mode = Literal["auto", "raw", "chat"]
+MODES = ("auto", "raw", "chat")
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """The settings that identify one system's samples in a run directory."""
+
+    system: str
+    model: str
+    model_sha256: str
+    n: int
+    sampling: SamplingConfig
+    seed: int
+    mode: str  # resolved: "chat", "raw" or "custom"
+
+    def config_hash(self) -> str:
+        """Hash of everything but the model: sampling config, seed, N and prompt mode."""
+        return stable_hash(
+            {"sampling": self.sampling.to_dict(), "seed": self.seed, "n": self.n, "mode": self.mode}
+        )
+
+    def cache_key(self, rendered_prompt_sha256: str) -> str:
+        """The group cache key: model sha256, rendered prompt, sampling config, seed and N."""
+        return stable_hash(
+            {
+                "model_sha256": self.model_sha256,
+                "rendered_prompt_sha256": rendered_prompt_sha256,
+                "sampling": self.sampling.to_dict(),
+                "seed": self.seed,
+                "n": self.n,
+            }
+        )
+
+    def seeds(self, prompt_id: str) -> tuple[int, ...]:
+        """Per-sample seeds derived from (run seed, prompt id, sample index)."""
+        return tuple(derive_seed(self.seed, prompt_id, i) for i in range(self.n))
+
+    def manifest_entry(self, backend: dict[str, Any]) -> dict[str, Any]:
+        """This system's entry in manifest.json."""
+        return {
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "config": self.sampling.to_dict(),
+            "seed": self.seed,
+            "n": self.n,
+            "mode": self.mode,
+            "config_hash": self.config_hash(),
+            "backend": backend,
+        }
+
+
+@dataclass
+class SampleRunSummary:
+    """What one :func:`sample_run` call did. ``groups_done`` and ``groups_failed`` count groups written now."""
+
+    groups_total: int
+    groups_done: int = 0
+    groups_skipped: int = 0
+    groups_failed: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    out: Path = field(default_factory=Path)
+    system: str = ""
+    interrupted: bool = False
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.groups_done + self.groups_failed + self.groups_skipped >= self.groups_total
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        d["tokens_per_second"] = round(self.tokens_per_second, 2)
+        d["complete"] = self.complete
+        return d
+
+
+@dataclass
+class SampleProgress:
+    """An event for progress displays. ``kind``: start, tokens, group, stopping or end."""
+
+    kind: str
+    system: str
+    groups_total: int
+    groups_todo: int
+    groups_written: int
+    tokens: int
+    seconds: float
+    new_tokens: int = 0
+    record: dict[str, Any] | None = None
+
+
+class SampleInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`sample_run`; ``summary`` tells what was written before stopping."""
+
+    def __init__(self, summary: SampleRunSummary) -> None:
+        super().__init__("interrupted")
+        self.summary = summary
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def resolve_mode(generator: Generator, mode: str) -> str:
+    """``auto`` -> ``chat`` when the generator has a chat template, else ``raw``; validates ``mode``."""
+    if mode not in MODES:
+        raise UsageError(f"unknown prompt mode {mode!r}; use one of {', '.join(MODES)}")
+    if mode == "auto":
+        return "chat" if generator.has_chat_template() else "raw"
+    if mode == "chat" and not generator.has_chat_template():
+        raise UsageError(f"model {generator.name!r} has no chat template; use --mode raw")
+    return mode
+
+
+def render_prompt(generator: Generator, prompt: Prompt, mode: str) -> str:
+    """The text the model continues: the chat-template rendering, or the raw prompt text."""
+    if mode == "chat":
+        return generator.render_chat(prompt.chat_messages())
+    return prompt.text
+
+
+def sample_run(
+    generator: Generator,
+    prompts: Sequence[Prompt],
+    *,
+    out: str | Path,
+    system: str | None = None,
+    n: int = 5,
+    sampling: SamplingConfig | None = None,
+    seed: int = 0,
+    mode: str = "auto",
+    render: Callable[[Prompt], str] | None = None,
+    progress: Callable[[SampleProgress], None] | None = None,
+    model_name: str | None = None,
+    retry_errors: bool = False,
+) -> SampleRunSummary:
+    """Generate ``n`` samples for every prompt into ``out/samples.jsonl`` (resuming what is already there)."""
+    sampling = sampling or SamplingConfig()
+    if n < 1:
+        raise UsageError(f"--n must be >= 1, got {n}")
+    if not prompts:
+        raise UsageError("no prompts to sample")
+    resolved = "custom" if render is not None else resolve_mode(generator, mode)
+    spec = SampleSpec(
+        system=system or model_name or generator.name,
+        model=model_name or generator.name,
+        model_sha256=generator.model_sha256 or "",
+        n=n,
+        sampling=sampling,
+        seed=seed,
+        mode=resolved,
+    )
+    jobs = _plan(generator, prompts, spec, render)
+    run = RunDir(out)
+    summary = SampleRunSummary(groups_total=len(jobs), out=run.path, system=spec.system)
+    with run.lock():
+        update_manifest(run.manifest_path, spec.system, spec.manifest_entry(generator.describe()))
+        todo = _todo(run, spec, jobs, retry_errors=retry_errors)
+        summary.groups_skipped = len(jobs) - len(todo)
+        _generate(generator, run, spec, todo, summary, progress)
+    return summary
+
+
+@dataclass
+class _Job:
+    prompt: Prompt
+    rendered: str
+    rendered_sha256: str
+    key: str
+
+
+def _plan(
+    generator: Generator, prompts: Sequence[Prompt], spec: SampleSpec, render: Callable[[Prompt], str] | None
+) -> list[_Job]:
+    jobs: list[_Job] = []
+    by_key: dict[str, str] = {}
+    ids: set[str] = set()
+    for prompt in prompts:
+        if prompt.id in ids:
+            raise UsageError(f"duplicate prompt id {prompt.id!r} in the prompt set")
+        ids.add(prompt.id)
+        rendered = render(prompt) if render is not None else render_prompt(generator, prompt, spec.mode)
+        if not isinstance(rendered, str) or not rendered:
+            raise UsageError(f"prompt {prompt.id!r} rendered to an empty prompt")
+        digest = sha256_text(rendered)
+        key = spec.cache_key(digest)
+        if key in by_key:
+            raise UsageError(
+                f"prompts {by_key[key]!r} and {prompt.id!r} render to the same text; remove one of them"
+            )
+        by_key[key] = prompt.id
+        jobs.append(_Job(prompt, rendered, digest, key))
+    return jobs
+
+
+def _todo(run: RunDir, spec: SampleSpec, jobs: list[_Job], *, retry_errors: bool) -> list[_Job]:
+    done: set[str] = set()
+    recorded: dict[str, str] = {}
+    for rec in run.read_groups():
+        if rec.get("system") != spec.system:
+            continue
+        recorded[rec["prompt_id"]] = rec.get("key", "")
+        if retry_errors and rec.get("error") is not None:
+            continue
+        done.add(rec.get("key", ""))
+    for job in jobs:
+        old = recorded.get(job.prompt.id)
+        if old is not None and old != job.key:
+            raise UsageError(
+                f"prompt {job.prompt.id!r} of system {spec.system!r} in {run.path} was sampled from a different "
+                "prompt text (or rendering); use another --out or --system"
+            )
+    return [job for job in jobs if job.key not in done]
+
+
+def _record(spec: SampleSpec, job: _Job, result: GroupResult) -> dict[str, Any]:
+    return {
+        "system": spec.system,
+        "model": spec.model,
+        "model_sha256": spec.model_sha256,
+        "prompt_id": job.prompt.id,
+        "prompt": job.prompt.text,
+        "rendered_prompt_sha256": job.rendered_sha256,
+        "config_hash": spec.config_hash(),
+        "key": job.key,
+        "n": spec.n,
+        "seed": spec.seed,
+        "mode": spec.mode,
+        "sampling": spec.sampling.to_dict(),
+        "prompt_tokens": result.prompt_tokens,
+        "prompt_tokens_evaluated": result.prompt_tokens_evaluated,
+        "seconds": round(result.seconds, 4),
+        "error": result.error,
+        "set": job.prompt.meta.get("set"),
+        "samples": [s.to_dict() for s in result.samples] if result.error is None else [],
+    }
+
+
+def _generate(
+    generator: Generator,
+    run: RunDir,
+    spec: SampleSpec,
+    todo: list[_Job],
+    summary: SampleRunSummary,
+    progress: Callable[[SampleProgress], None] | None,
+) -> None:
+    t0 = time.perf_counter()
+    live_tokens = 0
+
+    def emit(kind: str, *, new_tokens: int = 0, record: dict[str, Any] | None = None) -> None:
+        if progress is None:
+            return
+        progress(
+            SampleProgress(
+                kind=kind,
+                system=spec.system,
+                groups_total=summary.groups_total,
+                groups_todo=len(todo),
+                groups_written=summary.groups_done + summary.groups_failed,
+                tokens=live_tokens,
+                seconds=time.perf_counter() - t0,
+                new_tokens=new_tokens,
+                record=record,
+            )
+        )
+
+    def on_tokens(count: int) -> None:
+        nonlocal live_tokens
+        live_tokens += count
+        emit("tokens", new_tokens=count)
+
+    emit("start")
+    if not todo:
+        summary.seconds = time.perf_counter() - t0
+        emit("end")
+        return
+    jobs = {job.key: job for job in todo}
+    requests = [GenRequest(job.key, job.rendered, spec.seeds(job.prompt.id), spec.sampling) for job in todo]
+    stop = threading.Event()
+    stream: Iterator[GroupResult] | None = None
+    try:
+        with _graceful_sigint(stop, lambda: emit("stopping")):
+            stream = generator.generate(requests, on_tokens=on_tokens)
+            for result in stream:
+                job = jobs.pop(result.key, None)
+                if job is None:
+                    continue  # not ours (or a duplicate): never write it
+                record = _record(spec, job, result)
+                run.append_group(record)
+                if result.error is None:
+                    summary.groups_done += 1
+                else:
+                    summary.groups_failed += 1
+                summary.tokens += sum(s.n_tokens for s in result.samples)
+                summary.seconds = time.perf_counter() - t0
+                live_tokens = max(live_tokens, summary.tokens)
+                emit("group", record=record)
+                if stop.is_set():
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        summary.seconds = time.perf_counter() - t0
+        _close(stream)
+        emit("end")
+        raise SampleInterrupted(summary) from None
+    except BaseException:
+        _close(stream)
+        raise
+    summary.seconds = time.perf_counter() - t0
+    emit("end")
+
+
+def _close(stream: Iterator[GroupResult] | None) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - closing must not hide the original stop
+            pass
+
+
+@contextmanager
+def _graceful_sigint(stop: threading.Event, on_first: Callable[[], None]) -> Iterator[None]:
+    """First Ctrl-C sets ``stop`` (finish the current group); a second raises KeyboardInterrupt at once.
+
+    Only installed in the main thread and when SIGINT has Python's default handler; otherwise a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        on_first()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
