@@ -275,6 +275,7 @@ def _record(spec: SampleSpec, job: _Job, result: GroupResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 4),
         "error": result.error,
         "set": job.prompt.meta.get("set"),
+        "backend_extra": result.extra or None,
         "samples": [s.to_dict() for s in result.samples] if result.error is None else [],
     }
 

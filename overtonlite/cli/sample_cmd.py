@@ -80,6 +80,12 @@ class _BackendChoice(click.Choice):
     "--base-url", default=None, help="Server URL for --backend openai, e.g. http://localhost:8080/v1."
 )
 @click.option("--api-key", default=None, envvar="OPENAI_API_KEY", help="API key for --backend openai.")
+@click.option(
+    "--concurrency", type=int, default=4, show_default=True, help="Requests in flight (--backend openai)."
+)
+@click.option(
+    "--timeout", type=float, default=600.0, show_default=True, help="Seconds per request (--backend openai)."
+)
 @click.option("--fake-delay", type=float, default=0.0, hidden=True, help="Seconds per group (fake backend).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def sample(
@@ -104,6 +110,8 @@ def sample(
     backend: str,
     base_url: str | None,
     api_key: str | None,
+    concurrency: int,
+    timeout: float,
     fake_delay: float,
     as_json: bool,
 ) -> None:
@@ -122,7 +130,14 @@ def sample(
     generator: Any
     if backend == "openai":
         generator = _openai_generator(
-            model, system=system, base_url=base_url, api_key=api_key, mode=mode, ctx=ctx
+            model,
+            system=system,
+            base_url=base_url,
+            api_key=api_key,
+            mode=mode,
+            ctx=ctx,
+            concurrency=concurrency,
+            timeout=timeout,
         )
         model_name = model
     elif backend == "fake":
@@ -225,14 +240,31 @@ def file_sha256(path: Path) -> str:
 
 
 def _openai_generator(
-    model: str, *, system: str | None, base_url: str | None, api_key: str | None, mode: str, ctx: int | None
+    model: str,
+    *,
+    system: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    mode: str,
+    ctx: int | None,
+    concurrency: int = 4,
+    timeout: float = 600.0,
 ) -> Any:
     if not base_url:
         raise UsageError("--backend openai needs --base-url (e.g. http://localhost:8080/v1)")
     from overtonlite.backends.openai import OpenAIGenerator
 
     chat = {"auto": None, "chat": True, "raw": False}[mode]
-    kwargs: dict[str, Any] = {"model": model, "name": system or model, "api_key": api_key, "chat": chat}
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "name": system or model,
+        "api_key": api_key,
+        "chat": chat,
+        "max_concurrency": concurrency,
+        "timeout": timeout,
+        # a server does not expose its weights' hash; the served model name stands in for the cache key
+        "model_sha256": hashlib.sha256(f"openai:{model}".encode()).hexdigest(),
+    }
     if ctx is not None:
         kwargs["n_ctx"] = ctx
     return OpenAIGenerator(base_url, **kwargs)
