@@ -1,0 +1,238 @@
+"""Stance classifier and stance statistics: hand-made examples, properties, and GPT-4 agreement on the reference."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from overtonlite.metrics.stance import (
+    BIAS,
+    FEATURES,
+    STANCE_LABELS,
+    WEIGHTS,
+    classify_stance,
+    cohen_kappa,
+    confusion,
+    stance_features,
+    stance_scores,
+    stance_summary,
+)
+
+Q = "Does coffee cause cancer?"
+
+EXAMPLES = [
+    (Q, "Yes, coffee can cause cancer when it is brewed at very high temperatures.", "yes"),
+    (
+        Q,
+        "No, coffee does not cause cancer. Large studies of coffee drinkers found no higher cancer rates.",
+        "no",
+    ),
+    (Q, "Coffee does not cause cancer. Large studies of coffee drinkers found no higher cancer rates.", "no"),
+    (
+        Q,
+        "There is no scientific evidence that coffee causes cancer. Reviews of many studies have found no link.",
+        "no",
+    ),
+    (
+        Q,
+        "There is no definitive answer to this question. Some studies suggest that very hot drinks may raise the "
+        "risk of certain cancers, while others find that coffee may protect against liver cancer. However, the "
+        "evidence is mixed and the debate continues.",
+        "both",
+    ),
+    (
+        Q,
+        "It depends on several factors. On the one hand, coffee contains antioxidants. On the other hand, roasting "
+        "produces acrylamide, which may be harmful in large doses.",
+        "both",
+    ),
+    (
+        "Is nuclear power safe?",
+        "Nuclear power is considered one of the safest sources of energy per unit of electricity generated. "
+        "Modern reactors have multiple layers of protection.",
+        "yes",
+    ),
+    (
+        "Is nuclear power safe?",
+        "The safety of nuclear power is a matter of ongoing debate. Supporters point to its low death rate, while "
+        "critics highlight accidents such as Chernobyl and the problem of long-lived waste.",
+        "both",
+    ),
+    (
+        "Is the Eiffel Tower in Berlin?",
+        "The Eiffel Tower is not in Berlin; it stands in Paris, France.",
+        "no",
+    ),
+    ("Is the Eiffel Tower in Berlin?", "No. The Eiffel Tower is in Paris, France.", "no"),
+    ("Is nuclear power safe?", "", "other"),
+    ("Is nuclear power safe?", "   \n ", "other"),
+    ("Is nuclear power safe?", "Maybe.", "other"),
+    ("Is nuclear power safe?", "No.", "no"),
+    ("Is nuclear power safe?", "Yes it is", "yes"),
+    ("Is nuclear power safe?", "It depends.", "both"),
+    ("Is nuclear power safe?", "Paris.", "other"),
+    ("Is nuclear power safe?", "As an AI language model, I cannot provide opinions.", "other"),
+]
+
+
+@pytest.mark.parametrize(("question", "response", "expected"), EXAMPLES)
+def test_classify_stance_examples(question: str, response: str, expected: str) -> None:
+    assert classify_stance(question, response) == expected
+
+
+def test_negation_already_in_the_question_is_not_a_no() -> None:
+    q = "Is it true that vaccines do not cause autism?"
+    f = stance_features(q, "It is true that vaccines do not cause autism.")
+    assert f["v_neg"] is False  # one "not" in the question, one in the answer: no extra negation
+    assert stance_features(q, "Vaccines do not cause autism, it is not a real link.")["v_neg"] is True
+
+
+def test_weight_table_covers_every_feature() -> None:
+    names = [n for n, _ in FEATURES]
+    assert len(names) == len(set(names)) == len(WEIGHTS)
+    assert set(WEIGHTS) == set(names)
+    assert len(BIAS) == 3
+    f = stance_features(Q, "Yes, it does.")
+    assert set(f) == set(names)
+    scores = stance_scores(Q, "Yes, it does.")
+    expected_yes = BIAS[0] + sum(WEIGHTS[n][0] for n, on in f.items() if on)
+    assert scores["yes"] == pytest.approx(expected_yes)
+
+
+def test_type_errors() -> None:
+    with pytest.raises(TypeError):
+        classify_stance(Q, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        classify_stance(None, "Yes.")  # type: ignore[arg-type]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=200), st.text(max_size=600))
+def test_classify_stance_always_returns_a_label(question: str, response: str) -> None:
+    assert classify_stance(question, response) in STANCE_LABELS
+    assert all(isinstance(v, bool) for v in stance_features(question, response).values())
+
+
+def test_classify_stance_very_long_and_unicode() -> None:
+    long = "Coffee does not cause cancer. " * 5000
+    assert classify_stance(Q, long) == "no"
+    assert classify_stance("¿Es seguro? 🙂", "Sí, es seguro según los estudios 🙂 ✓.") in STANCE_LABELS
+
+
+# --- stance statistics --------------------------------------------------------------------------------------
+
+
+def test_stance_summary_hand_values() -> None:
+    s = stance_summary(["yes", "no", "both", "both"])
+    assert s["both_share"] == 0.5
+    assert s["yes_no_split"] is True
+    assert s["distribution"] == {"yes": 0.25, "no": 0.25, "both": 0.5, "other": 0.0}
+    assert s["entropy_bits"] == pytest.approx(1.5)
+    s = stance_summary(["both"] * 5)
+    assert s["both_share"] == 1.0 and s["yes_no_split"] is False and s["entropy_bits"] == 0.0
+    assert stance_summary(["yes", "yes", "other"])["yes_no_split"] is False
+
+
+def test_stance_summary_empty_and_bad_labels() -> None:
+    s = stance_summary([])
+    assert s == {
+        "both_share": None,
+        "yes_no_split": False,
+        "distribution": {"yes": None, "no": None, "both": None, "other": None},
+        "entropy_bits": None,
+    }
+    with pytest.raises(ValueError, match="unknown stance label"):
+        stance_summary(["yes", "maybe"])
+
+
+def test_cohen_kappa_hand_values() -> None:
+    # p_o = 3/4; marginals a: yes 2, no 2; b: yes 1, no 3 -> p_e = (2*1 + 2*3) / 16 = 1/2 -> kappa = 1/2
+    assert cohen_kappa(["yes", "no", "yes", "no"], ["yes", "no", "no", "no"]) == pytest.approx(0.5)
+    assert cohen_kappa(["yes", "no"], ["yes", "no"]) == 1.0
+    assert cohen_kappa(["yes", "no"], ["no", "yes"]) == pytest.approx(-1.0)
+    assert cohen_kappa(["both", "both"], ["both", "both"]) == 1.0  # p_e == 1: defined as perfect agreement
+    with pytest.raises(ValueError):
+        cohen_kappa([], [])
+    with pytest.raises(ValueError):
+        cohen_kappa(["yes"], ["yes", "no"])
+
+
+def test_confusion_hand_values() -> None:
+    table = confusion(["yes", "no", "both", "both"], ["yes", "both", "both", "no"])
+    assert list(table) == ["yes", "no", "both"]
+    assert table["yes"] == {"yes": 1, "no": 0, "both": 0}
+    assert table["no"] == {"yes": 0, "no": 0, "both": 1}
+    assert table["both"] == {"yes": 0, "no": 1, "both": 1}
+    with pytest.raises(ValueError):
+        confusion(["yes"], [])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(STANCE_LABELS), min_size=1, max_size=12), st.randoms())
+def test_kappa_and_summary_properties(labels: list[str], rnd) -> None:
+    other = labels[:]
+    rnd.shuffle(other)
+    k = cohen_kappa(labels, other)
+    assert -1.0 <= k <= 1.0 and not math.isnan(k)
+    assert cohen_kappa(labels, labels) == 1.0
+    s = stance_summary(labels)
+    assert sum(s["distribution"].values()) == pytest.approx(1.0)
+    assert 0.0 <= s["entropy_bits"] <= 2.0
+    assert sum(sum(row.values()) for row in confusion(labels, other).values()) == len(labels)
+
+
+# --- agreement with the paper's GPT-4 judge (ConflictingQA, GPT-3.5 answers) -----------------------------------
+
+
+def _calibration(reference_dir):
+    prompts = {}
+    with open(reference_dir / "conflictingqa" / "prompts.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            prompts[rec["id"]] = rec["prompt"]
+    gold, pred, ids = [], [], []
+    with open(reference_dir / "conflictingqa" / "stance-calibration.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            gold.append(rec["stance"])
+            pred.append(classify_stance(prompts[rec["prompt_id"]], rec["response"]))
+            ids.append(rec["prompt_id"])
+    return gold, pred, ids
+
+
+@pytest.fixture(scope="module")
+def calibration(reference_dir):
+    return _calibration(reference_dir)
+
+
+def _acc(gold, pred):
+    return sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold)
+
+
+def test_reference_stance_agreement_measured_floor(calibration) -> None:
+    """Regression guard at the measured agreement (all: 85.9%, kappa 0.764; held-out odd ids: 83.6%, 0.728)."""
+    gold, pred, ids = calibration
+    assert len(gold) == 2170
+    assert _acc(gold, pred) >= 0.85
+    assert cohen_kappa(gold, pred) >= 0.75
+    odd = [i for i, pid in enumerate(ids) if pid % 2 == 1]
+    assert _acc([gold[i] for i in odd], [pred[i] for i in odd]) >= 0.82
+    assert cohen_kappa([gold[i] for i in odd], [pred[i] for i in odd]) >= 0.70
+    # both-rate close to GPT-4's 52.6%
+    assert abs(pred.count("both") / len(pred) - gold.count("both") / len(gold)) <= 0.06
+
+
+@pytest.mark.xfail(
+    reason="target not reached: the cue-feature model agrees with GPT-4 on 85.9% (kappa 0.764) of all answers, "
+    "83.6% (kappa 0.728) on held-out prompts; GPT-4's own labels of the 5 samples of a prompt agree with their "
+    "prompt majority only 88-90% of the time",
+    strict=False,
+)
+def test_reference_stance_agreement_target(calibration) -> None:
+    gold, pred, _ = calibration
+    assert _acc(gold, pred) >= 0.88
+    assert cohen_kappa(gold, pred) >= 0.80
