@@ -109,9 +109,10 @@ def _load_jsonl(path: Path, *, set_name: str | None) -> list[Prompt]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            at = " column" if exc.msg.endswith(" at") else " at column"  # "Unterminated string starting at"
+            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg}{at} {exc.colno})") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         prompt = _prompt_from_record(obj, default_id=str(index), where=f"{path}:{lineno}", set_name=set_name)
@@ -121,17 +122,23 @@ def _load_jsonl(path: Path, *, set_name: str | None) -> list[Prompt]:
 
 def _load_csv(path: Path) -> list[Prompt]:
     lines = list(_read_lines(path))
-    reader = csv.DictReader(lines)
-    header = reader.fieldnames
+    # strict: an unclosed quote is an error instead of swallowing the rest of the file
+    reader = csv.DictReader(lines, strict=True)
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise DataError(f"{path}:1: malformed CSV header ({exc})") from None
     if not header or "prompt" not in [h.strip() for h in header]:
         raise DataError(
             f"{path}:1: the CSV header must have a 'prompt' column (found: {', '.join(header or [])})"
         )
     reader.fieldnames = [h.strip() for h in header]
     prompts: list[tuple[Prompt, int]] = []
+    start = reader.line_num + 1  # first line of the row being read (a quoted field may span lines)
     try:
         for row_index, row in enumerate(reader):
-            lineno = reader.line_num
+            lineno = start
+            start = reader.line_num + 1
             if None in row:
                 raise DataError(f"{path}:{lineno}: more fields than the header has")
             if all(not (v or "").strip() for v in row.values()):
@@ -144,7 +151,8 @@ def _load_csv(path: Path) -> list[Prompt]:
             )
             prompts.append((prompt, lineno))
     except csv.Error as exc:
-        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+        why = "a quoted field is never closed" if "end of data" in str(exc) else str(exc)
+        raise DataError(f"{path}:{start}: malformed CSV ({why})") from None
     return _check_unique(prompts, path)
 
 

@@ -115,7 +115,9 @@ class _Reader:
     def string_length(self) -> int:
         n = self.unpack("<Q")
         if n > self.size - self.fh.tell():
-            raise self.bad(f"string of {n} bytes at byte {self.fh.tell()} runs past the end of the file")
+            raise self.bad(
+                f"string of {n} bytes at byte {self.fh.tell()} runs past the end of the file (truncated?)"
+            )
         return n
 
     def string(self) -> str:
@@ -142,7 +144,7 @@ class _Reader:
         if elem_fmt is not None:
             nbytes = count * struct.calcsize(elem_fmt)
             if nbytes > self.size - self.fh.tell():
-                raise self.bad(f"array of {count} elements runs past the end of the file")
+                raise self.bad(f"array of {count} elements runs past the end of the file (truncated?)")
             self.fh.seek(nbytes, os.SEEK_CUR)
         elif elem_name == "STRING":
             for _ in range(count):

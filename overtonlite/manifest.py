@@ -27,7 +27,7 @@ from typing import Any
 
 from overtonlite import __version__
 from overtonlite.config import stable_hash
-from overtonlite.errors import DataError, UsageError
+from overtonlite.errors import DataError, OvertonliteError, UsageError
 
 # module name -> distribution name
 TRACKED_PACKAGES: dict[str, str] = {
@@ -152,7 +152,10 @@ def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dic
     manifest["signature"] = signature(manifest)
     ordered = {k: manifest[k] for k in _ORDER if k in manifest}
     ordered.update({k: v for k, v in manifest.items() if k not in ordered})
-    write_json_atomic(p, ordered)
+    try:
+        write_json_atomic(p, ordered)
+    except OSError as exc:
+        raise OvertonliteError(f"cannot write {p}: {exc.strerror or exc}") from None
     return ordered
 
 
@@ -213,6 +216,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a manifest is as readable as samples.jsonl
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
             fh.write("\n")
@@ -226,6 +230,12 @@ def write_json_atomic(path: Path, data: Any) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(path: Path) -> None:

@@ -11,6 +11,7 @@ Several systems may share one run directory. When a system has more than one rec
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from overtonlite.errors import DataError, RunLockedError, UsageError
+from overtonlite.errors import DataError, OvertonliteError, RunLockedError, UsageError
 
 SAMPLES_FILE = "samples.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -48,6 +49,37 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
+
+    @staticmethod
+    def check_usable(path: str | Path) -> None:
+        """Fail early (UsageError / RunLockedError) when ``path`` cannot become a run directory, or another
+        process holds its lock, without creating anything; for a caller about to do slow work first."""
+        p = Path(path).expanduser()
+        probe = p
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if probe == p and not p.is_dir():
+            raise UsageError(f"cannot use {p} as a run directory: it exists and is not a directory")
+        if not probe.is_dir():
+            raise UsageError(f"cannot create run directory {p}: {probe} is not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot create run directory {p}: {probe} is not writable")
+        lock = p / LOCK_FILE
+        if probe == p and lock.exists():
+            try:
+                fd = os.open(lock, os.O_RDONLY)
+            except OSError:
+                return  # RunDir.lock() reports it
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                holder = _read_pid(fd)
+                who = f"process {holder}" if holder else "another process"
+                raise RunLockedError(
+                    f"run directory {p} is in use by {who}; wait for it to finish or stop it"
+                ) from None
+            finally:
+                os.close(fd)
 
     @property
     def samples_path(self) -> Path:
@@ -102,11 +134,23 @@ class RunDir:
         if not isinstance(record, dict):
             raise TypeError("a group record must be a dict")
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
-        self._drop_torn_tail()
-        with open(self.samples_path, "ab") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        path = self.samples_path
+        size = None
+        try:
+            self._drop_torn_tail()
+            size = path.stat().st_size if path.exists() else 0
+            with open(path, "ab") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            if size is not None:  # roll back a partly written line so the file keeps only whole records
+                with contextlib.suppress(OSError):
+                    os.truncate(path, size)
+            raise OvertonliteError(
+                f"cannot write to {path}: {exc.strerror or exc}; the groups written before are kept "
+                "(free the space or fix the permissions, then rerun the same command to resume)"
+            ) from None
 
     def _drop_torn_tail(self) -> None:
         """Cut an incomplete last line (left by a crash mid-write) so the next record starts on a fresh line."""
@@ -158,6 +202,11 @@ class RunDir:
         }
 
 
+def _json_reason(exc: json.JSONDecodeError) -> str:
+    """``Expecting ',' delimiter at column 14`` (json's messages ending in "at" get the column appended)."""
+    return f"{exc.msg} column {exc.colno}" if exc.msg.endswith(" at") else f"{exc.msg} at column {exc.colno}"
+
+
 def _is_complete_record(raw: bytes) -> bool:
     try:
         return isinstance(json.loads(raw.decode("utf-8")), dict)
@@ -201,8 +250,8 @@ def read_groups(path: str | Path) -> list[dict[str, Any]]:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             if last and torn_tail:
                 break  # an interrupted write: ignore it (the next append removes it)
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid UTF-8"
-            raise DataError(f"{p}:{lineno}: invalid JSON ({reason})") from None
+            reason = _json_reason(exc) if isinstance(exc, json.JSONDecodeError) else "not valid UTF-8"
+            raise DataError(f"{p}:{lineno}: invalid JSON ({reason}); fix or remove that line") from None
         record = validate_group(obj, where=f"{p}:{lineno}")
         by_key.pop((record["system"], record["prompt_id"]), None)
         by_key[(record["system"], record["prompt_id"])] = record

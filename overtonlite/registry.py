@@ -9,6 +9,7 @@ full key path, e.g. ``models.toml: models.gemma-3-270m.sorce: unknown key``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -179,7 +180,9 @@ class _Table:
         self.seen.add(key)
         if key not in self.data:
             if default is ...:
-                self.fail(key, "missing required key")
+                close = difflib.get_close_matches(key, [k for k in self.data if k not in self.seen], n=1)
+                hint = f" (found '{close[0]}': a misspelling?)" if close else ""
+                self.fail(key, f"missing required key{hint}")
             return default
         value = self.data[key]
         types = typ if isinstance(typ, tuple) else (typ,)
@@ -206,7 +209,8 @@ class _Table:
     def done(self) -> None:
         for key in self.data:
             if key not in self.seen:
-                self.fail(key, "unknown key")
+                close = difflib.get_close_matches(key, sorted(self.seen - set(self.data)), n=1)
+                self.fail(key, f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key")
 
 
 def _tname(value: Any) -> str:

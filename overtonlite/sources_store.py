@@ -1,0 +1,180 @@
+"""The overtonlite file cache: its location, sha256 stamps, trust-on-first-use records and locks.
+
+``$OVERTONLITE_HOME`` (default ``~/.cache/overtonlite``) holds ``models/<name>/<file>`` and
+``embedders/<name>/<file>``. Next to each cached file a ``<file>.sha256`` sidecar records the verified hash, size
+and mtime, so a later use checks size and mtime only. Files outside the cache (``path`` sources, the
+huggingface_hub cache) get the same cheap check through ``verified.json``; sha-less entries are trusted on first
+use and their hash is kept in ``hashes.json``. Used by :mod:`overtonlite.sources` and its fetchers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from overtonlite.errors import IntegrityError
+from overtonlite.registry import FileSpec
+
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(stage, done, total)``: ``stage`` is a human-readable line, ``done``/``total`` count bytes
+(or packages while downloading); ``total`` is ``None`` when unknown."""
+
+CHUNK = 1 << 20
+
+
+def cache_home() -> Path:
+    """``$OVERTONLITE_HOME`` or ``~/.cache/overtonlite``."""
+    env = os.environ.get("OVERTONLITE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "overtonlite"
+
+
+# ------------------------------------------------------------------------------------------- small helpers
+def sha256_file(path: Path, *, progress: Progress | None = None, stage: str = "") -> str:
+    """Stream ``path`` through sha256."""
+    h = hashlib.sha256()
+    total = path.stat().st_size
+    done = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            h.update(block)
+            done += len(block)
+            if progress:
+                progress(stage or f"hash {path.name}", done, total)
+    return h.hexdigest()
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; ``{}`` when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to a temp file beside ``path`` and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (no-op where fcntl is unavailable) so parallel pulls do not race."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: atomic replace still keeps the cache consistent
+        yield
+        return
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def make_stamp(path: Path, sha: str) -> dict[str, Any]:
+    """What a sidecar / ``verified.json`` records about a verified file: sha256, size and mtime."""
+    st = path.stat()
+    return {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def stamp_matches(record: dict[str, Any], path: Path, sha: str | None) -> bool:
+    """True when ``path`` still has the size and mtime of ``record`` (and ``record`` has ``sha``, if given)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return (
+        record.get("size") == st.st_size
+        and record.get("mtime_ns") == st.st_mtime_ns
+        and (sha is None or record.get("sha256") == sha)
+    )
+
+
+def sidecar(path: Path) -> Path:
+    """The ``<file>.sha256`` stamp next to a cached file."""
+    return path.with_name(path.name + ".sha256")
+
+
+def tofu_key(f: FileSpec) -> str:
+    """The key of a sha-less file in ``hashes.json`` (its source, not its local name)."""
+    if f.kind == "hf":
+        return f"hf:{f.repo_id}@{f.revision}:{f.filename}"
+    if f.kind == "path":
+        return f"path:{f.path}"
+    return f"pypi:{','.join(f.packages)}:{','.join(f.members)}"
+
+
+def mismatch(label: str, path: Path | str, expected: str, actual: str, extra: str = "") -> IntegrityError:
+    """The one-line error for a file whose sha256 is not the expected one."""
+    return IntegrityError(f"{label}: sha256 mismatch for {path}: expected {expected}, got {actual}{extra}")
+
+
+def sha_status(f: FileSpec) -> str:
+    """``pinned`` (sha256 in models.toml), ``recorded`` (trusted on first use, hash known) or ``tofu``."""
+    if f.sha256:
+        return "pinned"
+    return "recorded" if tofu_key(f) in read_json(cache_home() / "hashes.json") else "tofu"
+
+
+def expected_sha(f: FileSpec) -> str | None:
+    """The sha256 ``f`` must have: pinned in models.toml, or recorded on first use; None when unknown yet."""
+    if f.sha256:
+        return f.sha256
+    rec = read_json(cache_home() / "hashes.json").get(tofu_key(f))
+    return rec.get("sha256") if isinstance(rec, dict) else None
+
+
+def record_tofu(f: FileSpec, sha: str, size: int) -> None:
+    """Remember the sha256 of a sha-less file at its first use."""
+    path = cache_home() / "hashes.json"
+    with locked(cache_home() / ".hashes.lock"):
+        data = read_json(path)
+        data[tofu_key(f)] = {
+            "sha256": sha,
+            "size": size,
+            "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        write_json_atomic(path, data)
+
+
+# --------------------------------------------------------------------------------- verification (foreign)
+def verify_foreign(f: FileSpec, path: Path, label: str, *, full: bool, progress: Progress | None) -> str:
+    """Check a file outside our cache (path / hf): pinned or recorded sha256, else record it. Returns the sha."""
+    real = path.resolve()
+    stamps_path = cache_home() / "verified.json"
+    expected = expected_sha(f)
+    known = read_json(stamps_path).get(str(real))
+    if not full and isinstance(known, dict) and expected and stamp_matches(known, real, expected):
+        return expected
+    actual = sha256_file(real, progress=progress, stage=f"{label}: verify {f.local_name}")
+    if expected and actual != expected:
+        how = (
+            "models.toml" if f.sha256 else f"the hash recorded on first use in {cache_home() / 'hashes.json'}"
+        )
+        raise mismatch(label, path, expected, actual, f" (expected value from {how}); the file was not used")
+    if not expected:
+        record_tofu(f, actual, real.stat().st_size)
+    with locked(cache_home() / ".hashes.lock"):
+        stamps = read_json(stamps_path)
+        stamps[str(real)] = make_stamp(real, actual)
+        write_json_atomic(stamps_path, stamps)
+    return actual
