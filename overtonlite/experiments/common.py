@@ -1,0 +1,214 @@
+"""Shared plumbing of the experiments: opening and checking a (base, chat) pair, the output directory,
+``results.json`` and the cross-family banner."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from overtonlite.backends.base import Generator
+from overtonlite.errors import DataError, UsageError
+
+RESULTS_FILE = "results.json"
+BASE, CHAT, URIAL = "base", "chat", "urial"
+
+
+@dataclass
+class PairInfo:
+    """What the results and the report say about the pair. ``banner`` is set for cross-family pairs."""
+
+    name: str
+    base: str
+    chat: str
+    same_family: bool
+    base_family: str | None = None
+    chat_family: str | None = None
+    note: str = ""
+
+    @property
+    def banner(self) -> str | None:
+        """The visible warning every output of a cross-family pair carries (None for a same-family pair)."""
+        if self.same_family:
+            return None
+        fams = ""
+        if self.base_family and self.chat_family:
+            fams = f" ({self.base_family} vs {self.chat_family})"
+        return (
+            f"family and alignment are confounded: the base model '{self.base}' and the chat model '{self.chat}' "
+            f"come from different pretrained families{fams}, so every base-vs-chat difference mixes the effect of "
+            "alignment with the effect of a different model; treat this run as a smoke test, not a replication"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "base": self.base,
+            "chat": self.chat,
+            "same_family": self.same_family,
+            "base_family": self.base_family,
+            "chat_family": self.chat_family,
+        }
+
+
+@dataclass
+class PairModels:
+    """An opened pair: its description and the two generators (close them with :meth:`close`)."""
+
+    info: PairInfo
+    base: Generator
+    chat: Generator
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for gen in (self.base, self.chat):
+            try:
+                gen.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+
+def check_pair(base: Generator, chat: Generator, *, base_name: str = "base", chat_name: str = "chat") -> None:
+    """UsageError when the "chat" model has no chat template or the "base" model has one."""
+    if not chat.has_chat_template():
+        raise UsageError(
+            f"the chat model '{chat_name}' has no chat template; a pair's chat side must be an instruct/chat model"
+        )
+    if base.has_chat_template():
+        raise UsageError(
+            f"the base model '{base_name}' has a chat template, so it looks aligned; a pair's base side must be a "
+            "base (pretrained-only) model"
+        )
+
+
+def pair_info(pair: str | Any = "default", *, registry: Any = None) -> PairInfo:
+    """The registry's description of a pair (name or PairSpec), with the two models' families."""
+    from overtonlite.registry import load_registry
+
+    reg = registry or load_registry()
+    spec = reg.pair(pair) if isinstance(pair, str) else pair
+    fam_b = fam_c = None
+    try:
+        fam_b, fam_c = reg.model(spec.base).family, reg.model(spec.chat).family
+    except Exception:  # noqa: BLE001 - families are decoration
+        pass
+    return PairInfo(
+        name=spec.name,
+        base=spec.base,
+        chat=spec.chat,
+        same_family=bool(spec.same_family),
+        base_family=fam_b,
+        chat_family=fam_c,
+        note=getattr(spec, "note", "") or "",
+    )
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def open_model(
+    name: str, *, registry: Any = None, n_ctx: int = 2048, threads: int | None = None
+) -> Generator:
+    """Open a registry model with the llama.cpp engine (pulling it into the cache if needed)."""
+    from overtonlite.backends.llamacpp import LlamaCppGenerator
+    from overtonlite.registry import load_registry
+    from overtonlite.sources import ensure_model
+
+    reg = registry or load_registry()
+    spec = reg.model(name)
+    path = Path(ensure_model(spec, pull=True))
+    sha = spec.file.sha256 or _file_sha256(path)
+    return LlamaCppGenerator(path, name=spec.name, model_sha256=sha, n_ctx=n_ctx, n_threads=threads)
+
+
+def open_pair(
+    pair: str | Any = "default", *, registry: Any = None, n_ctx: int = 2048, threads: int | None = None
+) -> PairModels:
+    """Open both models of a pair and check their roles (see :func:`check_pair`)."""
+    info = pair_info(pair, registry=registry)
+    base = open_model(info.base, registry=registry, n_ctx=n_ctx, threads=threads)
+    try:
+        chat = open_model(info.chat, registry=registry, n_ctx=n_ctx, threads=threads)
+    except BaseException:
+        base.close()
+        raise
+    models = PairModels(info=info, base=base, chat=chat)
+    try:
+        check_pair(base, chat, base_name=info.base, chat_name=info.chat)
+    except BaseException:
+        models.close()
+        raise
+    return models
+
+
+def ensure_writable(out: str | os.PathLike[str]) -> Path:
+    """Create ``out`` if needed and check that files can be written there; UsageError with the reason if not."""
+    path = Path(out).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".overtonlite-write-test"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to the output directory {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def read_results(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run directory's results.json ({} when there is none)."""
+    path = Path(out) / RESULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable results ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}:1: expected a JSON object")
+    return data
+
+
+def write_results(
+    out: str | os.PathLike[str],
+    *,
+    pair: PairInfo | None,
+    settings: dict[str, Any],
+    claims: dict[str, dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Merge claims (and settings) into ``out/results.json`` and write it atomically; returns the new content.
+
+    Claims already in the file and not given here are kept, so ``diversity`` and ``icl`` can share a directory.
+    """
+    from overtonlite.manifest import read_manifest, write_json_atomic
+
+    path = Path(out)
+    old = read_results(path)
+    merged_claims = dict(old.get("claims") or {})
+    merged_claims.update(claims)
+    merged_settings = dict(old.get("settings") or {})
+    for key, value in settings.items():
+        prev = merged_settings.get(key)
+        merged_settings[key] = {**prev, **value} if isinstance(prev, dict) and isinstance(value, dict) else value
+    manifest = read_manifest(path) or {}
+    data: dict[str, Any] = {
+        "pair": pair.to_dict() if pair is not None else old.get("pair"),
+        "settings": merged_settings,
+        "claims": merged_claims,
+        "signature": manifest.get("signature") or old.get("signature"),
+        "banner": pair.banner if pair is not None else old.get("banner"),
+    }
+    for key, value in old.items():
+        if key not in data:
+            data[key] = value
+    data.update(extra or {})
+    write_json_atomic(path / RESULTS_FILE, data)
+    return data

@@ -1,0 +1,150 @@
+"""Verdicts: turn estimates with confidence intervals into "supported" / "not supported" / "inconclusive".
+
+Each claim is a list of *findings*. A finding states one expected direction (for example "chat samples are
+lexically more alike than base samples": the paired difference chat - base of within-prompt Jaccard is > 0) and
+is judged on its 95% CI:
+
+* ``supported``: the whole CI lies on the expected side of the threshold;
+* ``not supported``: the whole CI lies on the opposite side;
+* ``inconclusive``: the CI contains the threshold, or there was nothing to estimate.
+
+"Reach" findings (the recoverability claim: a condition's similarity to the aligned reference reaches the aligned
+self-similarity) are judged on the CI of the ratio against the target 1.0: ``supported`` when the CI includes or
+exceeds 1 *and* its lower end is at least ``1 - REACH_MARGIN`` (so a CI too wide to tell, such as [0.1, 1.8], is not
+taken as support); ``not supported`` when the whole CI lies below 1; ``inconclusive`` otherwise.
+
+A claim is ``not supported`` when any of its findings is, ``supported`` when all of them are, and
+``inconclusive`` otherwise. ``overtonlite check`` fails (exit 1) only on ``not supported``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+SUPPORTED = "supported"
+NOT_SUPPORTED = "not supported"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+
+Expected = Literal["greater", "less", "reach"]
+
+REACH_MARGIN = 0.2
+"""A "reach" CI must exclude shares below ``1 - REACH_MARGIN`` (0.8) to count as support."""
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def _valid_ci(ci: Sequence[float] | None) -> bool:
+    return ci is not None and len(ci) == 2 and _finite(ci[0]) and _finite(ci[1])
+
+
+def judge(ci: Sequence[float] | None, *, expected: Expected, threshold: float = 0.0) -> str:
+    """The verdict for one finding from its CI (see the module docstring); a missing CI is inconclusive."""
+    if not _valid_ci(ci):
+        return INCONCLUSIVE
+    lo, hi = float(ci[0]), float(ci[1])  # type: ignore[index]
+    if expected == "greater":
+        return SUPPORTED if lo > threshold else NOT_SUPPORTED if hi < threshold else INCONCLUSIVE
+    if expected == "less":
+        return SUPPORTED if hi < threshold else NOT_SUPPORTED if lo > threshold else INCONCLUSIVE
+    if expected == "reach":
+        if hi < threshold:
+            return NOT_SUPPORTED
+        return SUPPORTED if lo >= threshold - REACH_MARGIN else INCONCLUSIVE
+    raise ValueError(f"unknown expected direction {expected!r}")
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """A claim's verdict from its findings' verdicts; no findings at all is inconclusive."""
+    if not verdicts:
+        return INCONCLUSIVE
+    if NOT_SUPPORTED in verdicts:
+        return NOT_SUPPORTED
+    if all(v == SUPPORTED for v in verdicts):
+        return SUPPORTED
+    return INCONCLUSIVE
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    """A number for verdict lines ("n/a" when missing)."""
+    return f"{x:.{digits}f}" if _finite(x) else "n/a"
+
+
+def fmt_ci(ci: Sequence[float] | None, digits: int = 3) -> str:
+    """``95% CI [lo, hi]`` ("no CI" when missing)."""
+    if not _valid_ci(ci):
+        return "no CI"
+    return f"95% CI [{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One judged expectation. ``estimate`` and ``ci`` are the tested quantity (a difference, a share, a ratio)."""
+
+    name: str
+    statement: str
+    expected: Expected
+    estimate: float | None
+    ci: tuple[float, float] | None
+    threshold: float = 0.0
+    detail: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return judge(self.ci, expected=self.expected, threshold=self.threshold)
+
+    @property
+    def line(self) -> str:
+        """A plain sentence: statement, estimate with CI, extra detail, verdict."""
+        text = f"{self.statement}: {fmt(self.estimate)} ({fmt_ci(self.ci)})"
+        if self.detail:
+            text += f"; {self.detail}"
+        return f"{text}. {self.verdict.capitalize()}."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "statement": self.statement,
+            "expected": self.expected,
+            "threshold": self.threshold,
+            "estimate": self.estimate,
+            "ci": list(self.ci) if self.ci is not None else None,
+            "verdict": self.verdict,
+            "line": self.line,
+        }
+
+
+@dataclass
+class Claim:
+    """A claim's findings, its evidence table ``{metric: {system: {"mean", "ci"}}}``, and notes (extra lines)."""
+
+    name: str
+    findings: list[Finding]
+    evidence: dict[str, dict[str, dict[str, Any]]]
+    notes: list[str]
+
+    @property
+    def verdict(self) -> str:
+        return combine([f.verdict for f in self.findings])
+
+    @property
+    def lines(self) -> list[str]:
+        return [f.line for f in self.findings] + list(self.notes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "evidence": self.evidence,
+            "lines": self.lines,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def exit_code(claims: dict[str, dict[str, Any]]) -> int:
+    """0 when no claim is "not supported", else 1 (the contract of ``overtonlite check``)."""
+    return 1 if any(c.get("verdict") == NOT_SUPPORTED for c in claims.values()) else 0
