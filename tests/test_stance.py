@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from overtonlite.metrics import stance_model
 from overtonlite.metrics.stance import (
     BIAS,
     FEATURES,
     STANCE_LABELS,
     WEIGHTS,
     classify_stance,
+    classify_stances,
     cohen_kappa,
     confusion,
     stance_features,
@@ -123,6 +127,91 @@ def test_classify_stance_very_long_and_unicode() -> None:
     assert classify_stance("¿Es seguro? 🙂", "Sí, es seguro según los estudios 🙂 ✓.") in STANCE_LABELS
 
 
+# --- batched classifier (embedding variant) -------------------------------------------------------------------
+
+
+class HashEmbedder:
+    """Deterministic stand-in for the sentence embedder: unit vectors from a hash of the text."""
+
+    def __init__(self, name: str | None = "all-minilm-l6-v2", dim: int = 384) -> None:
+        self.name, self.dim, self.calls = name, dim, []
+
+    def embed(self, texts):
+        self.calls.append(list(texts))
+        out = []
+        for t in texts:
+            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim)
+            out.append(v / np.linalg.norm(v))
+        return np.array(out, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+def test_classify_stances_without_embedder_is_cue_only() -> None:
+    qs = [q for q, _, _ in EXAMPLES]
+    rs = [r for _, r, _ in EXAMPLES]
+    assert classify_stances(qs, rs) == [classify_stance(q, r) for q, r in zip(qs, rs, strict=True)]
+    assert classify_stances([], []) == []
+
+
+def test_classify_stances_other_embedder_falls_back() -> None:
+    qs = [q for q, _, _ in EXAMPLES]
+    rs = [r for _, r, _ in EXAMPLES]
+    cue = [classify_stance(q, r) for q, r in zip(qs, rs, strict=True)]
+    other = HashEmbedder(name="paraphrase-minilm-l3-v2")
+    assert classify_stances(qs, rs, embedder=other) == cue and other.calls == []
+    narrow = HashEmbedder(name=None, dim=16)  # unnamed, wrong width: cue-only after one embed call
+    assert classify_stances(qs, rs, embedder=narrow) == cue
+
+
+def test_classify_stances_with_embedder_rules_and_batching() -> None:
+    emb = HashEmbedder()
+    qs = [Q, Q, Q, Q, Q]
+    rs = [
+        "",
+        "No.",
+        "It depends.",
+        "As an AI language model, I cannot provide opinions.",
+        "Yes, coffee is fine.",
+    ]
+    labels = classify_stances(qs, rs, embedder=emb)
+    assert labels[:4] == ["other", "no", "both", "other"]  # rules come first, no embedding needed for them
+    assert labels[4] in ("yes", "no", "both")
+    assert len(emb.calls) == 1  # one batch: the question once, the opening sentence once
+    assert emb.calls[0] == [Q, "Yes, coffee is fine."]
+
+
+def test_classify_stances_bad_input() -> None:
+    with pytest.raises(ValueError, match="differ in length"):
+        classify_stances([Q], [])
+    with pytest.raises(TypeError):
+        classify_stances([Q], [None], embedder=HashEmbedder())  # type: ignore[list-item]
+
+
+def test_embedding_weights_file_holds_only_numbers() -> None:
+    w_cue, w_emb, bias = stance_model.load_weights()
+    assert w_cue.shape == (len(FEATURES), 3) and w_emb.shape == (384, 3) and bias.shape == (3,)
+    assert np.isfinite(w_cue).all() and np.isfinite(w_emb).all() and np.isfinite(bias).all()
+    with np.load(stance_model.WEIGHTS_FILE, allow_pickle=False) as z:
+        assert sorted(z.files) == ["bias", "w_cue", "w_emb"]
+        assert all(z[k].dtype.kind == "f" for k in z.files)
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_dir):
+    from overtonlite.backends.onnx import OnnxEmbedder
+
+    return OnnxEmbedder(minilm_dir, name="all-minilm-l6-v2", threads=2)
+
+
+@pytest.mark.realmodel
+def test_classify_stances_real_embedder_examples(minilm) -> None:
+    qs = [q for q, _, _ in EXAMPLES]
+    rs = [r for _, r, _ in EXAMPLES]
+    labels = classify_stances(qs, rs, embedder=minilm)
+    wrong = [(r, e, got) for (_, r, e), got in zip(EXAMPLES, labels, strict=True) if got != e]
+    assert not wrong
+
+
 # --- stance statistics --------------------------------------------------------------------------------------
 
 
@@ -226,13 +315,38 @@ def test_reference_stance_agreement_measured_floor(calibration) -> None:
     assert abs(pred.count("both") / len(pred) - gold.count("both") / len(gold)) <= 0.06
 
 
-@pytest.mark.xfail(
-    reason="target not reached: the cue-feature model agrees with GPT-4 on 85.9% (kappa 0.764) of all answers, "
-    "83.6% (kappa 0.728) on held-out prompts; GPT-4's own labels of the 5 samples of a prompt agree with their "
-    "prompt majority only 88-90% of the time",
-    strict=False,
-)
-def test_reference_stance_agreement_target(calibration) -> None:
+def test_reference_stance_target_is_not_claimed(calibration) -> None:
+    """The issue's target (>= 88%, kappa >= 0.80 on all 2,170) is NOT reached by the cue-only classifier; the
+    embedding variant (test below) does not reach it on held-out prompts either. This pins the measured gap so a
+    change that closes it has to update this test and the module docstring together."""
     gold, pred, _ = calibration
-    assert _acc(gold, pred) >= 0.88
-    assert cohen_kappa(gold, pred) >= 0.80
+    assert _acc(gold, pred) < 0.88 or cohen_kappa(gold, pred) < 0.80
+
+
+@pytest.mark.realmodel
+def test_reference_stance_agreement_embedding_variant(reference_dir, minilm) -> None:
+    """Embedding variant on held-out prompts (odd ids below 200: 100 prompts, 500 answers).
+
+    Measured on this subset: 88.0% / kappa 0.806, the same labels as cue-only (an easier-than-average subset:
+    this is a regression guard, not the issue's target). Full benchmark (benchmarks/stance_calibration.py): odd ids 83.6% / 0.727,
+    all 86.4% / 0.773, 5-fold CV by prompt 85.3% / 0.754.
+    """
+    prompts = {}
+    with open(reference_dir / "conflictingqa" / "prompts.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            prompts[rec["id"]] = rec["prompt"]
+    qs, rs, gold = [], [], []
+    with open(reference_dir / "conflictingqa" / "stance-calibration.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            if rec["prompt_id"] % 2 == 1 and rec["prompt_id"] < 200:
+                qs.append(prompts[rec["prompt_id"]])
+                rs.append(rec["response"])
+                gold.append(rec["stance"])
+    assert len(gold) == 500
+    pred = classify_stances(qs, rs, embedder=minilm)
+    cue = [classify_stance(q, r) for q, r in zip(qs, rs, strict=True)]
+    assert _acc(gold, pred) >= 0.86
+    assert cohen_kappa(gold, pred) >= 0.78
+    assert _acc(cue, pred) >= 0.95  # the embedding term changes few labels (about 1% on all answers)

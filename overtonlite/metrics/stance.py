@@ -22,6 +22,18 @@ held-out odd-numbered prompts. Rules come before the scores: a response of fewer
 when it is a bare "Yes." / "No." / "It depends.", else ``other`` (so is empty text); refusals ("as an AI ...",
 "I cannot provide ...") that do not restate the question are ``other``.
 
+**Agreement with GPT-4** (2,170 answers; weights fitted on even prompt ids; 5-fold CV by prompt refits per fold):
+even 88.1% / kappa 0.801, held-out odd 83.6% / 0.728, all 85.9% / 0.764, CV 84.8% / 0.747. The issue's target
+(88%, kappa 0.80) is therefore met only on the data the weights were fitted on, not on held-out prompts.
+
+**Embedding variant.** :func:`classify_stances` (batched) adds, when given the default sentence embedder
+(all-MiniLM-L6-v2), one more input to the same logistic regression: ``embed(opening sentence) - embed(question)``
+(384 numbers; subtracting the question takes most of the topic out). Weights are in ``stance_weights.npz``, fitted
+on even ids (see :mod:`overtonlite.metrics.stance_model`). It agrees with GPT-4 on 89.1% / 0.818 (even, fitted),
+83.6% / 0.727 (held-out odd), 86.4% / 0.773 (all), 85.3% / 0.754 (CV): no real held-out gain; it changes about 1%
+of the labels. Larger embedding inputs (closing sentence, whole answer, question x opening products) fit the
+even prompts better (up to 98%) but lose 3-8 points on held-out prompts, because they learn each question's topic.
+
 Also here: :func:`stance_summary` (per-group "both" share, yes/no split, label distribution, entropy) and the
 agreement statistics :func:`cohen_kappa` and :func:`confusion`.
 """
@@ -32,6 +44,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from overtonlite.metrics.stopwords import ENGLISH_STOPWORDS
 
@@ -41,6 +54,7 @@ __all__ = [
     "WEIGHTS",
     "BIAS",
     "classify_stance",
+    "classify_stances",
     "stance_features",
     "stance_scores",
     "stance_summary",
@@ -336,6 +350,21 @@ def classify_stance(question: str, response: str) -> str:
         return "other"
     scores = stance_scores(question, text)
     return max(_SCORED, key=lambda lab: scores[lab])
+
+
+def classify_stances(
+    questions: Sequence[str], responses: Sequence[str], *, embedder: Any = None
+) -> list[str]:
+    """Label many responses; ``questions[i]`` is the question ``responses[i]`` answers.
+
+    Without ``embedder`` this is :func:`classify_stance` on each pair. With the default sentence embedder
+    (all-MiniLM-L6-v2, anything with ``embed(texts)``), the embedding variant of
+    :mod:`overtonlite.metrics.stance_model` is used, texts embedded in one batch; an embedder of another model
+    falls back to cue-only. Raises ``TypeError`` for non-strings, ``ValueError`` for unequal lengths.
+    """
+    from overtonlite.metrics.stance_model import classify_stances as _impl
+
+    return _impl(questions, responses, embedder=embedder)
 
 
 def stance_summary(labels: Sequence[str]) -> dict:
