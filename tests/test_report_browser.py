@@ -53,7 +53,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]
     """(report.html, the DOM after load as Chromium serialises it, a full-page screenshot)."""
     browser = _chromium()
     root = tmp_path_factory.mktemp("browser")
-    paths = build_report(write_run(root / "run"))
+    # the synthetic claims are rendered as written (not recomputed from the synthetic metrics)
+    paths = build_report(write_run(root / "run"), refresh_results=False)
     url = paths.html.resolve().as_uri()
     dom = _run(browser, root / "profile-dom", "--virtual-time-budget=5000", "--dump-dom", url).stdout
     shot = root / "shot.png"

@@ -146,11 +146,8 @@ def recompute_results(run_dir: str | Path) -> dict[str, Any] | None:
         return None
     claims = compute_claims(path, conditions=settings.get("conditions") or (), seed=int(settings.get("seed", 0)),
                             which=list(old.get("claims") or ()), icl_prompt_ids=settings.get("icl_prompt_ids"))
-    pair = old.get("pair") or {}
-    info = PairInfo(name=str(pair.get("name", "")), base=str(pair.get("base")), chat=str(pair.get("chat")),
-                    same_family=bool(pair.get("same_family")), base_family=pair.get("base_family"),
-                    chat_family=pair.get("chat_family"))
-    return write_results(path, pair=info, settings=settings, claims=claims)
+    # pair, banner and the other stored facts are kept as they are; only the claims are recomputed
+    return write_results(path, pair=None, settings=settings, claims=claims)
 
 
 def _build_report(out: Path) -> Any:
