@@ -1,0 +1,271 @@
+"""Batched N-sample generation on llama.cpp's low-level API.
+
+How a run is scheduled
+----------------------
+* One context with a *unified* KV cache of ``n_kv`` cells and ``max_seqs + 1`` sequences. Sequence 0 holds the
+  shared-prefix cache; sequences ``1..max_seqs`` hold samples.
+* A prompt group (one rendered prompt, N seeds) becomes one *job* (or several, when N exceeds ``max_seqs`` or the
+  KV budget). A job's prompt is evaluated ONCE into its first sequence; its KV cells are then shared with the
+  N-1 sibling sequences (``llama_memory_seq_cp``), and every sibling samples its first token from the same logits.
+* Every step decodes the last token of every live sequence of every job in flight, plus prompt chunks of newly
+  admitted jobs, in ONE ``llama_decode``. Jobs are admitted in input order while there are free sequences and
+  free KV cells (a job reserves ``prompt cells + N * max_new_tokens``); a finished sample's cells are released
+  at once with ``llama_memory_seq_rm``. Groups are yielded as soon as all their samples are finished.
+* Sampling of the sequences of one step runs in a small thread pool (ctypes releases the GIL) when the
+  vocabulary is large (Gemma's 262k tokens make the full-vocabulary sampler chain cost several ms).
+* Shared prefix: when a prompt shares at least ``min_prefix`` tokens with the cached prefix, or with another
+  prompt waiting in the look-ahead window, the common token prefix is evaluated once into sequence 0 and copied
+  into each job before only the job's own suffix is evaluated. The cache lives as long as the generator, so a
+  URIAL preamble is evaluated once per run. ``GroupResult.prompt_tokens_evaluated`` and
+  ``stats["prompt_tokens_evaluated"]`` count the tokens actually evaluated.
+
+Sampling
+--------
+Each sequence has its own sampler state and seed. The order is the one of Hugging Face/TGI's processors:
+
+1. repetition penalty ``repetition_penalty`` over the WHOLE context (prompt and generated tokens so far):
+   ``logit <= 0 ? logit * penalty : logit / penalty`` for every distinct token seen (no frequency or presence
+   penalty). The engine applies it to the logits row itself, with the same float32 arithmetic as llama.cpp's
+   ``penalties`` sampler, because that sampler does a hash lookup for every vocabulary entry (Gemma: 262k) on
+   every token;
+2. then the llama.cpp sampler chain (``llama_sampler_chain``): ``top_k`` (if > 0) -> ``top_p`` (if < 1) ->
+   ``min_p`` (if > 0) -> ``temp`` -> ``dist(seed)``.
+
+``temperature == 0`` replaces the chain with greedy decoding (the penalty still applies first).
+
+Text, stops and limits
+----------------------
+Token pieces are decoded as UTF-8 incrementally (characters split across tokens are joined; invalid bytes become
+U+FFFD). Stop strings are matched on the decoded text, also across tokens, and are not kept.
+``finish_reason`` is ``"eos"`` (an end-of-generation token, not kept), ``"stop"`` or ``"length"`` (``max_tokens``
+reached, or the per-sequence context ``n_ctx`` is full). ``n_tokens`` counts the generated tokens kept.
+A prompt of more than ``n_ctx - 1`` tokens yields ``GroupResult(error="prompt_too_long", samples=[])``.
+
+Tokenization: prompts are tokenized with ``parse_special=True`` (rendered chat templates contain control tokens)
+and with BOS when the model asks for it; a BOS already at the start of the text is not doubled.
+
+Threads: ``n_threads`` (generation) and ``n_threads_batch`` (prompts) default to the number of physical cores.
+On a machine whose cores are busy with other processes, llama.cpp's OpenMP build can slow down by two orders of
+magnitude with more than one thread (its barriers spin while a partner thread is descheduled); measured on a
+loaded 2-core machine: 0.3-1 tok/s with 2 threads, ~40 tok/s with 1 thread, ~34 tok/s with 2 threads and
+``OMP_WAIT_POLICY=PASSIVE`` (set it in the environment before the first import of ``llama_cpp``).
+
+A prompt that tokenizes to nothing (and a model without BOS) yields ``error="empty_prompt"``.
+
+Determinism: the same requests, in the same order, with the same engine settings (``max_seqs``, ``n_batch``,
+``n_kv``) give identical samples; the schedule is deterministic. The same group run in a different batch
+composition (other groups in flight, a resumed run) is NOT guaranteed to give the same samples: llama.cpp's
+quantized matrix kernels round differently for different batch shapes. Measured: identical on the f32 tiny test
+model; with SmolLM2-135M Q4_1 two of three samples diverged after ~80 characters when the group ran alone
+instead of beside six other groups. Samples are statistically equivalent either way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from overtonlite.backends.base import PROMPT_TOO_LONG, GenRequest, GroupResult, ProgressFn
+from overtonlite.backends.llamacpp_chat import render_template
+from overtonlite.backends.llamacpp_native import NativeModel, physical_cores
+from overtonlite.backends.llamacpp_sched import Group, Job, Prefix, Scheduler
+from overtonlite.errors import ModelLoadError, UsageError
+
+PARALLEL_SAMPLING_VOCAB = 32_000  # sample sequences in parallel threads above this vocabulary size
+SAMPLER_CHAIN = "repetition penalty (whole context) -> top_k -> top_p -> min_p -> temp -> dist(seed)"
+
+
+class LlamaCppGenerator:
+    """N samples per prompt, several prompt groups in flight, on one llama.cpp context (see module docstring).
+
+    ``n_ctx`` is the per-sequence context (prompt + generated tokens); ``n_kv`` the total KV cells shared by all
+    sequences (default ``max(n_ctx, min(16384, 512 * max_seqs))``); ``max_seqs`` the number of sequences decoded
+    together; ``n_threads`` defaults to the number of physical cores (used for decoding and prompt evaluation).
+    ``min_prefix`` is the shortest token prefix worth sharing, ``lookahead`` how many requests are read ahead to
+    find shared prefixes. ``verbose`` keeps llama.cpp's own logging; ``ignore_eos`` (benchmarks only) samples
+    past end-of-generation tokens. Raises ModelLoadError for a missing, truncated or corrupt model file.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        name: str | None = None,
+        model_sha256: str = "",
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        max_seqs: int = 16,
+        n_batch: int = 512,
+        n_kv: int | None = None,
+        min_prefix: int = 32,
+        lookahead: int = 64,
+        verbose: bool = False,
+        ignore_eos: bool = False,
+    ) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        try:
+            from overtonlite.gguf_info import validate_gguf
+        except ImportError:
+            validate_gguf = None
+        if validate_gguf is not None:
+            validate_gguf(path)
+        if n_ctx < 2 or max_seqs < 1 or n_batch < 1:
+            raise UsageError("n_ctx must be >= 2, max_seqs >= 1 and n_batch >= 1")
+        self.ignore_eos = ignore_eos  # benchmarks only: sample past end-of-generation tokens
+        self.name = name or path.stem
+        self.model_sha256 = model_sha256
+        self.model_path = path
+        self.n_ctx = int(n_ctx)
+        self.max_seqs = int(max_seqs)
+        self.n_threads = int(n_threads) if n_threads else physical_cores()
+        self.min_prefix = max(1, int(min_prefix))
+        self.lookahead = max(2, int(lookahead))
+        n_kv = int(n_kv) if n_kv else max(self.n_ctx, min(16384, 512 * self.max_seqs))
+        self.native = NativeModel(
+            path,
+            n_kv=max(n_kv, self.n_ctx + 16),
+            n_seq_max=self.max_seqs + 1,
+            n_batch=max(int(n_batch), self.max_seqs),
+            n_threads=self.n_threads,
+            verbose=verbose,
+        )
+        self.n_kv = self.native.n_kv
+        self._budget = self.n_kv - 16  # KV cells the scheduler hands out
+        self._template = self.native.meta("tokenizer.chat_template")
+        self._prefix: Prefix | None = None
+        self._cells_used = 0
+        self._pool: Any = None
+        self._busy = False
+        self.parallel_sampling = self.n_threads > 1 and self.native.n_vocab >= PARALLEL_SAMPLING_VOCAB
+        self.stats: dict[str, int] = {
+            "prompt_tokens_evaluated": 0,
+            "prefix_tokens_evaluated": 0,
+            "generated_tokens": 0,
+            "decode_calls": 0,
+            "groups": 0,
+            "gen_step_tokens": 0,  # tokens sampled in generation-only steps ...
+            "gen_step_us": 0,  # ... and the time those steps took (decode + sampling), for tokens/s
+        }
+
+    # -- simple protocol methods -------------------------------------------------------------------------------
+    def has_chat_template(self) -> bool:
+        """True when the GGUF carries ``tokenizer.chat_template``."""
+        return bool(self._template)
+
+    def render_chat(self, messages: Sequence[dict[str, str]]) -> str:
+        """Render messages with the model's own Jinja template, ending with the assistant turn's opening."""
+        if not self._template:
+            raise UsageError(
+                f"model '{self.name}' has no chat template in its GGUF metadata; use raw completion"
+            )
+        nm = self.native
+        return render_template(
+            self._template, messages, bos_token=nm.token_text(nm.bos), eos_token=nm.token_text(nm.eos)
+        )
+
+    def tokenize(self, text: str) -> list[int]:
+        """Prompt tokens as generation sees them (BOS as the model wants, special tokens parsed)."""
+        toks = self.native.tokenize(text, add_special=True, parse_special=True)
+        if not toks and self.native.bos >= 0:
+            toks = [self.native.bos]
+        return toks
+
+    def count_tokens(self, text: str) -> int:
+        """Number of prompt tokens for ``text`` (including a BOS the model adds)."""
+        return len(self.tokenize(text))
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the manifest."""
+        import llama_cpp
+
+        return {
+            "backend": "llama.cpp",
+            "llama_cpp_python": llama_cpp.__version__,
+            "system_info": self.native.system_info(),
+            "n_threads": self.n_threads,
+            "n_ctx": self.n_ctx,
+            "n_kv": self.n_kv,
+            "max_seqs": self.max_seqs,
+            "n_batch": self.native.n_batch,
+            "kv_unified": True,
+            "sampler_chain": SAMPLER_CHAIN,
+            "model_path": str(self.model_path),
+            "n_ctx_train": self.native.n_ctx_train(),
+            "chat_template": self.has_chat_template(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        }
+
+    def close(self) -> None:
+        """Free the context and the model (idempotent)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self.native.close()
+        self._prefix = None
+
+    def __enter__(self) -> LlamaCppGenerator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- generation ---------------------------------------------------------------------------------------------
+    def generate(
+        self, requests: Iterable[GenRequest], *, on_tokens: ProgressFn | None = None
+    ) -> Iterator[GroupResult]:
+        """Yield one GroupResult per request, in completion order (see the module docstring)."""
+        if self.native.ctx is None:
+            raise UsageError("the generator is closed")
+        if self._busy:
+            raise UsageError(
+                "this generator is already generating; finish or close the other generate() first"
+            )
+        self._busy = True
+        sched = Scheduler(self, iter(requests), on_tokens)
+        try:
+            yield from sched.run()
+        finally:
+            sched.abort()
+            self._busy = False
+
+    # helpers used by the scheduler ---------------------------------------------------------------------------
+    def _sampling_pool(self, n_outputs: int) -> Any:
+        """A thread pool for sampling many sequences at once (ctypes releases the GIL), or None."""
+        if not self.parallel_sampling or n_outputs < 2:
+            return None
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(
+                max_workers=max(2, self.n_threads), thread_name_prefix="overtonlite-sample"
+            )
+        return self._pool
+
+    def _plan(self, req: GenRequest) -> tuple[Group | None, GroupResult | None]:
+        """Tokenize and split a request into jobs; or return an immediate (error/empty) result."""
+        tokens = self.tokenize(req.prompt)
+        n = len(tokens)
+        if n == 0:
+            return None, GroupResult(key=req.key, samples=[], prompt_tokens=0, error="empty_prompt")
+        if n > self.n_ctx - 1:
+            return None, GroupResult(key=req.key, samples=[], prompt_tokens=n, error=PROMPT_TOO_LONG)
+        group = Group(req=req, tokens=tokens, samples=[None] * req.n)
+        if req.n == 0:
+            return None, GroupResult(key=req.key, samples=[], prompt_tokens=n)
+        return group, None
+
+    def _jobs(self, group: Group) -> list[Job]:
+        n_prompt = len(group.tokens)
+        max_new = min(group.req.sampling.max_tokens, self.n_ctx - n_prompt)
+        per_job = max(1, min(self.max_seqs, (self._budget - n_prompt) // max_new))
+        idx = list(range(group.req.n))
+        jobs = [Job(group, idx[i : i + per_job], max_new) for i in range(0, len(idx), per_job)]
+        group.jobs_left = len(jobs)
+        return jobs
+
+
+__all__ = ["LlamaCppGenerator", "SAMPLER_CHAIN"]

@@ -1,0 +1,294 @@
+"""Thin, typed helpers over llama.cpp's low-level ctypes API (``llama_cpp.llama_cpp``).
+
+Only :mod:`overtonlite.backends.llamacpp` uses this module. ``llama_cpp`` is imported lazily inside functions, so
+importing this module stays cheap. :class:`NativeModel` owns one model, one context (unified KV cache with
+``n_seq_max`` sequences) and one reusable batch; it frees them in :meth:`NativeModel.close`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+from overtonlite.config import SamplingConfig
+from overtonlite.errors import ModelLoadError, missing_dependency
+
+_QUIET_CALLBACK: Any = None  # keep the ctypes callback alive for the life of the process
+_BACKEND_READY = False
+
+
+def physical_cores() -> int:
+    """Number of physical cores available to this process (hyper-threads not counted); falls back to cpu_count."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = list(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    for cpu in allowed:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            pkg = (topo / "physical_package_id").read_text().strip()
+            core = (topo / "core_id").read_text().strip()
+        except OSError:
+            cores = set()
+            break
+        cores.add((pkg, core))
+    if cores:
+        return len(cores)
+    try:  # /proc/cpuinfo: unique (physical id, core id) pairs
+        pairs, phys, core_id = set(), "0", None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "physical id":
+                phys = value
+            elif key == "core id":
+                core_id = value
+            elif not line.strip() and core_id is not None:
+                pairs.add((phys, core_id))
+                core_id = None
+        if core_id is not None:
+            pairs.add((phys, core_id))
+        if pairs:
+            return max(1, min(len(pairs), len(allowed)))
+    except OSError:
+        pass
+    return max(1, len(allowed))
+
+
+def import_llama() -> Any:
+    """``llama_cpp.llama_cpp`` or a MissingDependencyError naming the fix."""
+    try:
+        import llama_cpp.llama_cpp as ll
+    except ImportError as exc:
+        raise missing_dependency("llama_cpp", package="llama-cpp-python") from exc
+    return ll
+
+
+def set_logging(verbose: bool) -> None:
+    """Silence llama.cpp's own stderr logging (default), or route it to stderr again with ``verbose``."""
+    global _QUIET_CALLBACK, _BACKEND_READY
+    ll = import_llama()
+    if verbose:
+        import llama_cpp._logger as lg
+
+        lg.set_verbose(True)
+        ll.llama_log_set(lg.llama_log_callback, ctypes.c_void_p(0))
+    else:
+        if _QUIET_CALLBACK is None:
+            _QUIET_CALLBACK = ll.llama_log_callback(lambda level, text, data: None)
+        ll.llama_log_set(_QUIET_CALLBACK, ctypes.c_void_p(0))
+    if not _BACKEND_READY:
+        ll.llama_backend_init()
+        _BACKEND_READY = True
+
+
+class NativeModel:
+    """One llama.cpp model + context + batch. Raises ModelLoadError with a one-line message on load failure."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_kv: int,
+        n_seq_max: int,
+        n_batch: int,
+        n_threads: int,
+        verbose: bool = False,
+    ) -> None:
+        ll = self.ll = import_llama()
+        set_logging(verbose)
+        self.path = Path(path)
+        self.model = None
+        self.ctx = None
+        self._batch = None
+        mparams = ll.llama_model_default_params()
+        model = ll.llama_model_load_from_file(str(self.path).encode("utf-8"), mparams)
+        if not model:
+            raise ModelLoadError(
+                f"cannot load model {self.path}: llama.cpp rejected the file (truncated or corrupt GGUF?)"
+            )
+        self.model = model
+        self.vocab = ll.llama_model_get_vocab(model)
+        self.n_vocab = int(ll.llama_vocab_n_tokens(self.vocab))
+        self.n_swa = int(ll.llama_model_n_swa(model))  # sliding-window attention size (0: none)
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = n_kv
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = n_batch
+        cparams.n_seq_max = n_seq_max
+        cparams.n_threads = n_threads
+        cparams.n_threads_batch = n_threads
+        cparams.kv_unified = True
+        cparams.no_perf = True
+        ctx = ll.llama_init_from_model(model, cparams)
+        if not ctx:
+            self.close()
+            raise ModelLoadError(
+                f"cannot create a llama.cpp context for {self.path} (n_kv={n_kv}, n_seq_max={n_seq_max})"
+            )
+        self.ctx = ctx
+        self.mem = ll.llama_get_memory(ctx)
+        self.n_kv = int(ll.llama_n_ctx(ctx))
+        self.n_batch = int(ll.llama_n_batch(ctx))
+        self._batch = ll.llama_batch_init(self.n_batch, 0, 1)
+        self._pieces: dict[int, bytes] = {}
+        self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
+        self.bos = int(ll.llama_vocab_bos(self.vocab))
+        self.eos = int(ll.llama_vocab_eos(self.vocab))
+
+    # -- vocabulary ---------------------------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as a string, or None."""
+        size = 4096
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = self.ll.llama_model_meta_val_str(self.model, key.encode(), buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buf.value.decode("utf-8", errors="replace")
+            size = n + 1
+
+    def token_text(self, token: int) -> str:
+        """The vocabulary entry of a (special) token, e.g. ``<s>``; "" for -1."""
+        if token < 0:
+            return ""
+        raw = self.ll.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        """Tokenize; never adds a second BOS when the text already starts with one."""
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        while True:
+            arr = (self.ll.llama_token * cap)()
+            n = self.ll.llama_tokenize(self.vocab, data, len(data), arr, cap, add_special, parse_special)
+            if n >= 0:
+                break
+            cap = -n
+        toks = list(arr[:n])
+        if len(toks) >= 2 and toks[0] == toks[1] == self.bos and self.bos >= 0:
+            toks = toks[1:]
+        return toks
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a generated token contributes to the text (special tokens render as nothing)."""
+        cached = self._pieces.get(token)
+        if cached is not None:
+            return cached
+        size = 32
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = self.ll.llama_token_to_piece(self.vocab, token, buf, size, 0, False)
+            if n >= 0:
+                break
+            size = -n
+        out = buf.raw[:n]
+        self._pieces[token] = out
+        return out
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self.ll.llama_vocab_is_eog(self.vocab, token))
+
+    # -- sampling -------------------------------------------------------------------------------------------------
+    def make_sampler(self, sampling: SamplingConfig, seed: int) -> Any:
+        """A fresh sampler chain: top_k -> top_p -> min_p -> temp -> dist(seed) (greedy at T=0).
+
+        The repetition penalty comes first but is not part of the chain: :meth:`penalize` applies it to the
+        logits row (see the module docstring of :mod:`overtonlite.backends.llamacpp`).
+        """
+        ll = self.ll
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        if sampling.temperature <= 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
+            return chain
+        if sampling.top_k > 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(sampling.top_k))
+        if sampling.top_p < 1.0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(sampling.top_p, 1))
+        if sampling.min_p > 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(sampling.min_p, 1))
+        if sampling.temperature != 1.0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(sampling.temperature))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    def penalize(self, idx: int, seen: np.ndarray, penalty: float) -> None:
+        """Apply the repetition penalty in place to output row ``idx`` for the token ids in ``seen``.
+
+        Same float32 arithmetic as llama.cpp's penalties sampler (``logit <= 0``: multiply, else divide), but
+        only over the tokens seen instead of a hash lookup for every vocabulary entry.
+        """
+        import numpy as np
+
+        ptr = self.ll.llama_get_logits_ith(self.ctx, idx)
+        row = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+        p = np.float32(penalty)
+        vals = row[seen]
+        row[seen] = np.where(vals <= 0, vals * p, vals / p)
+
+    def sample(self, sampler: Any, idx: int) -> int:
+        return int(self.ll.llama_sampler_sample(sampler, self.ctx, idx))
+
+    def sync_outputs(self) -> None:
+        """Wait for the last decode and settle the output buffers (makes later logits reads read-only)."""
+        self.ll.llama_synchronize(self.ctx)
+        self.ll.llama_get_logits(self.ctx)
+
+    def free_sampler(self, sampler: Any) -> None:
+        self.ll.llama_sampler_free(sampler)
+
+    # -- KV cache and decoding --------------------------------------------------------------------------------------
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        self.ll.llama_memory_seq_cp(self.mem, src, dst, p0, p1)
+
+    def seq_rm(self, seq: int) -> None:
+        self.ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
+
+    def clear(self) -> None:
+        self.ll.llama_memory_clear(self.mem, False)
+
+    def decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
+        """Decode ``(token, pos, seq_id, want_logits)`` entries in one ``llama_decode`` (at most n_batch)."""
+        b = self._batch
+        for i, (tok, pos, seq, logits) in enumerate(entries):
+            b.token[i] = tok
+            b.pos[i] = pos
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = logits
+        b.n_tokens = len(entries)
+        rc = self.ll.llama_decode(self.ctx, b)
+        if rc != 0:
+            from overtonlite.errors import OvertonliteError
+
+            raise OvertonliteError(
+                f"llama_decode failed with code {rc} ({len(entries)} tokens); the KV cache may be full"
+            )
+
+    def system_info(self) -> str:
+        raw = self.ll.llama_print_system_info()
+        return raw.decode("utf-8", errors="replace").strip() if raw else ""
+
+    def n_ctx_train(self) -> int:
+        return int(self.ll.llama_model_n_ctx_train(self.model))
+
+    def close(self) -> None:
+        """Free batch, context and model (idempotent)."""
+        ll = self.ll
+        if self._batch is not None:
+            ll.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx is not None:
+            ll.llama_free(self.ctx)
+            self.ctx = None
+        if self.model is not None:
+            ll.llama_model_free(self.model)
+            self.model = None

@@ -1,0 +1,372 @@
+"""The step loop behind :meth:`LlamaCppGenerator.generate` (admission, shared prefix, one decode per step).
+
+See :mod:`overtonlite.backends.llamacpp` for the scheduling policy; this module holds its mechanics.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from overtonlite.backends.base import GenRequest, GroupResult, ProgressFn, SampleResult
+from overtonlite.backends.llamacpp_stops import SampleText
+from overtonlite.errors import OvertonliteError
+
+if TYPE_CHECKING:
+    from overtonlite.backends.llamacpp import LlamaCppGenerator
+
+
+PREFIX_SEQ = 0
+
+
+@dataclass(eq=False)
+class Prefix:
+    tokens: tuple[int, ...]
+    refs: int = 0
+    current: bool = True
+
+
+@dataclass(eq=False)
+class Group:
+    req: GenRequest
+    tokens: list[int]
+    samples: list[SampleResult | None]
+    jobs_left: int = 0
+    evaluated: int = 0
+    t0: float = 0.0
+
+
+@dataclass(eq=False)
+class Job:
+    group: Group
+    indices: list[int]
+    max_new: int
+    reuse: int = 0  # prompt tokens taken from the prefix cache
+    prefix: Prefix | None = None
+    fed: int = 0  # suffix tokens already submitted
+    seqs: list[int] = field(default_factory=list)
+    cells: int = 0  # reserved KV cells for the prompt part
+    live: int = 0
+
+    @property
+    def suffix(self) -> list[int]:
+        return self.group.tokens[self.reuse :]
+
+
+@dataclass(eq=False)
+class Slot:
+    job: Job
+    index: int
+    seq: int
+    sampler: Any
+    text: SampleText
+    pos: int
+    last: int = -1
+    seen: dict[int, None] = field(default_factory=dict)  # distinct tokens of the context, in order
+    seen_cache: Any = None
+
+    def seen_array(self) -> Any:
+        if self.seen_cache is None:
+            import numpy as np
+
+            self.seen_cache = np.fromiter(self.seen, dtype=np.int64, count=len(self.seen))
+        return self.seen_cache
+
+
+def _sample_result(slot: Slot, finish: str) -> SampleResult:
+    text, n_tokens = slot.text.result()
+    sp = slot.job.group.req.sampling
+    return SampleResult(
+        text=text,
+        n_tokens=n_tokens,
+        finish_reason=finish,  # type: ignore[arg-type]
+        seed=slot.job.group.req.seeds[slot.index],
+        max_tokens=sp.max_tokens,
+    )
+
+
+def _finish_group(group: Group) -> GroupResult:
+    return GroupResult(
+        key=group.req.key,
+        samples=[s for s in group.samples if s is not None],
+        prompt_tokens=len(group.tokens),
+        prompt_tokens_evaluated=group.evaluated,
+        seconds=time.perf_counter() - group.t0,
+    )
+
+
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Scheduler:
+    """One ``generate`` call: reads requests lazily, keeps jobs in flight, yields finished groups."""
+
+    def __init__(
+        self, gen: LlamaCppGenerator, requests: Iterator[GenRequest], on_tokens: ProgressFn | None
+    ) -> None:
+        self.gen = gen
+        self.nm = gen.native
+        self.requests = requests
+        self.exhausted = False
+        self.on_tokens = on_tokens
+        self.pending: deque[Job] = deque()
+        self.ready: deque[GroupResult] = deque()
+        self.free_seqs = list(range(1, gen.max_seqs + 1))
+        heapq.heapify(self.free_seqs)
+        self.prefill: list[Job] = []
+        self.slots: list[Slot] = []
+        self.active: list[Job] = []
+
+    # -- reading and admission --------------------------------------------------------------------------------
+    def _refill(self) -> None:
+        while not self.exhausted and len(self.pending) < self.gen.lookahead:
+            try:
+                req = next(self.requests)
+            except StopIteration:
+                self.exhausted = True
+                return
+            group, immediate = self.gen._plan(req)
+            if immediate is not None:
+                self.ready.append(immediate)
+                continue
+            assert group is not None
+            self.pending.extend(self.gen._jobs(group))
+
+    def _prefix_for(self, job: Job) -> tuple[int, bool]:
+        """(tokens to reuse, whether a new prefix must be evaluated first)."""
+        toks = job.group.tokens
+        limit = len(toks) - 1  # the last prompt token is always evaluated in the job's own sequence
+        pref = self.gen._prefix
+        if pref is not None:
+            cached = min(_lcp(pref.tokens, toks), limit)
+            # sliding-window layers drop the cache's oldest cells: only the whole cached prefix is reusable there
+            partial_swa = self.nm.n_swa > 0 and cached < len(pref.tokens)
+            if cached >= self.gen.min_prefix and not partial_swa:
+                return cached, False
+        # the prefix common to all waiting prompts that share at least min_prefix tokens with this one
+        shared = [
+            n
+            for n in (_lcp(o.group.tokens, toks) for o in self.pending if o is not job)
+            if n >= self.gen.min_prefix
+        ]
+        best = min(min(shared, default=0), limit)
+        return (best, True) if best >= self.gen.min_prefix else (0, False)
+
+    def _release_prefix(self, pref: Prefix | None) -> None:
+        if pref is not None and pref.refs == 0 and not pref.current:
+            self.gen._cells_used -= len(pref.tokens)
+
+    def _set_prefix(self, tokens: tuple[int, ...], group: Group) -> None:
+        """Evaluate ``tokens`` into the prefix sequence (replacing the old cache)."""
+        old = self.gen._prefix
+        self.nm.seq_rm(PREFIX_SEQ)
+        if old is not None:
+            old.current = False
+            self._release_prefix(old)
+        self.gen._prefix = None
+        step = self.nm.n_batch
+        for start in range(0, len(tokens), step):
+            chunk = tokens[start : start + step]
+            self.nm.decode([(t, start + k, PREFIX_SEQ, False) for k, t in enumerate(chunk)])
+            self.gen.stats["decode_calls"] += 1
+        self.gen._prefix = Prefix(tokens=tokens)
+        self.gen._cells_used += len(tokens)
+        self.gen.stats["prefix_tokens_evaluated"] += len(tokens)
+        self.gen.stats["prompt_tokens_evaluated"] += len(tokens)
+        group.evaluated += len(tokens)
+
+    def _try_admit(self, job: Job) -> bool:
+        gen = self.gen
+        if len(self.free_seqs) < len(job.indices):
+            return False
+        gen_cells = len(job.indices) * job.max_new
+        reuse, build = self._prefix_for(job)
+        extra = reuse if build else 0
+        if reuse and gen._cells_used + extra + len(job.group.tokens) - reuse + gen_cells > gen._budget:
+            reuse, build, extra = 0, False, 0
+        prompt_cells = len(job.group.tokens) - reuse
+        if gen._cells_used + extra + prompt_cells + gen_cells > gen._budget:
+            if not self.active and gen._prefix is not None and gen._prefix.refs == 0:
+                self.nm.seq_rm(PREFIX_SEQ)  # idle and still no room: drop the prefix cache
+                gen._prefix.current = False
+                self._release_prefix(gen._prefix)
+                gen._prefix = None
+                return self._try_admit(job)
+            return False
+        group = job.group
+        if group.t0 == 0.0:
+            group.t0 = time.perf_counter()
+        seq0 = heapq.heappop(self.free_seqs)
+        if build:
+            self._set_prefix(tuple(group.tokens[:reuse]), group)
+        if reuse:
+            pref = gen._prefix
+            assert pref is not None
+            pref.refs += 1
+            job.prefix = pref
+            self.nm.seq_cp(PREFIX_SEQ, seq0, 0, reuse)
+        job.reuse = reuse
+        job.seqs = [seq0] + [heapq.heappop(self.free_seqs) for _ in job.indices[1:]]
+        job.cells = prompt_cells
+        gen._cells_used += prompt_cells + gen_cells
+        group.evaluated += prompt_cells
+        gen.stats["prompt_tokens_evaluated"] += prompt_cells
+        self.prefill.append(job)
+        self.active.append(job)
+        return True
+
+    # -- the step ---------------------------------------------------------------------------------------------
+    def _step(self) -> int:
+        nm = self.nm
+        entries: list[tuple[int, int, int, bool]] = []
+        outputs: list[tuple[Slot, int]] = []
+        for slot in self.slots:
+            outputs.append((slot, len(entries)))
+            entries.append((slot.last, slot.pos, slot.seq, True))
+            slot.pos += 1
+        room = nm.n_batch - len(entries)
+        started: list[tuple[Job, int]] = []
+        for job in self.prefill:
+            if room <= 0:
+                break
+            suffix = job.suffix
+            chunk = suffix[job.fed : job.fed + room]
+            for k, tok in enumerate(chunk):
+                i = job.fed + k
+                entries.append((tok, job.reuse + i, job.seqs[0], i == len(suffix) - 1))
+            job.fed += len(chunk)
+            room -= len(chunk)
+            if job.fed == len(suffix):
+                started.append((job, len(entries) - 1))
+        self.prefill = [j for j in self.prefill if j.fed < len(j.suffix)]
+        pure = len(entries) == len(self.slots)  # a generation-only step (no prompt tokens in the batch)
+        t0 = time.perf_counter()
+        nm.decode(entries)
+        self.gen.stats["decode_calls"] += 1
+        produced = 0
+        for job, idx in started:
+            for seq in job.seqs[1:]:
+                nm.seq_cp(job.seqs[0], seq, -1, -1)
+            for index, seq in zip(job.indices, job.seqs, strict=True):
+                sampler = nm.make_sampler(job.group.req.sampling, job.group.req.seeds[index])
+                slot = Slot(
+                    job, index, seq, sampler, SampleText(job.group.req.sampling.stop), len(job.group.tokens)
+                )
+                slot.seen = dict.fromkeys(job.group.tokens)  # the penalty covers the whole context
+                job.live += 1
+                outputs.append((slot, idx))
+        keep: list[Slot] = []
+        for (slot, _), tok in zip(outputs, self._sample_all(outputs), strict=True):
+            produced += 1
+            if self._advance(slot, tok):
+                keep.append(slot)
+        self.slots = keep
+        stats = self.gen.stats
+        stats["generated_tokens"] += produced
+        if pure:
+            stats["gen_step_tokens"] += produced
+            stats["gen_step_us"] += int((time.perf_counter() - t0) * 1e6)
+        return produced
+
+    def _sample_all(self, outputs: list[tuple[Slot, int]]) -> list[int]:
+        """Run every sequence's sampler chain on its logits row; in parallel threads for big vocabularies."""
+        nm = self.nm
+        done: set[int] = set()
+        for slot, idx in outputs:
+            penalty = slot.job.group.req.sampling.repetition_penalty
+            if penalty != 1.0 and idx not in done:  # siblings starting together share one row and one context
+                done.add(idx)
+                nm.penalize(idx, slot.seen_array(), penalty)
+        pool = self.gen._sampling_pool(len(outputs))
+        if pool is None:
+            return [nm.sample(slot.sampler, idx) for slot, idx in outputs]
+        nm.sync_outputs()  # settle the context's output bookkeeping before concurrent read-only access
+        return list(pool.map(lambda so: nm.sample(so[0].sampler, so[1]), outputs))
+
+    def _advance(self, slot: Slot, tok: int) -> bool:
+        """Take the slot's sampled token; True while the sample goes on."""
+        nm = self.nm
+        if nm.is_eog(tok) and not self.gen.ignore_eos:
+            self._finish(slot, "eos")
+            return False
+        stopped = slot.text.add(nm.piece(tok))
+        if stopped:
+            self._finish(slot, "stop")
+            return False
+        if slot.text.n_generated >= slot.job.max_new:
+            self._finish(slot, "length")
+            return False
+        slot.last = tok
+        if tok not in slot.seen:
+            slot.seen[tok] = None
+            slot.seen_cache = None
+        return True
+
+    def _finish(self, slot: Slot, reason: str) -> None:
+        job, gen = slot.job, self.gen
+        job.group.samples[slot.index] = _sample_result(slot, reason)
+        self.nm.free_sampler(slot.sampler)
+        slot.sampler = None
+        self.nm.seq_rm(slot.seq)
+        heapq.heappush(self.free_seqs, slot.seq)
+        gen._cells_used -= job.max_new
+        job.live -= 1
+        if job.live == 0:
+            gen._cells_used -= job.cells
+            self.active.remove(job)
+            if job.prefix is not None:
+                job.prefix.refs -= 1
+                self._release_prefix(job.prefix)
+            group = job.group
+            group.jobs_left -= 1
+            if group.jobs_left == 0:
+                gen.stats["groups"] += 1
+                self.ready.append(_finish_group(group))
+
+    # -- driver -----------------------------------------------------------------------------------------------
+    def run(self) -> Iterator[GroupResult]:
+        while True:
+            self._refill()
+            while self.pending and self._try_admit(self.pending[0]):
+                self.pending.popleft()
+                self._refill()
+            while self.ready:
+                yield self.ready.popleft()
+            if not self.active:
+                if self.pending:
+                    raise OvertonliteError(
+                        f"internal scheduling error: a prompt group does not fit into the idle KV cache "
+                        f"(n_kv={self.gen.n_kv}); try a larger n_kv"
+                    )
+                if self.exhausted:
+                    return
+                continue
+            produced = self._step()
+            if self.on_tokens is not None and produced:
+                self.on_tokens(produced)
+            while self.ready:
+                yield self.ready.popleft()
+
+    def abort(self) -> None:
+        """Free everything still in flight (normal end: nothing; early close or error: all samplers and cells)."""
+        if not self.active and not self.slots:
+            return
+        for slot in self.slots:
+            if slot.sampler is not None:
+                self.nm.free_sampler(slot.sampler)
+        self.slots = []
+        self.active = []
+        self.prefill = []
+        if self.nm.ctx is not None:
+            self.nm.clear()
+        self.gen._prefix = None
+        self.gen._cells_used = 0

@@ -1,0 +1,371 @@
+"""The batched llama.cpp engine, on a tiny random-weight GGUF (fast) and on the real default models (realmodel)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+
+from overtonlite.backends.base import PROMPT_TOO_LONG, Generator, GenRequest, GroupResult  # noqa: E402
+from overtonlite.backends.llamacpp import LlamaCppGenerator  # noqa: E402
+from overtonlite.backends.llamacpp_native import physical_cores  # noqa: E402
+from overtonlite.config import SamplingConfig, derive_seed  # noqa: E402
+from overtonlite.errors import ModelLoadError, UsageError  # noqa: E402
+from tests.tinymodel import CHATML_TEMPLATE, write_tiny_llama  # noqa: E402
+
+SC = SamplingConfig(max_tokens=24)
+
+
+def _gen(path: Path, **kw) -> LlamaCppGenerator:
+    kw.setdefault("n_ctx", 512)
+    kw.setdefault("n_threads", 1)  # robust on a busy machine; the tiny model needs no more
+    return LlamaCppGenerator(path, **kw)
+
+
+def _req(key: str, prompt: str, seeds=(1, 2, 3), sampling: SamplingConfig = SC) -> GenRequest:
+    return GenRequest(key=key, prompt=prompt, seeds=tuple(seeds), sampling=sampling)
+
+
+def _texts(results: list[GroupResult]) -> dict[str, list[str]]:
+    return {r.key: [s.text for s in r.samples] for r in results}
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_gguf: Path):
+    gen = _gen(tiny_gguf, max_seqs=8)
+    yield gen
+    gen.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_chat_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("tinychat") / "chat.gguf", chat_template=CHATML_TEMPLATE)
+
+
+def test_protocol_and_describe(tiny: LlamaCppGenerator) -> None:
+    assert isinstance(tiny, Generator)
+    d = tiny.describe()
+    assert d["backend"] == "llama.cpp" and d["llama_cpp_python"]
+    assert d["n_threads"] == 1 and d["n_ctx"] == 512 and d["max_seqs"] == 8
+    assert d["model_path"].endswith(".gguf") and "system_info" in d
+
+
+def test_physical_cores() -> None:
+    n = physical_cores()
+    assert 1 <= n <= (os.cpu_count() or 1)
+
+
+def test_batching_groups_in_flight(tiny: LlamaCppGenerator) -> None:
+    reqs = [_req(f"g{i}", f"Prompt {i}: tell me about the sea", seeds=(i, i + 10, i + 20)) for i in range(5)]
+    calls0 = tiny.stats["decode_calls"]
+    got: list[int] = []
+    results = list(tiny.generate(reqs, on_tokens=got.append))
+    calls = tiny.stats["decode_calls"] - calls0
+    assert sorted(r.key for r in results) == [f"g{i}" for i in range(5)]
+    total = 0
+    for r in results:
+        assert r.error is None and len(r.samples) == 3 and r.prompt_tokens > 0
+        assert [s.seed for s in r.samples] == list(reqs[int(r.key[1:])].seeds)
+        assert len({s.text for s in r.samples}) == 3  # the N samples differ
+        for s in r.samples:
+            assert s.finish_reason in ("eos", "length", "stop") and s.max_tokens == 24
+            assert 0 <= s.n_tokens <= 24
+        total += sum(s.n_tokens for s in r.samples)
+    assert tiny._cells_used == (len(tiny._prefix.tokens) if tiny._prefix else 0)  # every reservation returned
+    # 15 sequences, 8 at a time: far fewer decode calls than one per generated token per sequence
+    assert calls <= 4 * 24
+    assert sum(got) >= total
+
+
+def test_seeds_reproducible(tiny_gguf: Path, tiny: LlamaCppGenerator) -> None:
+    reqs = [_req("a", "Same prompt", seeds=(5, 6)), _req("b", "Another one", seeds=(7, 8))]
+    first = _texts(list(tiny.generate(reqs)))
+    second = _texts(list(tiny.generate(reqs)))
+    assert first == second
+    other = _texts(list(tiny.generate([_req("a", "Same prompt", seeds=(50, 60))])))
+    assert other["a"] != first["a"]
+    fresh = _gen(tiny_gguf, max_seqs=4)
+    try:
+        assert _texts(list(fresh.generate(reqs))) == first
+    finally:
+        fresh.close()
+
+
+def test_parallel_sampling_same_samples(tiny_gguf: Path) -> None:
+    reqs = [_req(f"r{i}", f"Parallel {i}", seeds=(i, i + 5, i + 9)) for i in range(4)]
+    gen = _gen(tiny_gguf, max_seqs=12)
+    try:
+        serial = _texts(list(gen.generate(reqs)))
+        gen.parallel_sampling = True  # on by default for big vocabularies with several threads
+        parallel = _texts(list(gen.generate(reqs)))
+        assert gen._pool is not None
+    finally:
+        gen.close()
+    assert serial == parallel
+
+
+def test_batch_composition_does_not_change_samples(tiny_gguf: Path) -> None:
+    # holds for the f32 tiny model; quantized models may round differently in other batch shapes (documented)
+    target = _req("t", "The target prompt", seeds=(11, 12, 13))
+    others = [_req(f"o{i}", f"Other prompt {i} with more words", seeds=(i, i + 1)) for i in range(6)]
+    alone = _gen(tiny_gguf, max_seqs=3)
+    mixed = _gen(tiny_gguf, max_seqs=16)
+    try:
+        a = _texts(list(alone.generate([target])))
+        b = _texts(list(mixed.generate(others[:3] + [target] + others[3:])))
+    finally:
+        alone.close()
+        mixed.close()
+    assert a["t"] == b["t"]
+
+
+def test_max_tokens_and_length(tiny: LlamaCppGenerator) -> None:
+    sc = SamplingConfig(max_tokens=5)
+    (res,) = tiny.generate([_req("m", "Count", seeds=range(6), sampling=sc)])
+    assert len(res.samples) == 6
+    for s in res.samples:
+        assert s.max_tokens == 5 and s.n_tokens <= 5
+        if s.finish_reason == "length":
+            assert s.n_tokens == 5
+    assert any(s.finish_reason == "length" for s in res.samples)
+
+
+def test_stop_strings_across_tokens(tiny: LlamaCppGenerator) -> None:
+    sc = SamplingConfig(max_tokens=40)
+    (free,) = tiny.generate([_req("s", "Stop test prompt", seeds=(3,), sampling=sc)])
+    text = free.samples[0].text
+    # pick a 3-character printable stop that first occurs at k >= 3 (single-character tokens: it spans tokens)
+    k = next(
+        i
+        for i in range(3, len(text) - 3)
+        if text[i : i + 3].isascii() and text[i : i + 3].isprintable() and text.find(text[i : i + 3]) == i
+    )
+    stop = text[k : k + 3]
+    (cut,) = tiny.generate(
+        [_req("s", "Stop test prompt", seeds=(3,), sampling=sc.replace(stop=(stop, "NEVER")))]
+    )
+    s = cut.samples[0]
+    assert s.finish_reason == "stop"
+    assert s.text == text[:k]
+    assert stop not in s.text
+    assert 1 <= s.n_tokens < free.samples[0].n_tokens
+
+
+def test_prompt_too_long_is_recorded(tiny_gguf: Path) -> None:
+    gen = _gen(tiny_gguf, n_ctx=32, max_seqs=4)
+    try:
+        long_prompt = "word " * 40
+        out = {r.key: r for r in gen.generate([_req("long", long_prompt), _req("ok", "short")])}
+    finally:
+        gen.close()
+    assert out["long"].error == PROMPT_TOO_LONG and out["long"].samples == []
+    assert out["long"].prompt_tokens > 31
+    assert out["ok"].error is None and len(out["ok"].samples) == 3
+    # generation stops at the per-sequence context: prompt + generated <= n_ctx
+    for s in out["ok"].samples:
+        assert out["ok"].prompt_tokens + s.n_tokens <= 32
+
+
+def test_shared_prefix_evaluated_once(tiny_gguf: Path) -> None:
+    preamble = "Here are some examples of helpful answers to questions. " * 6
+    prompts = [preamble + f"Question {i}: what is {i}? Answer:" for i in range(4)]
+    reqs = [_req(f"p{i}", p, seeds=(i, i + 1)) for i, p in enumerate(prompts)]
+    reqs.insert(
+        1, _req("dup", prompts[0], seeds=(9,))
+    )  # an identical prompt must not hijack the cached prefix
+    prompts.insert(1, prompts[0])
+    shared = _gen(tiny_gguf, max_seqs=4, min_prefix=16)
+    plain = _gen(tiny_gguf, max_seqs=4, min_prefix=10_000)
+    try:
+        with_prefix = list(shared.generate(reqs))
+        without = list(plain.generate(reqs))
+        n_full = sum(shared.count_tokens(p) for p in prompts)
+        prefix_len = shared.stats["prefix_tokens_evaluated"]
+        assert shared.stats["prompt_tokens_evaluated"] == sum(r.prompt_tokens_evaluated for r in with_prefix)
+        assert plain.stats["prompt_tokens_evaluated"] == n_full
+        assert shared.count_tokens(preamble) - 2 <= prefix_len < shared.count_tokens(prompts[0])
+        # the prefix once, plus every prompt's own suffix
+        assert shared.stats["prompt_tokens_evaluated"] == prefix_len + n_full - 5 * prefix_len
+        # a second call reuses the cached prefix: no new prefix evaluation
+        again = list(shared.generate(reqs[:2]))
+        assert shared.stats["prefix_tokens_evaluated"] == prefix_len
+        assert all(r.prompt_tokens_evaluated < r.prompt_tokens for r in again)
+        assert shared._cells_used == prefix_len  # only the cached prefix still holds KV cells
+    finally:
+        shared.close()
+        plain.close()
+    assert _texts(with_prefix) == _texts(without)
+
+
+def test_group_larger_than_sequence_budget(tiny_gguf: Path) -> None:
+    gen = _gen(tiny_gguf, max_seqs=2)
+    try:
+        (res,) = gen.generate([_req("big", "Many samples", seeds=range(5))])
+        (ref,) = _gen(tiny_gguf, max_seqs=8).generate([_req("big", "Many samples", seeds=range(5))])
+    finally:
+        gen.close()
+    assert [s.seed for s in res.samples] == list(range(5))
+    assert [s.text for s in res.samples] == [s.text for s in ref.samples]
+
+
+def test_greedy_and_early_close(tiny: LlamaCppGenerator) -> None:
+    sc = SamplingConfig(temperature=0.0, max_tokens=12)
+    (g,) = tiny.generate([_req("g", "Greedy", seeds=(1, 2), sampling=sc)])
+    assert g.samples[0].text == g.samples[1].text  # greedy ignores the seed
+    it = tiny.generate([_req(f"x{i}", f"Prompt {i}") for i in range(6)])
+    next(it)
+    with pytest.raises(UsageError):
+        list(tiny.generate([_req("y", "second generate while the first is open")]))
+    it.close()  # stop at a group boundary; the engine frees its sequences
+    assert tiny._cells_used == 0
+    (again,) = tiny.generate([_req("g", "Greedy", seeds=(1, 2), sampling=sc)])
+    assert [s.text for s in again.samples] == [s.text for s in g.samples]
+
+
+def test_chat_template(tiny_chat_gguf: Path, tiny: LlamaCppGenerator) -> None:
+    gen = _gen(tiny_chat_gguf, max_seqs=2)
+    try:
+        assert gen.has_chat_template()
+        text = gen.render_chat(
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+        )
+        assert (
+            text
+            == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        )
+        # control tokens are parsed as single tokens: BOS + <|im_start|> + "user\nHi" ...
+        toks = gen.tokenize("<|im_start|>user")
+        assert toks[1] == gen.tokenize("<|im_start|>")[1] and len(toks) < len("<|im_start|>user")
+        assert gen.tokenize("<s>hi")[:2] != [gen.native.bos, gen.native.bos]  # no doubled BOS
+        (res,) = gen.generate([_req("c", text, seeds=(1,))])
+        assert res.error is None and len(res.samples) == 1
+        with pytest.raises(UsageError):
+            gen.render_chat([{"role": "user"}])
+    finally:
+        gen.close()
+    assert not tiny.has_chat_template()
+    with pytest.raises(UsageError):
+        tiny.render_chat([{"role": "user", "content": "Hi"}])
+
+
+def test_load_errors(tmp_path: Path, tiny_gguf: Path) -> None:
+    with pytest.raises(ModelLoadError, match="not found"):
+        LlamaCppGenerator(tmp_path / "missing.gguf")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(tiny_gguf.read_bytes()[:5000])
+    with pytest.raises(ModelLoadError) as info:
+        LlamaCppGenerator(broken, n_threads=1)
+    assert "\n" not in str(info.value)
+    # a well-formed GGUF that llama.cpp cannot build a model from (no tensors at all)
+    import gguf
+
+    empty = tmp_path / "empty.gguf"
+    writer = gguf.GGUFWriter(str(empty), "llama")
+    writer.add_block_count(1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        LlamaCppGenerator(empty, n_threads=1)
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a gguf file at all")
+    with pytest.raises(ModelLoadError):
+        LlamaCppGenerator(junk, n_threads=1)
+
+
+# -- real default models ------------------------------------------------------------------------------------------
+REAL_SC = SamplingConfig(max_tokens=32)
+
+
+@pytest.mark.realmodel
+def test_real_base_same_seed_identical_and_samples_differ(default_base_path: Path) -> None:
+    seeds = tuple(derive_seed(0, "oe-1", i) for i in range(4))
+    reqs = [_req("a", "The best way to learn a new language is", seeds=seeds, sampling=REAL_SC)]
+    gen = LlamaCppGenerator(default_base_path, n_ctx=512, max_seqs=8, n_threads=1)
+    try:
+        first = _texts(list(gen.generate(reqs)))
+        second = _texts(list(gen.generate(reqs)))
+    finally:
+        gen.close()
+    assert first == second
+    assert len(set(first["a"])) == 4
+    assert all(t.strip() for t in first["a"])
+
+
+@pytest.mark.realmodel
+def test_real_chat_template_applied(default_chat_path: Path) -> None:
+    gen = LlamaCppGenerator(default_chat_path, n_ctx=512, max_seqs=4, n_threads=1)
+    try:
+        assert gen.has_chat_template()
+        prompt = gen.render_chat([{"role": "user", "content": "What is the capital of France?"}])
+        assert "<|im_start|>user\nWhat is the capital of France?<|im_end|>" in prompt
+        assert prompt.endswith("<|im_start|>assistant\n")
+        sc = SamplingConfig(max_tokens=32, temperature=0.0)
+        (res,) = gen.generate([_req("c", prompt, seeds=(1, 2), sampling=sc)])
+        (res2,) = gen.generate([_req("c", prompt, seeds=(1, 2), sampling=sc)])
+    finally:
+        gen.close()
+    answer = res.samples[0].text
+    assert "Paris" in answer
+    assert "<|im_start|>" not in answer
+    assert [s.text for s in res.samples] == [s.text for s in res2.samples]
+
+
+def test_llama_logging_silenced(tiny_gguf: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    gen = _gen(tiny_gguf, max_seqs=2)
+    try:
+        list(gen.generate([_req("q", "Quiet please", seeds=(1,))]))
+    finally:
+        gen.close()
+    err = capfd.readouterr().err
+    assert "llama" not in err and "ggml" not in err
+
+
+def _reference_sample(path: Path, prompt: str, seed: int, sc: SamplingConfig) -> list[int]:
+    """One sequence, one token per decode, llama.cpp's own penalties sampler over the whole context."""
+    from overtonlite.backends.llamacpp_native import NativeModel
+
+    nm = NativeModel(path, n_kv=512, n_seq_max=1, n_batch=512, n_threads=1)
+    ll = nm.ll
+    try:
+        toks = nm.tokenize(prompt, add_special=True, parse_special=True)
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        ll.llama_sampler_chain_add(
+            chain, ll.llama_sampler_init_penalties(nm.n_vocab, 512, sc.repetition_penalty, 0.0, 0.0)
+        )
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(sc.temperature))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed))
+        for t in toks:
+            ll.llama_sampler_accept(chain, t)
+        nm.decode([(t, i, 0, i == len(toks) - 1) for i, t in enumerate(toks)])
+        out: list[int] = []
+        idx = len(toks) - 1
+        while len(out) < sc.max_tokens:
+            tok = nm.sample(chain, idx)
+            if nm.is_eog(tok):
+                break
+            out.append(tok)
+            nm.decode([(tok, len(toks) + len(out) - 1, 0, True)])
+            idx = 0
+        ll.llama_sampler_free(chain)
+        return out
+    finally:
+        nm.close()
+
+
+def test_penalty_matches_llama_penalties_sampler(tiny_gguf: Path) -> None:
+    sc = SamplingConfig(temperature=0.7, repetition_penalty=1.3, max_tokens=40)
+    prompt = "the the the and and is is of of"
+    ref = _reference_sample(tiny_gguf, prompt, 77, sc)
+    gen = _gen(tiny_gguf, max_seqs=2)
+    try:
+        (res,) = gen.generate([_req("r", prompt, seeds=(77,), sampling=sc)])
+        expected = b"".join(gen.native.piece(t) for t in ref).decode("utf-8", errors="replace")
+    finally:
+        gen.close()
+    assert res.samples[0].text == expected
+    assert res.samples[0].n_tokens == len(ref)
