@@ -63,7 +63,13 @@ def physical_cores() -> int:
 
 
 def import_llama() -> Any:
-    """``llama_cpp.llama_cpp`` or a MissingDependencyError naming the fix."""
+    """``llama_cpp.llama_cpp`` or a MissingDependencyError naming the fix.
+
+    OpenMP worker threads busy-wait at llama.cpp's barriers by default; on a CPU shared with other work that
+    makes 2-thread decoding 10-100x slower (measured on a 2-core machine under load). Unless the user chose a
+    policy, PASSIVE is set before libgomp loads, i.e. before llama_cpp is imported for the first time.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import llama_cpp.llama_cpp as ll
     except ImportError as exc:
