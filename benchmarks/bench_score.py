@@ -1,0 +1,160 @@
+"""Scoring and embedding speed against raw onnxruntime, side by side in one run.
+
+    python benchmarks/bench_score.py --data ../shared/reference [--embedder NAME] [--limit N] [--out bench.json]
+
+(a) ``score_input`` on every LIMA-OE response (2,750; default options, fresh embedder, no on-disk cache) against
+    raw onnxruntime embedding the same texts once (same model file, threads, truncation 256, batches of 32 sorted
+    by length). Target: score wall <= 1.25x the raw embedding wall.
+(b) Embedding throughput of ``OnnxEmbedder.embed`` (fresh, no cache) against the same raw loop. Target >= 0.95x.
+
+The raw loop runs twice (first and last) and the ratios use the mean, to damp drift on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from overtonlite.scoring_io import clean_text  # noqa: E402
+
+
+def raw_embed(
+    folder: Path, texts: list[str], *, threads: int, max_length: int, batch_size: int, output: str | None
+) -> tuple[np.ndarray, float]:
+    """Plain onnxruntime + tokenizers: sort by length, batch, mean-pool, normalise. Returns (vectors, seconds)."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    t0 = time.perf_counter()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = threads
+    sess = ort.InferenceSession(
+        str(folder / "model.onnx"), sess_options=so, providers=["CPUExecutionProvider"]
+    )
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.enable_truncation(max_length=max_length)
+    tok.no_padding()
+    names = {i.name for i in sess.get_inputs()}
+    out_name = output or sess.get_outputs()[0].name
+    enc = tok.encode_batch(texts)
+    order = sorted(range(len(texts)), key=lambda i: len(enc[i].ids))
+    vecs = np.zeros((len(texts), 0), np.float32)
+    result: dict[int, np.ndarray] = {}
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        width = max(len(enc[i].ids) for i in idx)
+        ids = np.zeros((len(idx), width), np.int64)
+        mask = np.zeros_like(ids)
+        for r, i in enumerate(idx):
+            ids[r, : len(enc[i].ids)] = enc[i].ids
+            mask[r, : len(enc[i].ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        h = sess.run([out_name], {k: v for k, v in feed.items() if k in names})[0]
+        pooled = (h * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+        for r, i in enumerate(idx):
+            result[i] = pooled[r]
+    vecs = np.stack([result[i] for i in range(len(texts))])
+    return vecs, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "reference")
+    ap.add_argument("--embedder", default=None)
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N response records (of 550)")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    from overtonlite.backends.onnx import OnnxEmbedder, physical_cores
+    from overtonlite.registry import load_registry
+    from overtonlite.scoring import score_input
+    from overtonlite.sources import ensure_embedder
+
+    reg = load_registry()
+    spec = reg.embedder(args.embedder or reg.default_embedder)
+    folder = ensure_embedder(spec)
+    max_length = min(256, int(spec.max_length or 256))
+    threads = physical_cores()
+
+    src = args.data / "lima-oe" / "responses.jsonl"
+    lines = src.read_text(encoding="utf-8").splitlines()
+    if args.limit:
+        lines = lines[: args.limit]
+    records = [json.loads(line) for line in lines]
+    texts = list(dict.fromkeys(t for r in records for t in (clean_text(x) for x in r["samples"]) if t))
+
+    def fresh() -> OnnxEmbedder:
+        return OnnxEmbedder(
+            folder,
+            name=spec.name,
+            threads=threads,
+            max_length=max_length,
+            batch_size=32,
+            token_output=spec.token_output,
+        )
+
+    kw = {"threads": threads, "max_length": max_length, "batch_size": 32, "output": spec.token_output}
+    ref_vecs, raw1 = raw_embed(folder, texts, **kw)
+
+    emb = fresh()
+    t0 = time.perf_counter()
+    ours = emb.embed(texts)
+    ours_t = time.perf_counter() - t0
+    max_diff = float(np.abs(ours - ref_vecs).max())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sub = Path(tmp) / "responses.jsonl"
+        sub.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        prompts = args.data / "lima-oe" / "prompts.jsonl"
+        (Path(tmp) / "prompts.jsonl").write_bytes(prompts.read_bytes())  # relevance needs the prompt texts
+        t0 = time.perf_counter()
+        summary = score_input(sub, out=Path(tmp) / "out", embedder=fresh())
+        score_t = time.perf_counter() - t0
+
+    _, raw2 = raw_embed(folder, texts, **kw)
+    raw = (raw1 + raw2) / 2
+    res = {
+        "embedder": spec.name,
+        "threads": threads,
+        "max_length": max_length,
+        "batch_size": 32,
+        "texts": len(texts),
+        "raw_onnxruntime_s": [raw1, raw2],
+        "overtonlite_embed_s": ours_t,
+        "score_s": score_t,
+        "score_timings": summary.timings,
+        "embed_ratio_throughput": raw / ours_t,
+        "score_ratio_wall": score_t / raw,
+        "max_abs_vector_diff": max_diff,
+    }
+    print(
+        f"| measure ({spec.name}, {len(texts)} texts, {threads} threads, trunc {max_length}, batch 32) | seconds |"
+        f" ratio | target |"
+    )
+    print("|---|---|---|---|")
+    print(f"| raw onnxruntime embed (run 1 / run 2) | {raw1:.1f} / {raw2:.1f} | – | – |")
+    print(f"| overtonlite embed | {ours_t:.1f} | throughput {raw / ours_t:.3f}x | ≥ 0.95x |")
+    print(f"| overtonlite score (default options) | {score_t:.1f} | wall {score_t / raw:.3f}x | ≤ 1.25x |")
+    print(
+        f"\nscore phases: {', '.join(f'{k} {v:.1f}s' for k, v in summary.timings.items())}; "
+        f"max |Δ| vector vs raw {max_diff:.2e}"
+    )
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

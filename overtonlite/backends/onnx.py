@@ -1,0 +1,347 @@
+"""Sentence and token embeddings from a local ONNX encoder folder, fully offline.
+
+The folder holds ``model.onnx`` (a BERT-style encoder whose first output is the last hidden state),
+``tokenizer.json`` and ``tokenizer_config.json`` (``special_tokens_map.json`` and ``config.json`` optional), as
+assembled by :func:`overtonlite.sources.ensure_embedder`.
+
+How the model is run: the folder is loaded through fastembed (``TextEmbedding`` with ``specific_model_path``; a
+local model name is registered with ``add_custom_model``), so fastembed's tokenizer set-up and onnxruntime session
+options are used. Embedding itself then calls that session and that tokenizer directly, because fastembed's own
+``embed`` returns only pooled vectors: one forward pass per batch gives the last hidden state, from which both the
+mean-pooled, L2-normalised sentence vector and the per-token states (without CLS, SEP and padding) are taken. When
+fastembed is not installed, the same is done with onnxruntime and tokenizers directly (identical vectors).
+
+Texts are sorted by token length, cut at ``max_length`` tokens and run in batches of ``batch_size``. Results are
+cached by ``sha256(model id + text)`` in memory and, with ``cache_dir``, on disk (``.npz`` shards), so no text is
+embedded twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from overtonlite.errors import ModelLoadError, missing_dependency
+
+REQUIRED_FILES = ("model.onnx", "tokenizer.json", "tokenizer_config.json")
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (falls back to the logical count)."""
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores: set[tuple[str, str]] = set()
+    try:
+        phys = core = ""
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("physical id"):
+                phys = line.split(":", 1)[1].strip()
+            elif line.startswith("core id"):
+                core = line.split(":", 1)[1].strip()
+                cores.add((phys, core))
+    except OSError:
+        pass
+    n = len(cores) if cores else logical
+    return max(1, min(n, logical))
+
+
+def text_key(model_id: str, text: str) -> str:
+    """Cache key of one text for one model."""
+    return hashlib.sha256(f"{model_id}\x00{text}".encode()).hexdigest()
+
+
+class OnnxEmbedder:
+    """An :class:`overtonlite.backends.base.Embedder` over a local ONNX encoder folder.
+
+    ``name`` is the model id used in cache keys and outputs. ``threads`` defaults to the number of physical cores.
+    ``cache_dir``: a folder for this model's on-disk cache (``None``: memory only).
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        name: str,
+        threads: int | None = None,
+        max_length: int = 256,
+        batch_size: int = 32,
+        cache_dir: str | Path | None = None,
+        onnx_file: str = "model.onnx",
+        token_output: str | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.name = name
+        self.model_id = f"{name}|onnx={onnx_file}|max_length={int(max_length)}"
+        self.threads = threads or physical_cores()
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.onnx_file = onnx_file
+        self.token_output = token_output
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        missing = [f for f in (onnx_file, *REQUIRED_FILES[1:]) if not (self.folder / f).is_file()]
+        if missing:
+            raise ModelLoadError(f"embedder folder {self.folder} lacks {', '.join(missing)}")
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._counter: Any = None
+        self._loader = ""
+        self.dim = 0
+        self._vecs: dict[str, np.ndarray] = {}
+        self._toks: dict[str, np.ndarray] = {}
+        self._disk_loaded = False
+        self._disk_tokens_loaded = False
+        self.n_embedded = 0  # texts that went through the model (cache misses)
+
+    # ------------------------------------------------------------------ loading
+    def _load(self) -> None:
+        if self._session is not None:
+            return
+        try:
+            self._load_fastembed()
+            self._loader = "fastembed"
+        except ImportError:
+            self._load_direct()
+            self._loader = "onnxruntime"
+        tok = self._tokenizer
+        tok.no_padding()
+        tok.enable_truncation(max_length=self.max_length)
+        from tokenizers import Tokenizer
+
+        self._counter = Tokenizer.from_str(tok.to_str())
+        self._counter.no_truncation()
+        self._counter.no_padding()
+        outputs = self._session.get_outputs()
+        if self.token_output is None:
+            rank3 = [o for o in outputs if len(o.shape) == 3 and "float" in o.type]
+            if not rank3:
+                raise ModelLoadError(f"{self.folder / self.onnx_file} has no [batch, seq, dim] float output")
+            out = rank3[0]
+        else:
+            named = [o for o in outputs if o.name == self.token_output]
+            if not named:
+                raise ModelLoadError(
+                    f"{self.folder / self.onnx_file} has no output named {self.token_output!r}"
+                )
+            out = named[0]
+        self._output_name = out.name
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        self.dim = int(out.shape[-1]) if isinstance(out.shape[-1], int) else 0
+        if not self.dim:
+            self.dim = int(self._forward(self._tokenizer.encode_batch(["probe"]))[0][0].shape[-1])
+
+    def _load_fastembed(self) -> None:
+        from fastembed import TextEmbedding  # ImportError -> direct loading
+        from fastembed.common.model_description import ModelSource, PoolingType
+
+        local_name = f"overtonlite-local/{self.name}"
+        known = {d["model"] for d in TextEmbedding.list_supported_models()}
+        try:
+            if local_name not in known:
+                TextEmbedding.add_custom_model(
+                    model=local_name,
+                    pooling=PoolingType.MEAN,
+                    normalization=True,
+                    sources=ModelSource(hf=local_name),
+                    dim=384,  # informational for fastembed only; the real width is read from the graph
+                    model_file=self.onnx_file,
+                )
+            fe = TextEmbedding(local_name, specific_model_path=str(self.folder), threads=self.threads)
+        except Exception as exc:  # fastembed raises plain exceptions for broken folders
+            raise ModelLoadError(f"cannot load the embedder in {self.folder}: {exc}") from exc
+        inner = fe.model
+        self._session = inner.model
+        self._tokenizer = inner.tokenizer
+        if self._session is None or self._tokenizer is None:
+            raise ModelLoadError(f"fastembed did not open a session for {self.folder}")
+
+    def _load_direct(self) -> None:
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise missing_dependency("onnxruntime") from exc
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = self.threads
+        try:
+            self._session = ort.InferenceSession(
+                str(self.folder / self.onnx_file), sess_options=so, providers=["CPUExecutionProvider"]
+            )
+            self._tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load the embedder in {self.folder}: {exc}") from exc
+
+    # ------------------------------------------------------------------ model
+    def _forward(self, enc: list[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One forward pass over one batch of encodings: (normalised mean vector, token states) per text."""
+        width = max(len(e.ids) for e in enc)
+        ids = np.zeros((len(enc), width), dtype=np.int64)
+        mask = np.zeros((len(enc), width), dtype=np.int64)
+        for i, e in enumerate(enc):
+            ids[i, : len(e.ids)] = e.ids
+            mask[i, : len(e.ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(
+            [self._output_name], {k: v for k, v in feed.items() if k in self._input_names}
+        )[0]
+        hidden = hidden.astype(np.float32, copy=False)
+        out = []
+        for i, e in enumerate(enc):
+            n = len(e.ids)
+            states = hidden[i, :n]
+            vec = states.mean(axis=0)
+            norm = float(np.linalg.norm(vec))
+            vec = vec / norm if norm > 0 else vec
+            special = np.asarray(e.special_tokens_mask[:n], dtype=bool)
+            out.append((vec.astype(np.float32), states[~special].copy()))
+        return out
+
+    def _compute(self, texts: list[str], keys: list[str], with_tokens: bool) -> None:
+        self._load()
+        encodings = self._tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        new_keys: list[str] = []
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            for i, (vec, toks) in zip(chunk, self._forward([encodings[i] for i in chunk]), strict=True):
+                self._vecs[keys[i]] = vec
+                if with_tokens:
+                    self._toks[keys[i]] = toks.astype(np.float16)
+                new_keys.append(keys[i])
+        self.n_embedded += len(texts)
+        if self.cache_dir is not None and new_keys:
+            self._save_shard(new_keys, with_tokens)
+
+    # ------------------------------------------------------------------ disk cache
+    def _model_cache(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / hashlib.sha256(self.model_id.encode()).hexdigest()[:16]
+
+    def _load_disk(self, with_tokens: bool) -> None:
+        """Read the on-disk shards: vectors on the first call, token states on the first call that needs them."""
+        folder = self._model_cache()
+        load_vecs = not self._disk_loaded
+        load_toks = with_tokens and not self._disk_tokens_loaded
+        self._disk_loaded = True
+        self._disk_tokens_loaded = self._disk_tokens_loaded or with_tokens
+        if folder is None or not folder.is_dir() or not (load_vecs or load_toks):
+            return
+        for shard in sorted(folder.glob("*.npz")):
+            if shard.name.endswith(".tmp.npz") or (not load_vecs and not shard.name.endswith(".t.npz")):
+                continue
+            try:
+                with np.load(shard, allow_pickle=False) as z:
+                    keys = [str(k) for k in z["keys"]]
+                    if load_vecs:
+                        for k, v in zip(keys, z["vecs"], strict=True):
+                            self._vecs.setdefault(k, v.astype(np.float32))
+                    if load_toks and "tok_offsets" in z:
+                        offs, toks = z["tok_offsets"], z["toks"]
+                        for j, k in enumerate(keys):
+                            self._toks.setdefault(k, toks[offs[j] : offs[j + 1]])
+            except (OSError, ValueError, KeyError):
+                continue  # a broken shard is ignored; its texts are embedded again
+
+    def _save_shard(self, keys: list[str], with_tokens: bool) -> None:
+        folder = self._model_cache()
+        assert folder is not None
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "keys": np.array(keys),
+            "vecs": np.stack([self._vecs[k] for k in keys]),
+        }
+        if with_tokens:
+            toks = [self._toks[k] for k in keys]
+            arrays["tok_offsets"] = np.cumsum([0] + [len(t) for t in toks])
+            arrays["toks"] = np.concatenate(toks) if toks else np.zeros((0, self.dim), np.float16)
+        name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:20] + (".t" if with_tokens else "")
+        tmp = folder / f"{name}.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, folder / f"{name}.npz")
+
+    # ------------------------------------------------------------------ public API
+    def _ensure(self, texts: Sequence[str], with_tokens: bool) -> list[str]:
+        if not self._disk_loaded or (with_tokens and not self._disk_tokens_loaded):
+            self._load_disk(with_tokens)
+        keys = [text_key(self.model_id, t) for t in texts]
+        todo: dict[str, str] = {}
+        for k, t in zip(keys, texts, strict=True):
+            if k not in self._vecs or (with_tokens and k not in self._toks):
+                todo.setdefault(k, t)
+        if todo:
+            self._compute(list(todo.values()), list(todo.keys()), with_tokens)
+        return keys
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised sentence vectors, shape (len(texts), dim), float32. Empty input -> shape (0, dim)."""
+        texts = [str(t) for t in texts]
+        keys = self._ensure(texts, with_tokens=False)
+        if not keys:
+            self._load()
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._vecs[k] for k in keys])
+
+    def embed_with_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Sentence vectors and, from the same forward pass, per-text token states (no CLS/SEP/padding).
+
+        Token states are float32 arrays of shape (n_tokens, dim); an empty text has shape (0, dim).
+        """
+        texts = [str(t) for t in texts]
+        keys = self._ensure(texts, with_tokens=True)
+        if not keys:
+            self._load()
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        return np.stack([self._vecs[k] for k in keys]), [self._toks[k].astype(np.float32) for k in keys]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokenizer tokens per text, without special tokens and without truncation."""
+        self._load()
+        if not texts:
+            return []
+        return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
+
+    def describe(self) -> dict[str, Any]:
+        """Identity of the embedder for summaries and manifests (no timings: output must be reproducible)."""
+        self._load()
+        onnx_path = self.folder / self.onnx_file
+        return {
+            "name": self.name,
+            "loader": self._loader,
+            "onnx_file": self.onnx_file,
+            "token_output": self._output_name,
+            "onnx_bytes": onnx_path.stat().st_size,
+            "dim": self.dim,
+            "max_length": self.max_length,
+            "batch_size": self.batch_size,
+            "pooling": "mean",
+            "normalize": True,
+        }
+
+
+def open_default_embedder(
+    name: str | None = None, *, cache: bool = True, threads: int | None = None
+) -> OnnxEmbedder:
+    """The registry's embedder (default: ``reg.default_embedder``), pulled if needed, with the on-disk cache."""
+    from overtonlite.registry import load_registry
+    from overtonlite.sources import cache_home, ensure_embedder
+
+    reg = load_registry()
+    spec = reg.embedder(name or reg.default_embedder)
+    folder = ensure_embedder(spec)
+    return OnnxEmbedder(
+        folder,
+        name=spec.name,
+        threads=threads,
+        max_length=min(256, int(getattr(spec, "max_length", 256) or 256)),
+        cache_dir=(cache_home() / "embcache") if cache else None,
+        onnx_file=getattr(spec, "onnx_file", "model.onnx") or "model.onnx",
+        token_output=getattr(spec, "token_output", None),
+    )

@@ -1,0 +1,148 @@
+"""``overtonlite score``: metrics for a run directory or a responses JSONL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from overtonlite.cli.common import console, print_json
+
+LEXICAL_COLUMNS = (("jaccard", "Jaccard"), ("distinct_2", "distinct-2"))
+SEMANTIC_COLUMNS = (("cosine", "cosine"), ("vendi", "Vendi"))
+OTHER_COLUMNS = (
+    ("words_mean", "words"),
+    ("tokens_mean", "tokens"),
+    ("relevance", "relevance"),
+    ("quality_pass_rate", "quality pass"),
+    ("list_rate", "lists"),
+    ("truncation_rate", "truncated"),
+)
+STANCE_COLUMNS = (("stance_both_share", "both"), ("yes_no_split", "yes/no split"))
+REF_COLUMNS = (
+    ("coverage", "coverage"),
+    ("missing", "missing 1-5"),
+    ("cosine_to_ref", "cos→ref"),
+    ("bertscore_f1_to_ref_rescaled", "F1→ref (resc.)"),
+    ("jaccard_to_ref", "Jaccard→ref"),
+)
+
+
+def _cell(entry: dict[str, Any] | None, digits: int) -> str:
+    if not entry or entry.get("mean") is None:
+        return "–"
+    mean = entry["mean"]
+    lo, hi = entry.get("ci") or (None, None)
+    if lo is None or hi is None:
+        return f"{mean:.{digits}f}"
+    half = (hi - lo) / 2
+    return f"{mean:.{digits}f}\n±{half:.{digits}f}"
+
+
+def _table(title: str, systems: dict[str, dict[str, Any]], columns: tuple[tuple[str, str], ...]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("system", style="bold", overflow="fold", max_width=24)
+    for _, label in columns:
+        table.add_column(label, justify="right")
+    for name, metrics in systems.items():
+        row = [name]
+        for key, _ in columns:
+            digits = 1 if key in ("words_mean", "tokens_mean") else 3
+            row.append(_cell(metrics.get(key), digits))
+        table.add_row(*row)
+    return table
+
+
+def render_summary(summary: Any) -> None:
+    """Rich tables on stderr: diversity (lexical and semantic side by side), then stance and reference metrics."""
+    systems = summary.systems
+    settings = summary.settings
+    console.print(
+        _table(
+            "Diversity within prompt groups: lexical (Jaccard, distinct-2) and semantic (cosine, Vendi), mean±half"
+            " of the 95% CI over prompts; higher Jaccard / cosine and lower Vendi = less diverse",
+            systems,
+            LEXICAL_COLUMNS + SEMANTIC_COLUMNS,
+        )
+    )
+    console.print(_table("Length, quality and style", systems, OTHER_COLUMNS))
+    if settings.get("stance_scored"):
+        console.print(
+            _table(
+                "Stance (share of 'both'; share of prompts with both a yes and a no)", systems, STANCE_COLUMNS
+            )
+        )
+    ref = settings.get("reference_system")
+    if ref:
+        console.print(
+            _table(
+                f"Against {ref} sample 0 ({ref} itself: samples 1..N-1, the self-baseline); F1 = BERTScore-style F1"
+                " (MiniLM token states), baseline-rescaled",
+                systems,
+                REF_COLUMNS,
+            )
+        )
+    if summary.errors:
+        console.print(
+            f"[yellow]{len(summary.errors)} group(s) had generation errors and were not scored[/yellow]"
+        )
+    emb = settings.get("embedder") or {}
+    console.print(
+        f"[dim]{summary.n_groups} groups scored in {summary.seconds:.1f}s · embedder {emb.get('name', '?')} · "
+        f"lowercase={settings.get('lowercase')} · seed={settings.get('seed')} · "
+        f"wrote {summary.metrics_path} and {summary.summary_path}[/dim]"
+    )
+
+
+@click.command("score")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=True))
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for metrics.jsonl and summary.json.",
+)
+@click.option("--reference-system", default=None, help="Aligned system whose sample 0 is the reference.")
+@click.option(
+    "--stance/--no-stance", default=None, help="Force or skip stance scoring (default: contested prompts)."
+)
+@click.option(
+    "--lowercase",
+    is_flag=True,
+    help="Lower-case words before the content-word sets (default: as the authors).",
+)
+@click.option("--embedder", default=None, help="Registry embedder name (default: the registry's default).")
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Seed of the bootstraps and baseline pairs."
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"systems": {...}} on stdout.')
+def score(
+    input_path: str,
+    out: str,
+    reference_system: str | None,
+    stance: bool | None,
+    lowercase: bool,
+    embedder: str | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Score INPUT (a run directory or a responses JSONL) and write OUT/metrics.jsonl and OUT/summary.json."""
+    from overtonlite.scoring import score_input
+
+    with console.status("scoring…"):
+        summary = score_input(
+            input_path,
+            out=out,
+            reference_system=reference_system,
+            stance=stance,
+            lowercase=lowercase,
+            embedder=embedder,
+            seed=seed,
+        )
+    if as_json:
+        print_json({"systems": summary.systems})
+    else:
+        render_summary(summary)

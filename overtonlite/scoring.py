@@ -1,0 +1,260 @@
+"""``overtonlite score``: turn groups of samples into the paper's measurements.
+
+Input: a run directory (its ``samples.jsonl``) or any responses JSONL (see :mod:`overtonlite.scoring_io`).
+Output: ``OUT/metrics.jsonl`` (one record per (system, prompt_id) with every key of :data:`RECORD_KEYS`, ``null``
+when absent) and ``OUT/summary.json`` (per-system means with seeded bootstrap 95% CIs over prompts, paired
+differences, and the settings). Scoring never generates text, and it is idempotent: the same input and options give
+byte-identical files. Every distinct text (samples, prompts, and the sentences of samples when coverage is
+computed) goes through the embedder once; the embedder caches by text hash.
+
+Quality filter: a sample passes when it is not degenerate (:func:`overtonlite.metrics.style.is_degenerate`) and its
+relevance cos(query, answer) is at least the threshold (no relevance test when the prompt text is unknown). The
+default threshold, :data:`DEFAULT_QUALITY_THRESHOLD`, is the 95th percentile of cross-prompt relevance (an answer to
+another LIMA-OE prompt scored against the query) on the authors' reference data with all-MiniLM-L6-v2: an answer
+below it is no closer to its own question than 95% of answers to unrelated questions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from overtonlite.errors import UsageError
+from overtonlite.metrics import coverage as cov_mod
+from overtonlite.scoring_agg import build_summary
+from overtonlite.scoring_group import GroupContext, score_group, single_thread_blas
+from overtonlite.scoring_io import Group, file_sha256, read_input
+
+# cross-prompt 95th percentile 0.237 (module docstring); benchmarks/reference_check.py recomputes it
+DEFAULT_QUALITY_THRESHOLD = 0.24
+
+RECORD_KEYS: tuple[str, ...] = (
+    "system",
+    "prompt_id",
+    "n",
+    "jaccard",
+    "cosine",
+    "vendi",
+    "words_mean",
+    "tokens_mean",
+    "words",
+    "relevance",
+    "stance",
+    "coverage",
+    "missing",
+    "stance_both_share",
+    "yes_no_split",
+    "distinct_1",
+    "distinct_2",
+    "bertscore_f1_to_ref",
+    "bertscore_f1_to_ref_rescaled",
+    "cosine_to_ref",
+    "jaccard_to_ref",
+    "coverage_union",
+    "missing_mean",
+    "quality_pass",
+    "quality_pass_rate",
+    "jaccard_filtered",
+    "cosine_filtered",
+    "relevance_mean",
+    "list_rate",
+    "refusal_rate",
+    "truncation_rate",
+    "empty_rate",
+)
+
+_AUX = (
+    "is",
+    "are",
+    "was",
+    "were",
+    "am",
+    "do",
+    "does",
+    "did",
+    "can",
+    "could",
+    "should",
+    "would",
+    "will",
+    "shall",
+    "may",
+    "might",
+    "must",
+    "has",
+    "have",
+    "had",
+    "isn't",
+    "aren't",
+    "doesn't",
+    "don't",
+    "didn't",
+    "can't",
+    "won't",
+    "shouldn't",
+    "wouldn't",
+)
+_YESNO = re.compile(
+    r"^\s*(?:" + "|".join(re.escape(a) for a in _AUX) + r")\b.*\?\s*$", re.IGNORECASE | re.DOTALL
+)
+
+
+@dataclass
+class ScoreSummary:
+    """What :func:`score_input` computed; ``systems`` is the ``summary.json["systems"]`` dict."""
+
+    systems: dict[str, dict[str, dict[str, Any]]]
+    paired: dict[str, dict[str, dict[str, Any]]]
+    settings: dict[str, Any]
+    errors: list[dict[str, Any]]
+    n_groups: int
+    metrics_path: Path
+    summary_path: Path
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def is_yes_no_question(text: str | None) -> bool:
+    """A prompt that starts with an auxiliary verb and ends with a question mark."""
+    return bool(text) and bool(_YESNO.match(text or ""))
+
+
+def should_score_stance(groups: list[Group]) -> bool:
+    """Auto rule: every group is from the contested set, or every prompt text is a yes/no question."""
+    if not groups:
+        return False
+    if all(g.prompt_set == "contested" for g in groups):
+        return True
+    return all(is_yes_no_question(g.prompt) for g in groups)
+
+
+def _open_embedder(embedder: Any) -> Any:
+    if embedder is None or isinstance(embedder, str):
+        from overtonlite.backends.onnx import open_default_embedder
+
+        return open_default_embedder(embedder)
+    return embedder
+
+
+def score_input(
+    input_path: str | Path,
+    *,
+    out: str | Path,
+    reference_system: str | None = None,
+    stance: bool | None = None,
+    lowercase: bool = False,
+    embedder: Any = None,
+    seed: int = 0,
+    quality_threshold: float | None = None,
+    tau: float | None = None,
+    n_boot: int = 1000,
+) -> ScoreSummary:
+    """Score INPUT and write ``out/metrics.jsonl`` and ``out/summary.json``.
+
+    ``embedder``: an Embedder, a registry embedder name, or ``None`` for the registry default. ``stance``: ``None``
+    scores stance when the prompts are yes/no questions (see :func:`should_score_stance`), ``True`` forces it,
+    ``False`` skips it. ``reference_system`` names the aligned system whose sample 0 is the reference for coverage,
+    the missing-information proxy and similarity-to-reference. ``tau`` overrides the calibrated coverage threshold.
+    """
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    path, groups = read_input(input_path)
+    errors = [
+        {"system": g.system, "prompt_id": g.pid, "error": g.error} for g in groups if g.error is not None
+    ]
+    scored = [g for g in groups if g.error is None]
+    systems = list(dict.fromkeys(g.system for g in groups))
+    if reference_system is not None and reference_system not in systems:
+        raise UsageError(
+            f"reference system {reference_system!r} is not in {path} (systems: {', '.join(systems)})"
+        )
+    do_stance = should_score_stance(scored) if stance is None else bool(stance)
+    threshold = DEFAULT_QUALITY_THRESHOLD if quality_threshold is None else float(quality_threshold)
+    tau_v = cov_mod.DEFAULT_TAU if tau is None else float(tau)
+    emb = _open_embedder(embedder)
+    timings["read"] = time.perf_counter() - t0
+
+    with single_thread_blas():  # small matrix products: threaded BLAS only adds overhead here
+        ctx = GroupContext.build(
+            scored,
+            emb,
+            reference_system=reference_system,
+            lowercase=lowercase,
+            stance=do_stance,
+            seed=seed,
+            quality_threshold=threshold,
+            tau=tau_v,
+            timings=timings,
+        )
+        t1 = time.perf_counter()
+        records = [score_group(g, ctx) for g in scored]
+        timings["metrics"] = time.perf_counter() - t1
+
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    metrics_path = outdir / "metrics.jsonl"
+    summary_path = outdir / "summary.json"
+    tmp = metrics_path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(
+                json.dumps({k: rec.get(k) for k in RECORD_KEYS} | _extras(rec), ensure_ascii=False) + "\n"
+            )
+    tmp.replace(metrics_path)
+
+    t2 = time.perf_counter()
+    sys_summary, paired = build_summary(
+        records, systems=systems, reference_system=reference_system, seed=seed, n_boot=n_boot
+    )
+    timings["bootstrap"] = time.perf_counter() - t2
+    settings = {
+        "input": str(path),
+        "input_sha256": file_sha256(path),
+        "embedder": emb.describe() if hasattr(emb, "describe") else {"name": getattr(emb, "name", "?")},
+        "lexical_tokenizer": _lexical_identity(),
+        "lowercase": lowercase,
+        "seed": seed,
+        "n_boot": n_boot,
+        "ci": 0.95,
+        "tau": tau_v,
+        "missing_cuts": list(cov_mod.MISSING_CUTS),
+        "quality_threshold": threshold,
+        "stance_scored": do_stance,
+        "reference_system": reference_system,
+        "bertscore": ctx.bertscore_settings(),
+        "n_groups_scored": len(scored),
+        "n_groups_failed": len(errors),
+    }
+    summary = {"systems": sys_summary, "paired": paired, "settings": settings, "errors": errors}
+    tmp = summary_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(summary_path)
+    return ScoreSummary(
+        systems=sys_summary,
+        paired=paired,
+        settings=settings,
+        errors=errors,
+        n_groups=len(scored),
+        metrics_path=metrics_path,
+        summary_path=summary_path,
+        seconds=time.perf_counter() - t0,
+        timings=timings,
+    )
+
+
+def _extras(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in rec.items() if k not in RECORD_KEYS}
+
+
+def _lexical_identity() -> str:
+    from overtonlite.metrics import lexical
+
+    for attr in ("TOKENIZER_DESCRIPTION", "TOKENIZER", "DESCRIPTION"):
+        val = getattr(lexical, attr, None)
+        if isinstance(val, str):
+            return val
+    return "NLTK Punkt (default parameters) + NLTKWordTokenizer; punctuation-only tokens and NLTK stop words dropped"
