@@ -48,8 +48,8 @@ Threads: ``n_threads`` (generation) and ``n_threads_batch`` (prompts) default to
 On a machine whose cores are busy with other processes, llama.cpp's OpenMP build can slow down by two orders of
 magnitude with more than one thread (its barriers spin while a partner thread is descheduled); measured on a
 loaded 2-core machine: 0.3-1 tok/s with 2 threads, ~40 tok/s with 1 thread, ~34 tok/s with 2 threads and
-``OMP_WAIT_POLICY=PASSIVE``. overtonlite therefore sets ``OMP_WAIT_POLICY=PASSIVE`` before it first imports
-``llama_cpp``, unless the environment already chooses a policy.
+``OMP_WAIT_POLICY=PASSIVE``. PASSIVE costs speed on an idle machine, so overtonlite sets it only when the CPU
+is already loaded when ``llama_cpp`` is first imported, and only if the environment chooses no policy.
 
 A prompt that tokenizes to nothing (and a model without BOS) yields ``error="empty_prompt"``.
 

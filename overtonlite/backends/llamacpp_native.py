@@ -62,14 +62,25 @@ def physical_cores() -> int:
     return max(1, len(allowed))
 
 
+def _cpu_is_busy() -> bool:
+    try:
+        return os.getloadavg()[0] >= (os.cpu_count() or 1)
+    except OSError:  # no load average on this platform
+        return False
+
+
 def import_llama() -> Any:
     """``llama_cpp.llama_cpp`` or a MissingDependencyError naming the fix.
 
-    OpenMP worker threads busy-wait at llama.cpp's barriers by default; on a CPU shared with other work that
-    makes 2-thread decoding 10-100x slower (measured on a 2-core machine under load). Unless the user chose a
-    policy, PASSIVE is set before libgomp loads, i.e. before llama_cpp is imported for the first time.
+    OpenMP worker threads busy-wait at llama.cpp's barriers by default. On an idle CPU that is the fastest
+    choice, but on a CPU already busy with other work it makes 2-thread decoding 10-100x slower, while the
+    PASSIVE policy halves single-sequence decode speed on an idle one (both measured on a 2-core machine; see
+    the README). So unless the user chose a policy, PASSIVE is set when the CPU is already loaded (1-minute load
+    average at or above the number of CPUs), before libgomp loads, i.e. before the first import of llama_cpp.
+    The policy in force is recorded in the manifest (``describe()["omp_wait_policy"]``).
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" not in os.environ and _cpu_is_busy():
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
         import llama_cpp.llama_cpp as ll
     except ImportError as exc:
