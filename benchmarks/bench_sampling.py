@@ -140,6 +140,9 @@ def bench_model(name: str, path: Path, args: argparse.Namespace) -> dict[str, An
     gen = LlamaCppGenerator(path, n_ctx=args.n_ctx, n_threads=args.threads, max_seqs=args.max_seqs)
     row["threads"] = gen.n_threads
     prompts = PROMPTS[: args.prompts]
+    if gen.has_chat_template():  # a chat model is sampled through its template, as `overtonlite sample` does
+        prompts = [gen.render_chat([{"role": "user", "content": p}]) for p in prompts]
+    row["chat_template"] = gen.has_chat_template()
     row["engine"] = run_engine(gen, prompts, args.n, sc)
     if not args.skip_naive:
         row["naive"] = run_naive(path, prompts, args.n, sc, gen.n_threads, args.n_ctx)
