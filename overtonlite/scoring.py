@@ -56,6 +56,7 @@ RECORD_KEYS: tuple[str, ...] = (
     "jaccard_to_ref",
     "coverage_union",
     "missing_mean",
+    "missing_le2_share",
     "quality_pass",
     "quality_pass_rate",
     "jaccard_filtered",
@@ -172,7 +173,12 @@ def score_input(
         raise UsageError(
             f"reference system {reference_system!r} is not in {path} (systems: {', '.join(systems)})"
         )
-    do_stance = should_score_stance(scored) if stance is None else bool(stance)
+    if stance is None:  # auto: the whole input is contested, or per group: groups of the contested set
+        whole = should_score_stance(scored)
+        stance_groups = {(g.system, g.pid) for g in scored if whole or g.prompt_set == "contested"}
+    else:
+        stance_groups = {(g.system, g.pid) for g in scored} if stance else set()
+    do_stance = bool(stance_groups)
     threshold = DEFAULT_QUALITY_THRESHOLD if quality_threshold is None else float(quality_threshold)
     tau_v = cov_mod.DEFAULT_TAU if tau is None else float(tau)
     emb = _open_embedder(embedder)
@@ -184,7 +190,7 @@ def score_input(
             emb,
             reference_system=reference_system,
             lowercase=lowercase,
-            stance=do_stance,
+            stance=frozenset(stance_groups),
             seed=seed,
             quality_threshold=threshold,
             tau=tau_v,

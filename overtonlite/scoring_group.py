@@ -43,7 +43,7 @@ class GroupContext:
     embedder: Any
     reference_system: str | None
     lowercase: bool
-    stance: bool
+    stance: frozenset[tuple[str, str]]  # (system, prompt id) of the groups whose stance is scored
     seed: int
     quality_threshold: float
     tau: float
@@ -63,7 +63,7 @@ class GroupContext:
         *,
         reference_system: str | None,
         lowercase: bool,
-        stance: bool,
+        stance: frozenset[tuple[str, str]],
         seed: int,
         quality_threshold: float,
         tau: float,
@@ -193,7 +193,7 @@ def score_group(g: Group, ctx: GroupContext) -> dict[str, Any]:
     rec["cosine_filtered"] = semantic.mean_pairwise_cosine(_vectors(ctx, kept)) if len(kept) >= 2 else None
 
     rec["stance"] = rec["stance_both_share"] = rec["yes_no_split"] = None
-    if ctx.stance:
+    if (g.system, g.pid) in ctx.stance:
         labels = [stance.classify_stance(g.prompt or "", t) for t in texts]
         summ = stance.stance_summary(labels)
         rec["stance"] = labels
@@ -208,6 +208,7 @@ def score_group(g: Group, ctx: GroupContext) -> dict[str, Any]:
         "missing",
         "coverage_union",
         "missing_mean",
+        "missing_le2_share",
         "cosine_to_ref",
         "jaccard_to_ref",
         "bertscore_f1_to_ref",
@@ -250,6 +251,9 @@ def _reference_metrics(g: Group, ctx: GroupContext, rec: dict[str, Any]) -> None
             union, ref_sent if len(ref_sent) else np.zeros((0, union.shape[1])), ctx.tau
         )
     rec["missing_mean"] = _mean(miss)
+    # the paper's headline reading of "missing information": most of the sample is already in the reference
+    scored = [m for m in miss if m is not None]
+    rec["missing_le2_share"] = sum(m <= 2 for m in scored) / len(scored) if scored else None
     rec["jaccard_to_ref"] = _mean(_jaccard_to_ref_values(compared, ref, ctx.lowercase))
     if not ref:
         return

@@ -99,7 +99,8 @@ def _overton_metrics(chat_jac: float, base_jac: float, *, chat_both: float = 0.8
     for i, pid in enumerate(oe):
         d = jitter * (i % 3 - 1)
         recs.append(_rec("chat", pid, jaccard=chat_jac + d, words_mean=120 + i, cosine=0.8))
-        recs.append(_rec("base", pid, jaccard=base_jac - d, words_mean=40 + i, cosine=0.5, coverage_union=cover + d))
+        recs.append(_rec("base", pid, jaccard=base_jac - d, words_mean=40 + i, cosine=0.5, coverage_union=cover + d,
+                         missing_le2_share=cover + d))
     for i, pid in enumerate(cq):
         recs.append(_rec("chat", pid, stance_both_share=chat_both, yes_no_split=False))
         recs.append(_rec("base", pid, stance_both_share=0.1, yes_no_split=base_split if i % 4 else False))

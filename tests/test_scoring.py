@@ -367,3 +367,22 @@ def test_property_any_texts_give_documented_values(tmp_path, groups, use_ref):
     for metrics in summary["systems"].values():
         for entry in metrics.values():
             assert entry["mean"] is None or math.isfinite(entry["mean"])
+
+
+def test_stance_auto_follows_the_prompt_set_of_each_group(tmp_path: Path) -> None:
+    """A run mixing open-ended and contested prompts gets stance labels on the contested groups only."""
+    rows = [
+        {"system": "chat", "prompt_id": "oe-1", "set": "open-ended", "prompt": "Describe a calm morning routine.",
+         "samples": ["Wake early and stretch.", "Make tea and read a little."]},
+        {"system": "chat", "prompt_id": "cq-1", "set": "contested", "prompt": "Is coffee good for you?",
+         "samples": ["Yes, in moderation it is.", "No, it is not good for you."]},
+    ]
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    score_input(src, out=tmp_path / "o", embedder=HashEmbedder())
+    recs = {r["prompt_id"]: r for r in read_metrics(tmp_path / "o")}
+    assert recs["oe-1"]["stance"] is None and recs["oe-1"]["yes_no_split"] is None
+    assert recs["cq-1"]["stance"] == ["yes", "no"] and recs["cq-1"]["yes_no_split"] is True
+    forced = tmp_path / "forced"
+    score_input(src, out=forced, embedder=HashEmbedder(), stance=True)
+    assert all(r["stance"] is not None for r in read_metrics(forced))

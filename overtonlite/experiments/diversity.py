@@ -13,8 +13,10 @@ the paper's expected directions on the stored metrics:
 2. chat answers are longer (paired mean words, open-ended);
 3. on contested yes/no questions chat answers present both sides more often ("both" share, paired);
 4. base samples split between yes and no across samples more often than chat samples (paired split rate);
-5. most of what the base samples say is covered by the chat answer (coverage of the union of base samples by chat
-   sample 0 above one half, open-ended).
+5. most base samples say little that the chat answer lacks: the share of base samples whose missing-information
+   proxy (1-5, calibrated on the authors' GPT-4 judgments) is at most 2 is above one half, as in the paper's data
+   (GPT-4: 0.66; the proxy on the same data: 0.65). The coverage of the union of the base samples' sentences by
+   chat sample 0 is reported beside it.
 
 Semantic diversity, diversity after the quality filter and the URIAL numbers are reported alongside, unjudged.
 """
@@ -37,7 +39,7 @@ SYSTEMS = (BASE, CHAT, URIAL)
 DEFAULT_ANSWER_CAP = 120
 EVIDENCE_METRICS = (
     "jaccard", "cosine", "vendi", "words_mean", "jaccard_filtered", "cosine_filtered", "quality_pass_rate",
-    "coverage_union", "stance_both_share", "yes_no_split", "truncation_rate", "list_rate",
+    "coverage_union", "missing_le2_share", "stance_both_share", "yes_no_split", "truncation_rate", "list_rate",
 )
 
 
@@ -154,10 +156,11 @@ def overton_claim(metrics: Sequence[dict[str, Any]], sets: dict[str, list[str]],
         "yes_no_split", "Distributional pluralism: base minus chat rate of prompts whose samples say both yes and no "
         "(contested)", "greater", *est,
         detail=f"base {val('yes_no_split', BASE)} vs chat {val('yes_no_split', CHAT)}"))
-    est = _mean(recs, "coverage_union", BASE, oe, seed)
+    est = _mean(recs, "missing_le2_share", BASE, oe, seed)
     findings.append(Finding(
-        "coverage", "Aggregation: share of the base samples' sentences covered by the chat answer (open-ended; "
-        "expected above 0.5)", "greater", *est, threshold=0.5))
+        "coverage", "Aggregation: share of base samples whose information is mostly in the chat answer "
+        "(missing-information proxy <= 2, open-ended; expected above 0.5)", "greater", *est, threshold=0.5,
+        detail=f"share of base sentences covered {val('coverage_union', BASE)}"))
 
     notes = []
     sem = _paired(recs, "cosine", CHAT, BASE, oe, seed)
