@@ -258,6 +258,34 @@ def read_groups(path: str | Path) -> list[dict[str, Any]]:
     return list(by_key.values())
 
 
+def read_jsonl_objects(path: str | Path) -> list[dict[str, Any]] | None:
+    """Every line of a JSONL file as a JSON object (None when the file does not exist).
+
+    Blank lines are skipped; invalid JSON, a line that is not an object, or an unreadable file is a DataError
+    naming the file and line. For samples.jsonl use :func:`read_groups`, which also validates group records and
+    tolerates a torn last line.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    rows: list[dict[str, Any]] = []
+    try:
+        with p.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{p}:{lineno}: invalid JSON: {exc.msg}") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{p}:{lineno}: expected a JSON object")
+                rows.append(row)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: cannot read: {exc}") from None
+    return rows
+
+
 def validate_group(obj: Any, *, where: str) -> dict[str, Any]:
     """Check one group record's shape and return a normalised copy (DataError naming ``where`` otherwise)."""
     if not isinstance(obj, dict):

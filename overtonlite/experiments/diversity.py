@@ -102,7 +102,7 @@ def prompt_sets(run_dir: str | Path) -> dict[str, list[str]]:
     Groups without a set count as open-ended.
     """
     ids: dict[str, list[str]] = {"open-ended": [], "contested": []}
-    for rec in ev.read_jsonl(Path(run_dir) / "samples.jsonl"):
+    for rec in ev.read_samples(run_dir):
         kind = "contested" if rec.get("set") == "contested" else "open-ended"
         pid = str(rec.get("prompt_id"))
         if pid not in ids[kind]:

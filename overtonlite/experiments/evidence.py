@@ -3,13 +3,10 @@ claims are built from. The bootstrap itself is :mod:`overtonlite.metrics.stats` 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from overtonlite.errors import DataError
 
 Estimate = tuple[float | None, tuple[float, float] | None]
 
@@ -104,20 +101,17 @@ def entry(est: Estimate, **extra: Any) -> dict[str, Any]:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """All JSON objects of a JSONL file ([] when it does not exist); DataError names file and line."""
-    if not path.is_file():
-        return []
-    rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
-            if isinstance(row, dict):
-                rows.append(row)
-    return rows
+    from overtonlite.records import read_jsonl_objects
+
+    return read_jsonl_objects(path) or []
+
+
+def read_samples(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The validated group records of ``run_dir/samples.jsonl`` ([] when there is none yet)."""
+    from overtonlite.records import read_groups
+
+    path = Path(run_dir) / "samples.jsonl"
+    return read_groups(path) if path.is_file() else []
 
 
 def by_system(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Mapping[str, Any]]]:

@@ -292,7 +292,7 @@ def generate_icl(
 def overflow_counts(run_dir: str | Path) -> dict[str, dict[str, int]]:
     """Per system: prompt groups and how many of them were over the context (error "prompt_too_long")."""
     out: dict[str, dict[str, int]] = {}
-    for rec in ev.read_jsonl(Path(run_dir) / "samples.jsonl"):
+    for rec in ev.read_samples(run_dir):
         row = out.setdefault(str(rec.get("system")), {"groups": 0, "prompt_too_long": 0})
         row["groups"] += 1
         row["prompt_too_long"] += int(rec.get("error") == PROMPT_TOO_LONG)

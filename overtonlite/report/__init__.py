@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from overtonlite.errors import DataError, OvertonliteError
+from overtonlite.records import read_groups, read_jsonl_objects
 
 __all__ = ["ReportPaths", "RunData", "Stat", "build_report", "load_run"]
 
@@ -164,27 +165,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]] | None:
-    if not path.is_file():
-        return None
-    rows: list[dict[str, Any]] = []
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{lineno}: expected a JSON object")
-                rows.append(row)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from None
-    return rows
-
-
 def _health(groups: list[dict[str, Any]]) -> dict[str, GenerationHealth]:
     out: dict[str, GenerationHealth] = {}
     for group in groups:
@@ -228,9 +208,10 @@ def load_run(run_dir: str | os.PathLike[str], *, require_content: bool = True) -
         results=_check_fields(path / "results.json", _read_json(path / "results.json")),
         summary=_check_fields(path / "summary.json", _read_json(path / "summary.json")),
         manifest=_check_fields(path / "manifest.json", _read_json(path / "manifest.json")),
-        metrics=_read_jsonl(path / "metrics.jsonl") or [],
+        metrics=read_jsonl_objects(path / "metrics.jsonl") or [],
     )
-    groups = _read_jsonl(path / "samples.jsonl")
+    samples = path / "samples.jsonl"
+    groups = read_groups(samples) if samples.is_file() else None
     data.health = _health(groups) if groups is not None else None
     if require_content and data.results is None and data.summary is None and not data.metrics:
         raise DataError(f"{path}: nothing to report (no results.json, summary.json or metrics.jsonl)")
