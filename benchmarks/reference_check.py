@@ -28,37 +28,10 @@ sys.path.insert(0, str(REPO))
 from overtonlite.metrics import coverage as cov_mod  # noqa: E402
 from overtonlite.metrics import lexical  # noqa: E402
 from overtonlite.metrics.sentences import split_sentences  # noqa: E402
+from overtonlite.paper import BERTSCORE_TO_CHAT as PAPER_BERTSCORE  # noqa: E402
+from overtonlite.paper import JACCARD_TO_CHAT as PAPER_JACCARD_TO_REF  # noqa: E402
+from overtonlite.paper import LEXICAL as PAPER_LEXICAL  # noqa: E402
 from overtonlite.scoring_io import clean_text  # noqa: E402
-
-# paper-protocol §3.1 (authors' definition, lower-cased sentence-split, mean words)
-PAPER_LEXICAL = {
-    "llama-2-base": (0.0891, 0.0891, 129),
-    "llama-2-icl": (0.1990, 0.2045, 222),
-    "llama-2-chat": (0.2792, 0.2868, 473),
-    "gpt-3.5-turbo": (0.2940, 0.3043, 304),
-    "mistral": (0.1493, 0.1496, 181),
-    "mistral-icl": (0.2217, 0.2313, 211),
-    "mistral-instruct": (0.2357, 0.2444, 337),
-}
-# paper-protocol §3.6 (a): authors' BERTScore F1 (roberta-large) to llama-2-chat sample 0
-PAPER_BERTSCORE = {
-    "llama-2-chat": 0.8915,
-    "gpt-3.5-turbo": 0.8741,
-    "llama-2-icl-chat-knn-prompt_similar": 0.8719,
-    "llama-2-icl-chat": 0.8686,
-    "llama-2-icl": 0.8614,
-    "llama-2-base": 0.8273,
-}
-# paper-protocol §3.6 (b): Jaccard to llama-2-chat s0 (no-sentence-split variant)
-PAPER_JACCARD_TO_REF = {
-    "llama-2-chat": 0.266,
-    "llama-2-base": 0.067,
-    "llama-2-icl": 0.150,
-    "llama-2-icl-chat": 0.178,
-    "llama-2-icl-chat-knn-prompt_similar": 0.186,
-    "llama-2-icl-chat-summary": 0.216,
-    "mistral-icl-chat-summary": 0.262,
-}
 
 
 def spearman(x: list[float], y: list[float]) -> float:

@@ -21,6 +21,7 @@ from overtonlite.metrics.lexical import (
     word_tokenize,
 )
 from overtonlite.metrics.stopwords import ENGLISH_STOPWORDS
+from overtonlite.paper import LEXICAL
 
 # --- tokenisation -------------------------------------------------------------------------------------------
 
@@ -212,31 +213,20 @@ def test_very_long_texts_are_fast_and_sane() -> None:
 
 # --- the authors' LIMA-OE outputs (paper-protocol §3.1) -------------------------------------------------------
 
-# system: (authors' definition, lower-cased, mean words)
-PAPER_JACCARD = {
-    "llama-2-base": (0.0891, 0.0891, 129),
-    "llama-2-icl": (0.1990, 0.2045, 222),
-    "llama-2-chat": (0.2792, 0.2868, 473),
-    "gpt-3.5-turbo": (0.2940, 0.3043, 304),
-    "mistral": (0.1493, 0.1496, 181),
-    "mistral-icl": (0.2217, 0.2313, 211),
-    "mistral-instruct": (0.2357, 0.2444, 337),
-}
-
 
 def test_reference_lima_oe_jaccard_and_length(reference_dir) -> None:
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     with open(reference_dir / "lima-oe" / "responses.jsonl", encoding="utf-8") as fh:
         for line in fh:
             rec = json.loads(line)
-            if rec["system"] not in PAPER_JACCARD:
+            if rec["system"] not in LEXICAL:
                 continue
             samples = [s.strip() for s in rec["samples"]]
             per[rec["system"]]["default"].append(mean_pairwise_jaccard(samples))
             per[rec["system"]]["lower"].append(mean_pairwise_jaccard(samples, lowercase=True))
             per[rec["system"]]["words"].extend(word_count(s) for s in samples)
     ours = {}
-    for system, (j_default, j_lower, words) in PAPER_JACCARD.items():
+    for system, (j_default, j_lower, words) in LEXICAL.items():
         d = per[system]
         assert len(d["default"]) == 50
         got_default = sum(d["default"]) / 50
@@ -246,5 +236,5 @@ def test_reference_lima_oe_jaccard_and_length(reference_dir) -> None:
         assert got_lower == pytest.approx(j_lower, abs=0.005), system
         assert abs(got_words - words) <= 1.0, system
         ours[system] = got_default
-    paper_rank = sorted(PAPER_JACCARD, key=lambda s: PAPER_JACCARD[s][0])
+    paper_rank = sorted(LEXICAL, key=lambda s: LEXICAL[s][0])
     assert sorted(ours, key=ours.get) == paper_rank

@@ -92,7 +92,10 @@ def test_cap_words() -> None:
     # falls back to the last sentence end when it lies in the second half of the kept text
     assert cap_words("One two three. Four five six seven", 5) == "One two three."
     # a numbered-list marker is not a sentence end
-    assert cap_words("Intro words here:\n1. First item done.\n2. Second", 8) == "Intro words here:\n1. First item done."
+    assert (
+        cap_words("Intro words here:\n1. First item done.\n2. Second", 8)
+        == "Intro words here:\n1. First item done."
+    )
     # a sentence end too early is not used
     assert cap_words("One. two three four five six", 5) == "One. two three four five"
     with pytest.raises(ValueError):
@@ -137,13 +140,14 @@ def test_random_neighbours_seeded_and_leave_one_out() -> None:
         random_neighbours(ids[:2], k=2, seed=0)
 
 
-def test_split_sentences() -> None:
+def test_split_sentences_is_the_coverage_splitter() -> None:
+    # Hints and coverage cut text the same way: list markers go, each list item is a sentence.
     text = "First point. Second one!\n1. A list item\n\n- another item\nDone?"
     assert split_sentences(text) == [
         "First point.",
         "Second one!",
-        "1. A list item",
-        "- another item",
+        "A list item",
+        "another item",
         "Done?",
     ]
 

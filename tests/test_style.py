@@ -16,6 +16,7 @@ from overtonlite.metrics.style import (
     is_refusal,
     style_stats,
 )
+from overtonlite.paper import NUMBERED_LIST_RATE
 
 
 def test_numbered_list() -> None:
@@ -99,22 +100,12 @@ def test_very_long_text() -> None:
     assert is_degenerate("spam " * 100_000)
 
 
-# paper-protocol §3.7: share of LIMA-OE samples with a numbered list of >= 2 items
-PAPER_NUMBERED = {
-    "llama-2-chat": 0.92,
-    "gpt-3.5-turbo": 0.80,
-    "mistral-instruct": 0.78,
-    "llama-2-icl": 0.56,
-    "llama-2-base": 0.07,
-}
-
-
 def test_reference_numbered_list_rates(reference_dir) -> None:
     texts = defaultdict(list)
     with open(reference_dir / "lima-oe" / "responses.jsonl", encoding="utf-8") as fh:
         for line in fh:
             rec = json.loads(line)
-            if rec["system"] in PAPER_NUMBERED:
+            if rec["system"] in NUMBERED_LIST_RATE:
                 texts[rec["system"]].extend(s.strip() for s in rec["samples"])
-    for system, expected in PAPER_NUMBERED.items():
+    for system, expected in NUMBERED_LIST_RATE.items():
         assert style_stats(texts[system])["numbered_rate"] == pytest.approx(expected, abs=0.01), system

@@ -4,7 +4,8 @@ Kinds:
 
 * ``summary``: the chat model summarises its own sample 0 in 2-3 sentences from :func:`summarize_messages`
   (greedy decoding; the generation itself happens in the ICL experiment, which caches it in the run directory);
-* ``extractive``: the most central sentences of chat sample 0 by sentence-embedding centrality;
+* ``extractive``: the most central sentences of chat sample 0 by sentence-embedding centrality (sentences cut
+  by :func:`overtonlite.metrics.sentences.split_sentences`, the coverage splitter, so list markers are dropped);
 * ``keywords``: the top TF-IDF terms of chat sample 0 against the other prompts' chat sample 0;
 * ``none``: no hint.
 
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from overtonlite.metrics.sentences import split_sentences
 
 HINT_KINDS = ("none", "summary", "extractive", "keywords")
 
@@ -40,19 +43,12 @@ _STOP_WORDS = frozenset(
     you're that's there's isn't aren't doesn't""".split()
 )
 _TERM = re.compile(r"[a-z][a-z'\-]*[a-z]|[a-z]")
-_SPLIT = re.compile(r"(?<=[^\s\d][.!?])[\"')\]]?\s+|\n+")
 
 
 def summarize_messages(query: str, answer: str) -> list[dict[str, str]]:
     """The chat messages that ask the chat model for a 2-3 sentence summary of its own answer."""
     content = f"Question:\n{query.strip()}\n\nAnswer:\n{answer.strip()}\n\n{SUMMARIZE_INSTRUCTION}"
     return [{"role": "user", "content": content}]
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split on sentence-final punctuation and on line breaks (list items count as sentences); drop blanks."""
-    parts = (p.strip() for p in _SPLIT.split(text))
-    return [p for p in parts if p and any(ch.isalnum() for ch in p)]
 
 
 def extractive_hint(text: str, embedder: Any, *, max_sentences: int = 2) -> str:
