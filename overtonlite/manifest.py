@@ -28,6 +28,7 @@ from typing import Any
 from overtonlite import __version__
 from overtonlite.config import stable_hash
 from overtonlite.errors import DataError, OvertonliteError, UsageError
+from overtonlite.records import read_json_object
 
 # module name -> distribution name
 TRACKED_PACKAGES: dict[str, str] = {
@@ -97,13 +98,8 @@ def read_manifest(path: str | Path) -> dict[str, Any] | None:
     p = Path(path)
     if p.is_dir():
         p = p / "manifest.json"
-    if not p.exists():
-        return None
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{p}: unreadable manifest ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("systems", {}), dict):
+    data = read_json_object(p, what="a manifest (a JSON object)")
+    if data is not None and not isinstance(data.get("systems", {}), dict):
         raise DataError(f"{p}: a manifest must be a JSON object with a 'systems' object")
     return data
 

@@ -286,6 +286,28 @@ def read_jsonl_objects(path: str | Path) -> list[dict[str, Any]] | None:
     return rows
 
 
+def read_json_object(path: str | Path, *, what: str = "a JSON object") -> dict[str, Any] | None:
+    """A JSON file holding one object (None when the file does not exist).
+
+    Invalid JSON is a DataError naming the file and line; a file that is not an object names ``what`` it should
+    have been; an unreadable file is a DataError naming the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: cannot read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{p}:1: expected {what}, got {type(data).__name__}")
+    return data
+
+
 def validate_group(obj: Any, *, where: str) -> dict[str, Any]:
     """Check one group record's shape and return a normalised copy (DataError naming ``where`` otherwise)."""
     if not isinstance(obj, dict):

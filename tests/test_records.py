@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from overtonlite.errors import DataError, RunLockedError, UsageError
-from overtonlite.records import RunDir, read_groups
+from overtonlite.records import RunDir, read_groups, read_json_object
 
 
 def _rec(
@@ -192,3 +192,19 @@ def test_reference_responses_read_as_groups(reference_dir: Path) -> None:
     assert len({g["system"] for g in groups}) >= 5
     assert all(isinstance(g["prompt_id"], str) for g in groups)
     assert all(set(s) == {"text"} and isinstance(s["text"], str) for g in groups for s in g["samples"])
+
+
+def test_read_json_object(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    assert read_json_object(path) is None
+    path.write_text('{"a": [1, 2]}')
+    assert read_json_object(path) == {"a": [1, 2]}
+    path.write_text('{\n  "a": 1,\n  "b": \n}')
+    with pytest.raises(DataError, match=r"results\.json:4: invalid JSON"):
+        read_json_object(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(DataError, match=r"results\.json:1: expected a results object, got list"):
+        read_json_object(path, what="a results object")
+    path.write_bytes(b'{"a": "\xff"}')
+    with pytest.raises(DataError, match=r"results\.json: cannot read"):
+        read_json_object(path)

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from overtonlite.backends.base import Generator
-from overtonlite.errors import DataError, UsageError
+from overtonlite.errors import UsageError
+from overtonlite.records import read_json_object
 
 RESULTS_FILE = "results.json"
 BASE, CHAT, URIAL = "base", "chat", "urial"
@@ -164,16 +164,7 @@ def ensure_writable(out: str | os.PathLike[str]) -> Path:
 
 def read_results(out: str | os.PathLike[str]) -> dict[str, Any]:
     """The run directory's results.json ({} when there is none)."""
-    path = Path(out) / RESULTS_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable results ({exc})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}:1: expected a JSON object")
-    return data
+    return read_json_object(Path(out) / RESULTS_FILE, what="a results object") or {}
 
 
 def write_results(

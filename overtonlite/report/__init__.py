@@ -11,7 +11,6 @@ itself is optional: whatever is absent is reported as "not measured".
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from overtonlite.errors import DataError, OvertonliteError
-from overtonlite.records import read_groups, read_jsonl_objects
+from overtonlite.records import read_groups, read_json_object, read_jsonl_objects
 
 __all__ = ["ReportPaths", "RunData", "Stat", "build_report", "load_run"]
 
@@ -149,22 +148,6 @@ def bootstrap_ci(values: list[float], *, seed: int = 0, resamples: int = 1000) -
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}:1: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
 def _health(groups: list[dict[str, Any]]) -> dict[str, GenerationHealth]:
     out: dict[str, GenerationHealth] = {}
     for group in groups:
@@ -205,9 +188,9 @@ def load_run(run_dir: str | os.PathLike[str], *, require_content: bool = True) -
         raise DataError(f"{path}: run directory not found")
     data = RunData(
         run_dir=path,
-        results=_check_fields(path / "results.json", _read_json(path / "results.json")),
-        summary=_check_fields(path / "summary.json", _read_json(path / "summary.json")),
-        manifest=_check_fields(path / "manifest.json", _read_json(path / "manifest.json")),
+        results=_check_fields(path / "results.json", read_json_object(path / "results.json")),
+        summary=_check_fields(path / "summary.json", read_json_object(path / "summary.json")),
+        manifest=_check_fields(path / "manifest.json", read_json_object(path / "manifest.json")),
         metrics=read_jsonl_objects(path / "metrics.jsonl") or [],
     )
     samples = path / "samples.jsonl"
