@@ -148,20 +148,24 @@ def coverage_section(data: Path, emb, calibrate: bool) -> tuple[list[str], dict]
         out["grid"], out["calibrated_tau"], out["calibrated_cuts"] = grid, tau, cuts
         rows.append(f"calibration grid (tau: rho) {json.dumps(grid)}")
         rows.append(f"calibrated tau {tau}, cuts {tuple(round(c, 4) for c in cuts)}")
-    cov = cov_at(cov_mod.DEFAULT_TAU)
+    cal = getattr(emb, "calibration", None)  # the embedder's registry calibration, else the module defaults
+    tau_used = cal.coverage_tau if cal else cov_mod.DEFAULT_TAU
+    cuts_used = tuple(cal.missing_cuts) if cal else cov_mod.MISSING_CUTS
+    cov = cov_at(tau_used)
     rho = spearman([1 - c for c in cov], y)
-    proxy = [cov_mod.missing_proxy(c) for c in cov]
+    proxy = [cov_mod.missing_proxy(c, cuts_used) for c in cov]
     rho_p = spearman(proxy, y)
     dist = [float(np.mean([p == k for p in proxy])) for k in range(1, 6)]
     rows.append(
-        f"coverage (tau {cov_mod.DEFAULT_TAU}) vs GPT-4 missing score on {len(recs)} pairs: Spearman ρ(1−coverage) "
+        f"coverage (tau {tau_used}) vs GPT-4 missing score on {len(recs)} pairs: Spearman ρ(1−coverage) "
         f"{rho:.3f}, ρ(proxy) {rho_p:.3f}; proxy mean {np.mean(proxy):.2f} (GPT-4 {np.mean(y):.2f}), "
         f"share ≤2 {np.mean([p <= 2 for p in proxy]):.3f} (GPT-4 {np.mean([s <= 2 for s in y]):.3f}), "
         f"distribution {[round(d, 3) for d in dist]}"
     )
     out.update(
         {
-            "tau": cov_mod.DEFAULT_TAU,
+            "tau": tau_used,
+            "missing_cuts": list(cuts_used),
             "rho": rho,
             "rho_proxy": rho_p,
             "proxy_mean": float(np.mean(proxy)),

@@ -37,6 +37,7 @@ from overtonlite.metrics.stance import (  # noqa: E402
     FEATURES,
     STANCE_LABELS,
     _is_refusal,
+    _sentences,
     _short_label,
     classify_stance,
     cohen_kappa,
@@ -189,6 +190,54 @@ def print_table(title: str, rows: list[dict], preds: list[str], cv: list[str]) -
     print(report("5-fold CV by prompt (all)", [r["stance"] for r in rows], cv))
 
 
+def judge_consistency(rows: list[dict]) -> None:
+    """How consistent GPT-4's labels are with themselves: a rough ceiling for any text classifier.
+
+    Pairs of answers to the same prompt are compared; when two answers are nearly the same text, a label that is a
+    function of the text gives both the same label, so their agreement rate bounds what any classifier can reach.
+    """
+    import difflib
+
+    by_prompt: dict[int, list[dict]] = {}
+    for r in rows:
+        by_prompt.setdefault(r["prompt_id"], []).append(r)
+    buckets: dict[str, list[bool]] = {
+        "all pairs": [],
+        "same opening sentence": [],
+        "text similarity >= 0.9": [],
+    }
+    for group in by_prompt.values():
+        for i, a in enumerate(group):
+            for b in group[i + 1 :]:
+                same = a["stance"] == b["stance"]
+                buckets["all pairs"].append(same)
+                if _sentences(a["response"].strip())[:1] == _sentences(b["response"].strip())[:1]:
+                    buckets["same opening sentence"].append(same)
+                ratio = difflib.SequenceMatcher(None, a["response"], b["response"]).ratio()
+                if ratio >= 0.9:
+                    buckets["text similarity >= 0.9"].append(same)
+    print("\nGPT-4 label agreement between two answers to the same prompt (a ceiling for text classifiers):")
+    for name, vals in buckets.items():
+        print(f"  {name:<24} {len(vals):>5} pairs  {sum(vals) / max(1, len(vals)):.1%} same label")
+
+
+def by_opening(rows: list[dict], preds: list[str]) -> None:
+    """Accuracy split by the answer's first word, beside the accuracy of always giving that subset's top label."""
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        words = r["response"].split()
+        first = words[0].strip(",.!").lower() if words else ""
+        groups.setdefault(first if first in ("yes", "no") else "other opening", []).append(i)
+    print("\naccuracy by opening word (majority = always the subset's most common GPT-4 label):")
+    for name, idx in sorted(groups.items()):
+        gold = [rows[i]["stance"] for i in idx]
+        acc = sum(gold[j] == preds[i] for j, i in enumerate(idx)) / len(idx)
+        top = max(set(gold), key=gold.count)
+        print(
+            f"  {name:<14} {len(idx):>5}  ours {acc:.1%}  majority ({top}) {gold.count(top) / len(idx):.1%}"
+        )
+
+
 def open_embedder(cache: bool):
     from overtonlite.backends.onnx import open_default_embedder
 
@@ -286,6 +335,8 @@ def main() -> None:
         print(
             f"  {who:<12} both {both:.3f}  yes+no split {split:.3f}  all 5 equal {same:.3f}  entropy {entropy:.3f} bits"
         )
+    by_opening(rows, preds)
+    judge_consistency(rows)
     print(f"\nlabels: {', '.join(STANCE_LABELS)}")
 
 

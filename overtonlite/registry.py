@@ -91,6 +91,21 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """Thresholds that depend on an embedder's cosine scale, calibrated on the authors' data.
+
+    ``coverage_tau``: sentence match threshold for coverage; ``missing_cuts``: coverage cut points for the 1-5
+    missing-information proxy; ``quality_threshold``: minimum answer relevance; ``coverage_rho``: the Spearman rho
+    of (1 - coverage) against the GPT-4 missing-information scores that this tau reached.
+    """
+
+    coverage_tau: float
+    missing_cuts: tuple[float, float, float, float]
+    quality_threshold: float
+    coverage_rho: float
+
+
+@dataclass(frozen=True)
 class EmbedderSpec:
     """An ONNX sentence embedder: the model graph plus its tokenizer files, kept in one folder."""
 
@@ -106,6 +121,7 @@ class EmbedderSpec:
     onnx_file: str = "model.onnx"
     token_output: str | None = None
     notes: str = ""
+    calibration: Calibration | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +306,26 @@ def _parse_model(name: str, t: _Table, base_dir: Path) -> ModelSpec:
     return spec
 
 
+def _parse_calibration(t: _Table) -> Calibration:
+    def unit(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            t.fail(key, f"expected a number in [0, 1], got {value!r}")
+        return float(value)
+
+    cuts_raw = t.get("missing_cuts", list)
+    cuts = tuple(unit(f"missing_cuts[{i}]", v) for i, v in enumerate(cuts_raw))
+    if len(cuts) != 4 or list(cuts) != sorted(cuts, reverse=True):
+        t.fail("missing_cuts", f"expected 4 non-increasing numbers, got {cuts_raw!r}")
+    cal = Calibration(
+        coverage_tau=unit("coverage_tau", t.get("coverage_tau", (int, float))),
+        missing_cuts=cuts,  # type: ignore[arg-type]
+        quality_threshold=unit("quality_threshold", t.get("quality_threshold", (int, float))),
+        coverage_rho=t.get("coverage_rho", (int, float)),
+    )
+    t.done()
+    return cal
+
+
 def _parse_embedder(name: str, t: _Table, base_dir: Path) -> EmbedderSpec:
     raw_files = t.get("files", list)
     files = []
@@ -314,6 +350,7 @@ def _parse_embedder(name: str, t: _Table, base_dir: Path) -> EmbedderSpec:
         onnx_file=t.get("onnx_file", str, "model.onnx"),
         token_output=t.get("token_output", str, None),
         notes=t.get("notes", str, ""),
+        calibration=_parse_calibration(t.sub("calibration")) if "calibration" in t.data else None,
     )
     if spec.onnx_file not in names:
         t.fail("onnx_file", f"{spec.onnx_file!r} is not one of the files ({', '.join(names)})")

@@ -179,9 +179,16 @@ def score_input(
     else:
         stance_groups = {(g.system, g.pid) for g in scored} if stance else set()
     do_stance = bool(stance_groups)
-    threshold = DEFAULT_QUALITY_THRESHOLD if quality_threshold is None else float(quality_threshold)
-    tau_v = cov_mod.DEFAULT_TAU if tau is None else float(tau)
     emb = _open_embedder(embedder)
+    calib = getattr(emb, "calibration", None)
+    if calib is not None:
+        cal_source = f"embedder {getattr(emb, 'name', '?')}"
+        d_threshold, d_tau, cuts = calib.quality_threshold, calib.coverage_tau, tuple(calib.missing_cuts)
+    else:
+        cal_source = "defaults (all-minilm-l6-v2); this embedder has no calibration"
+        d_threshold, d_tau, cuts = DEFAULT_QUALITY_THRESHOLD, cov_mod.DEFAULT_TAU, cov_mod.MISSING_CUTS
+    threshold = d_threshold if quality_threshold is None else float(quality_threshold)
+    tau_v = d_tau if tau is None else float(tau)
     timings["read"] = time.perf_counter() - t0
 
     with single_thread_blas():  # small matrix products: threaded BLAS only adds overhead here
@@ -194,6 +201,7 @@ def score_input(
             seed=seed,
             quality_threshold=threshold,
             tau=tau_v,
+            missing_cuts=cuts,
             timings=timings,
         )
         t1 = time.perf_counter()
@@ -227,7 +235,8 @@ def score_input(
         "n_boot": n_boot,
         "ci": 0.95,
         "tau": tau_v,
-        "missing_cuts": list(cov_mod.MISSING_CUTS),
+        "missing_cuts": list(cuts),
+        "calibration": cal_source,
         "quality_threshold": threshold,
         "stance_scored": do_stance,
         "reference_system": reference_system,

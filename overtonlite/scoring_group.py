@@ -47,6 +47,7 @@ class GroupContext:
     seed: int
     quality_threshold: float
     tau: float
+    missing_cuts: tuple[float, ...] = cov_mod.MISSING_CUTS
     vec: dict[str, np.ndarray] = field(default_factory=dict)
     tok: dict[str, np.ndarray] = field(default_factory=dict)
     sentences: dict[str, list[str]] = field(default_factory=dict)
@@ -67,9 +68,10 @@ class GroupContext:
         seed: int,
         quality_threshold: float,
         tau: float,
+        missing_cuts: tuple[float, ...] = cov_mod.MISSING_CUTS,
         timings: dict[str, float] | None = None,
     ) -> GroupContext:
-        ctx = cls(embedder, reference_system, lowercase, stance, seed, quality_threshold, tau)
+        ctx = cls(embedder, reference_system, lowercase, stance, seed, quality_threshold, tau, missing_cuts)
         t0 = time.perf_counter()
         samples = list(dict.fromkeys(t for g in groups for t in g.texts if t))
         prompts = list(dict.fromkeys(g.prompt for g in groups if g.prompt))
@@ -243,7 +245,7 @@ def _reference_metrics(g: Group, ctx: GroupContext, rec: dict[str, Any]) -> None
             if len(sv)
             else None
         )
-        cov[i], miss[i] = c, cov_mod.missing_proxy(c)
+        cov[i], miss[i] = c, cov_mod.missing_proxy(c, ctx.missing_cuts)
     rec["coverage"], rec["missing"] = cov, miss
     union = ctx.sentence_vecs(compared)
     if len(union):

@@ -222,3 +222,44 @@ def test_shipped_registry(monkeypatch: pytest.MonkeyPatch) -> None:
         assert all(f.sha256 and f.size for f in e.files), e.name
     assert reg.model("gemma-3-270m").file.size == 253_113_024
     assert len(reg.model("qwen2.5-coder-0.5b-instruct").file.packages) == 6
+
+
+CALIBRATION = """
+[embedders.emb.calibration]
+coverage_tau = 0.5
+missing_cuts = [0.6, 0.3, 0.2, 0.01]
+quality_threshold = 0.25
+coverage_rho = 0.4
+"""
+
+
+def test_embedder_calibration(tmp_path: Path) -> None:
+    assert load_registry(write(tmp_path, GOOD)).embedder("emb").calibration is None
+    cal = load_registry(write(tmp_path, GOOD + CALIBRATION)).embedder("emb").calibration
+    assert cal is not None
+    assert (cal.coverage_tau, cal.missing_cuts, cal.quality_threshold) == (0.5, (0.6, 0.3, 0.2, 0.01), 0.25)
+    msg = errmsg(tmp_path, GOOD + CALIBRATION.replace("[0.6, 0.3, 0.2, 0.01]", "[0.1, 0.3, 0.2, 0.01]"))
+    assert "embedders.emb.calibration.missing_cuts: expected 4 non-increasing numbers" in msg
+    msg = errmsg(tmp_path, GOOD + CALIBRATION.replace("[0.6, 0.3, 0.2, 0.01]", "[0.6, 0.3]"))
+    assert "embedders.emb.calibration.missing_cuts: expected 4 non-increasing numbers" in msg
+    msg = errmsg(tmp_path, GOOD + CALIBRATION.replace("coverage_tau = 0.5", "coverage_tau = 1.5"))
+    assert "embedders.emb.calibration.coverage_tau: expected a number in [0, 1], got 1.5" in msg
+    msg = errmsg(tmp_path, GOOD + CALIBRATION.replace("coverage_rho = 0.4", "coverage_rho = 0.4\ntau = 1"))
+    assert msg.endswith("embedders.emb.calibration.tau: unknown key")
+    msg = errmsg(tmp_path, GOOD + CALIBRATION.replace("quality_threshold = 0.25\n", ""))
+    assert "embedders.emb.calibration.quality_threshold: missing required key" in msg
+
+
+def test_shipped_embedders_are_calibrated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from overtonlite.metrics import coverage
+    from overtonlite.scoring import DEFAULT_QUALITY_THRESHOLD
+
+    monkeypatch.delenv("OVERTONLITE_MODELS", raising=False)
+    reg = load_registry()
+    default = reg.embedder(reg.default_embedder).calibration
+    # the module defaults (used for an uncalibrated embedder) are the default embedder's calibration
+    assert default is not None
+    assert default.coverage_tau == coverage.DEFAULT_TAU and default.missing_cuts == coverage.MISSING_CUTS
+    assert default.quality_threshold == DEFAULT_QUALITY_THRESHOLD
+    faster = reg.embedder("paraphrase-minilm-l3-v2").calibration
+    assert faster is not None and faster.coverage_tau != default.coverage_tau

@@ -386,3 +386,34 @@ def test_stance_auto_follows_the_prompt_set_of_each_group(tmp_path: Path) -> Non
     forced = tmp_path / "forced"
     score_input(src, out=forced, embedder=HashEmbedder(), stance=True)
     assert all(r["stance"] is not None for r in read_metrics(forced))
+
+
+def test_embedder_calibration_sets_thresholds(tmp_path):
+    from overtonlite.metrics import coverage
+    from overtonlite.registry import Calibration
+
+    src = write_responses(tmp_path / "r.jsonl", dict_samples=True)
+    plain = score_input(src, out=tmp_path / "a", embedder=HashEmbedder(), reference_system="chat")
+    assert plain.settings["calibration"].startswith("defaults")
+    assert plain.settings["tau"] == coverage.DEFAULT_TAU
+    assert plain.settings["missing_cuts"] == list(coverage.MISSING_CUTS)
+
+    emb = HashEmbedder()
+    # cut points so high that only full coverage maps to 1-4: every partly covered sample becomes a 5
+    emb.calibration = Calibration(
+        coverage_tau=0.9, missing_cuts=(1.0, 1.0, 1.0, 1.0), quality_threshold=0.5, coverage_rho=0.3
+    )
+    cal = score_input(src, out=tmp_path / "b", embedder=emb, reference_system="chat")
+    assert cal.settings["calibration"] == f"embedder {emb.name}"
+    assert (cal.settings["tau"], cal.settings["quality_threshold"]) == (0.9, 0.5)
+    assert cal.settings["missing_cuts"] == [1.0, 1.0, 1.0, 1.0]
+    seen = set()
+    for rec in read_metrics(tmp_path / "b"):
+        for c, m in zip(rec["coverage"], rec["missing"], strict=True):
+            if c is not None:
+                assert m == (1 if c >= 1.0 else 5)
+                seen.add(m)
+    assert seen == {1, 5}
+    # explicit arguments still win over the calibration
+    over = score_input(src, out=tmp_path / "c", embedder=emb, reference_system="chat", tau=0.3)
+    assert over.settings["tau"] == 0.3

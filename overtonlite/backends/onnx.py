@@ -72,8 +72,11 @@ class OnnxEmbedder:
         cache_dir: str | Path | None = None,
         onnx_file: str = "model.onnx",
         token_output: str | None = None,
+        calibration: Any = None,
     ) -> None:
         self.folder = Path(folder)
+        # registry Calibration (thresholds on this model's cosine scale) or None
+        self.calibration = calibration
         self.name = name
         self.model_id = f"{name}|onnx={onnx_file}|max_length={int(max_length)}"
         self.threads = threads or physical_cores()
@@ -344,4 +347,5 @@ def open_default_embedder(
         cache_dir=(cache_home() / "embcache") if cache else None,
         onnx_file=getattr(spec, "onnx_file", "model.onnx") or "model.onnx",
         token_output=getattr(spec, "token_output", None),
+        calibration=getattr(spec, "calibration", None),
     )

@@ -89,6 +89,12 @@ def render_summary(summary: Any) -> None:
             f"[yellow]{len(summary.errors)} group(s) had generation errors and were not scored[/yellow]"
         )
     emb = settings.get("embedder") or {}
+    calibration = str(settings.get("calibration") or "")
+    if calibration.startswith("defaults"):
+        console.print(
+            f"[yellow]embedder {emb.get('name', '?')} has no calibration in the registry: coverage tau, missing "
+            "cut points and the quality threshold are all-minilm-l6-v2's and may not fit its cosine scale[/yellow]"
+        )
     console.print(
         f"[dim]{summary.n_groups} groups scored in {summary.seconds:.1f}s · embedder {emb.get('name', '?')} · "
         f"lowercase={settings.get('lowercase')} · seed={settings.get('seed')} · "
@@ -114,7 +120,12 @@ def render_summary(summary: Any) -> None:
     is_flag=True,
     help="Lower-case words before the content-word sets (default: as the authors).",
 )
-@click.option("--embedder", default=None, help="Registry embedder name (default: the registry's default).")
+@click.option(
+    "--embedder",
+    default=None,
+    help="Registry embedder name (default: the registry's default). Coverage tau, missing-information cut points"
+    " and the quality threshold come from that embedder's calibration in the registry.",
+)
 @click.option(
     "--seed", default=0, show_default=True, type=int, help="Seed of the bootstraps and baseline pairs."
 )
