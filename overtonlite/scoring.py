@@ -11,7 +11,9 @@ Quality filter: a sample passes when it is not degenerate (:func:`overtonlite.me
 relevance cos(query, answer) is at least the threshold (no relevance test when the prompt text is unknown). The
 default threshold, :data:`DEFAULT_QUALITY_THRESHOLD`, is the 95th percentile of cross-prompt relevance (an answer to
 another LIMA-OE prompt scored against the query) on the authors' reference data with all-MiniLM-L6-v2: an answer
-below it is no closer to its own question than 95% of answers to unrelated questions.
+below it is no closer to its own question than 95% of answers to unrelated questions. The threshold, the coverage
+threshold tau and the missing-information cut points come from the embedder's registry calibration when it has one
+(the same measurement made with that embedder), else from these defaults; ``summary.json`` records the source.
 """
 
 from __future__ import annotations

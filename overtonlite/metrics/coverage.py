@@ -16,6 +16,10 @@ Spearman correlation between (1 - coverage) and the GPT-4 score. The cut points 
 coverage values whose shares come closest to the GPT-4 score distribution on those pairs (.396 / .264 / .064 / .144 /
 .132 for 1..5), so the proxy has about the judge's marginal distribution there. The measured Spearman rho values are
 recorded below: coverage tracks the judge only moderately, so read the proxy per system, not per sample.
+
+The constants below are the default embedder's calibration. Every registry embedder carries its own in
+``models.toml`` (``[embedders.NAME.calibration]``), which ``overtonlite score`` uses; these are the fallback for an
+embedder without one.
 """
 
 from __future__ import annotations
