@@ -274,13 +274,7 @@ def read_jsonl_objects(path: str | Path) -> list[dict[str, Any]] | None:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{p}:{lineno}: invalid JSON: {exc.msg}") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{p}:{lineno}: expected a JSON object")
-                rows.append(row)
+                rows.append(_json_object(line, f"{p}:{lineno}"))
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{p}: cannot read: {exc}") from None
     return rows
@@ -299,12 +293,21 @@ def read_json_object(path: str | Path, *, what: str = "a JSON object") -> dict[s
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{p}: cannot read: {exc}") from None
+    return _json_object(text, str(p), what=what, multiline=True)
+
+
+def _json_object(
+    text: str, where: str, *, what: str = "a JSON object", multiline: bool = False
+) -> dict[str, Any]:
+    """``text`` decoded as one JSON object; errors name ``where`` (plus the line, for a ``multiline`` file)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        line = f":{exc.lineno}" if multiline else ""
+        raise DataError(f"{where}{line}: invalid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise DataError(f"{p}:1: expected {what}, got {type(data).__name__}")
+        line = ":1" if multiline else ""
+        raise DataError(f"{where}{line}: expected {what}, got {type(data).__name__}")
     return data
 
 
