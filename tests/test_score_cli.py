@@ -59,6 +59,8 @@ def test_score_table_with_reference(tmp_path, capsys, fake_embedder):
     assert out == ""  # human output goes to stderr
     for needle in ("Jaccard", "Vendi", "cos→ref", "base", "chat", "1 group(s) had generation errors"):
         assert needle in err
+    # the fake embedder has no registry calibration: the default thresholds are used, and the user is told
+    assert "has no calibration in the registry" in " ".join(err.split())
     settings = json.loads((tmp_path / "o" / "summary.json").read_text())["settings"]
     assert settings["lowercase"] is True and settings["seed"] == 3 and settings["reference_system"] == "chat"
 
@@ -111,3 +113,6 @@ def test_score_cli_real_embedder(tmp_path, capsys, minilm_dir):
     base = json.loads(out)["systems"]["base"]
     assert chat["cosine"]["mean"] > base["cosine"]["mean"]
     assert -1 <= chat["bertscore_f1_to_ref_rescaled"]["mean"] <= 1
+    settings = json.loads((tmp_path / "o" / "summary.json").read_text())["settings"]
+    assert settings["calibration"] == "embedder all-minilm-l6-v2"
+    assert "has no calibration" not in err
