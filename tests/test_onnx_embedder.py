@@ -114,3 +114,29 @@ def test_real_direct_loader_matches_fastembed_loader(minilm_dir, monkeypatch):
     monkeypatch.undo()
     assert fe.describe()["loader"] == "fastembed"
     assert np.allclose(fe.embed(TEXTS), v_direct, atol=1e-5)
+
+
+@pytest.mark.realmodel
+def test_real_disk_cache_loads_only_requested_texts(minilm_dir, tmp_path):
+    cache = tmp_path / "embcache"
+    first = OnnxEmbedder(minilm_dir, name="all-minilm-l6-v2", cache_dir=cache)
+    first.embed(TEXTS[:3])  # a vector-only shard
+    first.embed_with_tokens(TEXTS[3:])  # a shard with token states
+    shards = sorted(p.name for p in next(cache.iterdir()).glob("*.npz"))
+    assert len(shards) == 2 and sum(n.endswith(".t.npz") for n in shards) == 1
+
+    again = OnnxEmbedder(minilm_dir, name="all-minilm-l6-v2", cache_dir=cache)
+    assert np.allclose(again.embed([TEXTS[1]]), first.embed([TEXTS[1]]))
+    assert again.n_embedded == 0 and len(again._vecs) == 1  # only the text asked for is read into memory
+    _, toks = again.embed_with_tokens([TEXTS[4]])
+    assert again.n_embedded == 0 and toks[0].shape[0] == first.count_tokens([TEXTS[4]])[0]
+    # the vector-only shard cannot give token states: that text is embedded again, once
+    again.embed_with_tokens([TEXTS[0]])
+    assert again.n_embedded == 1
+
+    # a broken shard is skipped and its texts are embedded again
+    for shard in next(cache.iterdir()).glob("*.npz"):
+        shard.write_bytes(b"not a zip")
+    broken = OnnxEmbedder(minilm_dir, name="all-minilm-l6-v2", cache_dir=cache)
+    broken.embed(TEXTS[:2])
+    assert broken.n_embedded == 2

@@ -95,8 +95,7 @@ class OnnxEmbedder:
         self.dim = 0
         self._vecs: dict[str, np.ndarray] = {}
         self._toks: dict[str, np.ndarray] = {}
-        self._disk_loaded = False
-        self._disk_tokens_loaded = False
+        self._index: dict[str, list[tuple[Path, int]]] | None = None  # on-disk cache: key -> (shard, row)
         self.n_embedded = 0  # texts that went through the model (cache misses)
 
     # ------------------------------------------------------------------ loading
@@ -228,28 +227,45 @@ class OnnxEmbedder:
             return None
         return self.cache_dir / hashlib.sha256(self.model_id.encode()).hexdigest()[:16]
 
-    def _load_disk(self, with_tokens: bool) -> None:
-        """Read the on-disk shards: vectors on the first call, token states on the first call that needs them."""
-        folder = self._model_cache()
-        load_vecs = not self._disk_loaded
-        load_toks = with_tokens and not self._disk_tokens_loaded
-        self._disk_loaded = True
-        self._disk_tokens_loaded = self._disk_tokens_loaded or with_tokens
-        if folder is None or not folder.is_dir() or not (load_vecs or load_toks):
-            return
-        for shard in sorted(folder.glob("*.npz")):
-            if shard.name.endswith(".tmp.npz") or (not load_vecs and not shard.name.endswith(".t.npz")):
+    def _disk_index(self) -> dict[str, list[tuple[Path, int]]]:
+        """Text key -> (shard, row) of every on-disk copy; built once, from the shards' key lists only."""
+        if self._index is None:
+            self._index = {}
+            folder = self._model_cache()
+            shards = sorted(folder.glob("*.npz")) if folder is not None and folder.is_dir() else []
+            for shard in shards:
+                if shard.name.endswith(".tmp.npz"):
+                    continue
+                try:
+                    with np.load(shard, allow_pickle=False) as z:
+                        keys = [str(k) for k in z["keys"]]
+                except (OSError, ValueError, KeyError):
+                    continue  # a broken shard is ignored; its texts are embedded again
+                for row, k in enumerate(keys):
+                    self._index.setdefault(k, []).append((shard, row))
+        return self._index
+
+    def _load_disk(self, keys: Sequence[str], with_tokens: bool) -> None:
+        """Read from the on-disk shards only the given texts that are not in memory yet (vectors, and token
+        states when ``with_tokens``), so a large shared cache costs memory only for the texts a run uses."""
+        index = self._disk_index()
+        wanted: dict[Path, dict[int, str]] = {}
+        for k in keys:
+            if k in self._vecs and (not with_tokens or k in self._toks):
                 continue
+            for shard, row in index.get(k, ()):
+                if not with_tokens or shard.name.endswith(".t.npz"):
+                    wanted.setdefault(shard, {})[row] = k
+                    break
+        for shard, rows in wanted.items():
             try:
                 with np.load(shard, allow_pickle=False) as z:
-                    keys = [str(k) for k in z["keys"]]
-                    if load_vecs:
-                        for k, v in zip(keys, z["vecs"], strict=True):
-                            self._vecs.setdefault(k, v.astype(np.float32))
-                    if load_toks and "tok_offsets" in z:
-                        offs, toks = z["tok_offsets"], z["toks"]
-                        for j, k in enumerate(keys):
-                            self._toks.setdefault(k, toks[offs[j] : offs[j + 1]])
+                    vecs = z["vecs"]
+                    offs, toks = (z["tok_offsets"], z["toks"]) if with_tokens else (None, None)
+                    for row, k in rows.items():
+                        self._vecs.setdefault(k, vecs[row].astype(np.float32))
+                        if offs is not None:
+                            self._toks.setdefault(k, toks[offs[row] : offs[row + 1]].copy())
             except (OSError, ValueError, KeyError):
                 continue  # a broken shard is ignored; its texts are embedded again
 
@@ -272,9 +288,9 @@ class OnnxEmbedder:
 
     # ------------------------------------------------------------------ public API
     def _ensure(self, texts: Sequence[str], with_tokens: bool) -> list[str]:
-        if not self._disk_loaded or (with_tokens and not self._disk_tokens_loaded):
-            self._load_disk(with_tokens)
         keys = [text_key(self.model_id, t) for t in texts]
+        if self.cache_dir is not None:
+            self._load_disk(keys, with_tokens)
         todo: dict[str, str] = {}
         for k, t in zip(keys, texts, strict=True):
             if k not in self._vecs or (with_tokens and k not in self._toks):
