@@ -33,6 +33,8 @@ from overtonlite.scoring_io import Group, file_sha256, read_input
 
 # cross-prompt 95th percentile 0.237 (module docstring); benchmarks/reference_check.py recomputes it
 DEFAULT_QUALITY_THRESHOLD = 0.24
+UNCALIBRATED = "defaults (all-minilm-l6-v2); this embedder has no calibration"
+"""``settings["calibration"]`` when the embedder has no registry calibration and the defaults above are used."""
 
 RECORD_KEYS: tuple[str, ...] = (
     "system",
@@ -187,7 +189,7 @@ def score_input(
         cal_source = f"embedder {getattr(emb, 'name', '?')}"
         d_threshold, d_tau, cuts = calib.quality_threshold, calib.coverage_tau, tuple(calib.missing_cuts)
     else:
-        cal_source = "defaults (all-minilm-l6-v2); this embedder has no calibration"
+        cal_source = UNCALIBRATED
         d_threshold, d_tau, cuts = DEFAULT_QUALITY_THRESHOLD, cov_mod.DEFAULT_TAU, cov_mod.MISSING_CUTS
     threshold = d_threshold if quality_threshold is None else float(quality_threshold)
     tau_v = d_tau if tau is None else float(tau)

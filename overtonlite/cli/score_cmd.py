@@ -89,8 +89,9 @@ def render_summary(summary: Any) -> None:
             f"[yellow]{len(summary.errors)} group(s) had generation errors and were not scored[/yellow]"
         )
     emb = settings.get("embedder") or {}
-    calibration = str(settings.get("calibration") or "")
-    if calibration.startswith("defaults"):
+    from overtonlite.scoring import UNCALIBRATED
+
+    if settings.get("calibration") == UNCALIBRATED:
         console.print(
             f"[yellow]embedder {emb.get('name', '?')} has no calibration in the registry: coverage tau, missing "
             "cut points and the quality threshold are all-minilm-l6-v2's and may not fit its cosine scale[/yellow]"
