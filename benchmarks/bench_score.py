@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from overtonlite.scoring_io import clean_text  # noqa: E402
+from overtonlite.scoring.inputs import clean_text  # noqa: E402
 
 
 def raw_embed(

@@ -31,7 +31,7 @@ from overtonlite.metrics.sentences import split_sentences  # noqa: E402
 from overtonlite.paper import BERTSCORE_TO_CHAT as PAPER_BERTSCORE  # noqa: E402
 from overtonlite.paper import JACCARD_TO_CHAT as PAPER_JACCARD_TO_REF  # noqa: E402
 from overtonlite.paper import LEXICAL as PAPER_LEXICAL  # noqa: E402
-from overtonlite.scoring_io import clean_text  # noqa: E402
+from overtonlite.scoring.inputs import clean_text  # noqa: E402
 
 
 def spearman(x: list[float], y: list[float]) -> float:

@@ -34,8 +34,8 @@ from overtonlite.backends.base import Generator, GenRequest, GroupResult
 from overtonlite.config import SamplingConfig, derive_seed, stable_hash
 from overtonlite.datasets import Prompt
 from overtonlite.errors import UsageError
-from overtonlite.manifest import update_manifest
-from overtonlite.records import RunDir
+from overtonlite.rundir.manifest import update_manifest
+from overtonlite.rundir.records import RunDir
 
 Mode = Literal["auto", "raw", "chat"]
 MODES = ("auto", "raw", "chat")

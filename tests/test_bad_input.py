@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from overtonlite.records import RunDir, read_groups
+from overtonlite.rundir.records import RunDir, read_groups
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE = ["sample", "--backend", "fake", "--model", "fk", "--n", "2", "--max-tokens", "12"]

@@ -30,7 +30,7 @@ from overtonlite.experiments.verdicts import (
     judge,
 )
 from overtonlite.prompts import HUMAN_EXAMPLES
-from overtonlite.records import read_groups
+from overtonlite.rundir.records import read_groups
 from tests.exp_fakes import HashEmbedder, fake_pair
 
 # ------------------------------------------------------------------------------------------- conditions

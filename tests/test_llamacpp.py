@@ -11,7 +11,7 @@ pytest.importorskip("llama_cpp")
 
 from overtonlite.backends.base import PROMPT_TOO_LONG, Generator, GenRequest, GroupResult  # noqa: E402
 from overtonlite.backends.llamacpp import LlamaCppGenerator  # noqa: E402
-from overtonlite.backends.llamacpp_native import physical_cores  # noqa: E402
+from overtonlite.backends.llamacpp.native import physical_cores  # noqa: E402
 from overtonlite.config import SamplingConfig, derive_seed  # noqa: E402
 from overtonlite.errors import ModelLoadError, UsageError  # noqa: E402
 from tests.tinymodel import CHATML_TEMPLATE, write_tiny_llama  # noqa: E402
@@ -327,7 +327,7 @@ def test_llama_logging_silenced(tiny_gguf: Path, capfd: pytest.CaptureFixture[st
 
 def _reference_sample(path: Path, prompt: str, seed: int, sc: SamplingConfig) -> list[int]:
     """One sequence, one token per decode, llama.cpp's own penalties sampler over the whole context."""
-    from overtonlite.backends.llamacpp_native import NativeModel
+    from overtonlite.backends.llamacpp.native import NativeModel
 
     nm = NativeModel(path, n_kv=512, n_seq_max=1, n_batch=512, n_threads=1)
     ll = nm.ll

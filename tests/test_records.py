@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from overtonlite.errors import DataError, RunLockedError, UsageError
-from overtonlite.records import RunDir, read_groups, read_json_object
+from overtonlite.rundir.records import RunDir, read_groups, read_json_object
 
 
 def _rec(
@@ -161,7 +161,7 @@ def test_lock_held_by_another_process(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import sys, time
-        from overtonlite.records import RunDir
+        from overtonlite.rundir.records import RunDir
         with RunDir({str(tmp_path)!r}).lock():
             print("locked", flush=True)
             sys.stdin.readline()

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from overtonlite.cli import cli, main
-from overtonlite.records import RunDir, read_groups
+from overtonlite.rundir.records import RunDir, read_groups
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE = ["sample", "--backend", "fake", "--model", "fk", "--n", "2", "--max-tokens", "16"]

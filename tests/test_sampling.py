@@ -18,8 +18,8 @@ from overtonlite.backends.fake import FakeGenerator
 from overtonlite.config import SamplingConfig, derive_seed, stable_hash
 from overtonlite.datasets import Prompt, load_prompts
 from overtonlite.errors import RunLockedError, UsageError
-from overtonlite.manifest import read_manifest
-from overtonlite.records import RunDir, read_groups
+from overtonlite.rundir.manifest import read_manifest
+from overtonlite.rundir.records import RunDir, read_groups
 from overtonlite.sampling import SampleInterrupted, SampleProgress, sample_run
 
 SMALL = SamplingConfig(max_tokens=24)

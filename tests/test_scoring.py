@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from overtonlite.errors import DataError, UsageError
 from overtonlite.scoring import RECORD_KEYS, is_yes_no_question, score_input
-from overtonlite.scoring_io import clean_text
+from overtonlite.scoring.inputs import clean_text
 
 
 class HashEmbedder:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from overtonlite import sources_pypi
+from overtonlite.sources import pypi as sources_pypi
 from overtonlite.errors import IntegrityError, SourceError
 from overtonlite.registry import EmbedderSpec, FileSpec, ModelSpec
 from overtonlite.sources import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from overtonlite.backends.llamacpp_stops import SampleText, StopMatcher
+from overtonlite.backends.llamacpp.stops import SampleText, StopMatcher
 
 
 def test_match_within_one_chunk() -> None:

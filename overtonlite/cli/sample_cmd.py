@@ -148,8 +148,8 @@ def sample(
     """
     from overtonlite.config import SamplingConfig
     from overtonlite.datasets import load_prompts
-    from overtonlite.manifest import read_manifest
-    from overtonlite.records import RunDir
+    from overtonlite.rundir.manifest import read_manifest
+    from overtonlite.rundir.records import RunDir
     from overtonlite.sampling import SampleInterrupted, sample_run
 
     prompts = load_prompts(prompts_spec, limit=limit)

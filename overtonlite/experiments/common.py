@@ -11,7 +11,7 @@ from typing import Any
 
 from overtonlite.backends.base import Generator
 from overtonlite.errors import UsageError
-from overtonlite.records import read_json_object
+from overtonlite.rundir.records import read_json_object
 
 RESULTS_FILE = "results.json"
 BASE, CHAT, URIAL = "base", "chat", "urial"
@@ -179,7 +179,7 @@ def write_results(
 
     Claims already in the file and not given here are kept, so ``diversity`` and ``icl`` can share a directory.
     """
-    from overtonlite.manifest import read_manifest, write_json_atomic
+    from overtonlite.rundir.manifest import read_manifest, write_json_atomic
 
     path = Path(out)
     old = read_results(path)

@@ -101,14 +101,14 @@ def entry(est: Estimate, **extra: Any) -> dict[str, Any]:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """All JSON objects of a JSONL file ([] when it does not exist); DataError names file and line."""
-    from overtonlite.records import read_jsonl_objects
+    from overtonlite.rundir.records import read_jsonl_objects
 
     return read_jsonl_objects(path) or []
 
 
 def read_samples(run_dir: str | Path) -> list[dict[str, Any]]:
     """The validated group records of ``run_dir/samples.jsonl`` ([] when there is none yet)."""
-    from overtonlite.records import read_groups
+    from overtonlite.rundir.records import read_groups
 
     path = Path(run_dir) / "samples.jsonl"
     return read_groups(path) if path.is_file() else []

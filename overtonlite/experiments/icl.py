@@ -43,7 +43,7 @@ from overtonlite.prompts import (
     render_urial,
     summarize_messages,
 )
-from overtonlite.scoring_io import clean_text
+from overtonlite.scoring.inputs import clean_text
 
 SELECTIONS = ("base", "urial", "fixed-aligned", "random", "knn")
 HINTS = ("summary", "extractive", "keywords")
@@ -105,7 +105,7 @@ def check_pool(prompts: Sequence[Prompt], conds: Sequence[Condition], k: int) ->
 
 def _first_texts(run_dir: Path, system: str, ids: Sequence[str] | None = None) -> dict[str, str]:
     """Sample 0 (cleaned) of every successful group of ``system``."""
-    from overtonlite.records import read_groups
+    from overtonlite.rundir.records import read_groups
 
     out: dict[str, str] = {}
     for rec in read_groups(run_dir):

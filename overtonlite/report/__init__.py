@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from overtonlite.errors import DataError, OvertonliteError
-from overtonlite.records import read_groups, read_json_object, read_jsonl_objects
+from overtonlite.rundir.records import read_groups, read_json_object, read_jsonl_objects
 
 __all__ = ["ReportPaths", "RunData", "Stat", "build_report", "load_run"]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from overtonlite.errors import IntegrityError, SourceError
 from overtonlite.registry import EmbedderSpec, FileSpec, ModelSpec
-from overtonlite.sources_hf import hf_cached_path, hf_path
-from overtonlite.sources_pypi import PullSession, cached_ok, ensure_cached_file
-from overtonlite.sources_store import (
+from overtonlite.sources.hf import hf_cached_path, hf_path
+from overtonlite.sources.pypi import PullSession, cached_ok, ensure_cached_file
+from overtonlite.sources.store import (
     Progress,
     cache_home,
     expected_sha,

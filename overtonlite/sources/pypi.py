@@ -23,7 +23,7 @@ from typing import IO
 
 from overtonlite.errors import IntegrityError, SourceError
 from overtonlite.registry import FileSpec
-from overtonlite.sources_store import (
+from overtonlite.sources.store import (
     CHUNK,
     Progress,
     cache_home,

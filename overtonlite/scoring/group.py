@@ -22,7 +22,7 @@ import numpy as np
 from overtonlite.metrics import coverage as cov_mod
 from overtonlite.metrics import lexical, semantic, stance, style
 from overtonlite.metrics.sentences import split_sentences
-from overtonlite.scoring_io import Group
+from overtonlite.scoring.inputs import Group
 
 
 def _mean(values: list[float | None] | None) -> float | None:

@@ -1,6 +1,6 @@
 """``overtonlite score``: turn groups of samples into the paper's measurements.
 
-Input: a run directory (its ``samples.jsonl``) or any responses JSONL (see :mod:`overtonlite.scoring_io`).
+Input: a run directory (its ``samples.jsonl``) or any responses JSONL (see :mod:`overtonlite.scoring.inputs`).
 Output: ``OUT/metrics.jsonl`` (one record per (system, prompt_id) with every key of :data:`RECORD_KEYS`, ``null``
 when absent) and ``OUT/summary.json`` (per-system means with seeded bootstrap 95% CIs over prompts, paired
 differences, and the settings). Scoring never generates text, and it is idempotent: the same input and options give
@@ -27,9 +27,9 @@ from typing import Any
 
 from overtonlite.errors import UsageError
 from overtonlite.metrics import coverage as cov_mod
-from overtonlite.scoring_agg import build_summary
-from overtonlite.scoring_group import GroupContext, score_group, single_thread_blas
-from overtonlite.scoring_io import Group, file_sha256, read_input
+from overtonlite.scoring.agg import build_summary
+from overtonlite.scoring.group import GroupContext, score_group, single_thread_blas
+from overtonlite.scoring.inputs import Group, file_sha256, read_input
 
 # cross-prompt 95th percentile 0.237 (module docstring); benchmarks/reference_check.py recomputes it
 DEFAULT_QUALITY_THRESHOLD = 0.24

@@ -69,9 +69,9 @@ from pathlib import Path
 from typing import Any
 
 from overtonlite.backends.base import PROMPT_TOO_LONG, GenRequest, GroupResult, ProgressFn
-from overtonlite.backends.llamacpp_chat import render_template
-from overtonlite.backends.llamacpp_native import NativeModel, physical_cores
-from overtonlite.backends.llamacpp_sched import Group, Job, Prefix, Scheduler
+from overtonlite.backends.llamacpp.chat import render_template
+from overtonlite.backends.llamacpp.native import NativeModel, physical_cores
+from overtonlite.backends.llamacpp.sched import Group, Job, Prefix, Scheduler
 from overtonlite.errors import ModelLoadError, UsageError
 
 PARALLEL_SAMPLING_VOCAB = 32_000  # sample sequences in parallel threads above this vocabulary size

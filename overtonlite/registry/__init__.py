@@ -170,7 +170,7 @@ class Registry:
 
 def parse_registry(data: dict[str, Any], *, path: Path) -> Registry:
     """Validate an already-decoded ``models.toml`` document (``path`` is used in messages and for relative paths)."""
-    from overtonlite.registry_parse import parse_document
+    from overtonlite.registry.parse import parse_document
 
     return parse_document(data, path=path)
 
@@ -183,7 +183,7 @@ def registry_path() -> Path:
         if not p.is_file():
             raise RegistryError(f"{ENV_MODELS}={env}: no such file")
         return p
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent
     for candidate in (here / "models.toml", here.parent / "models.toml"):
         if candidate.is_file():
             return candidate

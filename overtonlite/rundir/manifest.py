@@ -28,7 +28,7 @@ from typing import Any
 from overtonlite import __version__
 from overtonlite.config import stable_hash
 from overtonlite.errors import DataError, OvertonliteError, UsageError
-from overtonlite.records import read_json_object
+from overtonlite.rundir.records import read_json_object
 
 # module name -> distribution name
 TRACKED_PACKAGES: dict[str, str] = {
@@ -54,7 +54,7 @@ def utc_now() -> str:
 @lru_cache(maxsize=1)
 def git_revision() -> str | None:
     """``git rev-parse HEAD`` of the checkout the package was imported from, or None (installed wheel, no git)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
     try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from overtonlite.backends.base import GenRequest, GroupResult, ProgressFn, SampleResult
-from overtonlite.backends.llamacpp_stops import SampleText
+from overtonlite.backends.llamacpp.stops import SampleText
 from overtonlite.errors import OvertonliteError
 
 if TYPE_CHECKING:

@@ -106,11 +106,11 @@ def _sibling_prompts(path: Path) -> dict[str, str]:
 
 
 def read_input(input_path: str | Path) -> tuple[Path, list[Group]]:
-    """Parse INPUT into groups in file order (records validated by :func:`overtonlite.records.read_groups`;
+    """Parse INPUT into groups in file order (records validated by :func:`overtonlite.rundir.records.read_groups`;
     malformed lines raise ``DataError("path:line: reason")``; for a repeated (system, prompt_id) the last record
     wins). ``prompt_id`` is read as a string.
     """
-    from overtonlite.records import read_groups
+    from overtonlite.rundir.records import read_groups
 
     path = resolve_input(input_path)
     records = read_groups(path)

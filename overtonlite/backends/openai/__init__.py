@@ -38,8 +38,8 @@ from overtonlite.backends.base import (
     ProgressFn,
     SampleResult,
 )
-from overtonlite.backends.openai_http import HTTPStatusError, OpenAIServer
-from overtonlite.backends.openai_proto import (
+from overtonlite.backends.openai.http import HTTPStatusError, OpenAIServer
+from overtonlite.backends.openai.proto import (
     CHAT_PREFIX,
     CONTEXT_RE,
     OPTIONAL_FIELDS,
