@@ -142,7 +142,7 @@ def test_models_list_and_info_show_served_entries(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("OVERTONLITE_MODELS", str(_write(tmp_path, SERVED)))
     res = CliRunner().invoke(cli, ["models", "list", "--json"])
     assert res.exit_code == 0, res.output
-    rows = {r["name"]: r for r in json.loads(res.output)}
+    rows = {r["name"]: r for r in json.loads(res.output)["entries"]}
     assert rows["srv-base"]["source"] == "endpoint" and rows["srv-base"]["sha"] == "served"
     assert rows["srv-emb"]["source_detail"] == ["endpoint:emb@http://127.0.0.1:8004/v1"]
     res = CliRunner().invoke(cli, ["models", "info", "srv-chat", "--json"])

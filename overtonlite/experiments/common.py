@@ -117,16 +117,11 @@ def _file_sha256(path: Path) -> str:
 def open_model(
     name: str, *, registry: Any = None, n_ctx: int = 2048, threads: int | None = None
 ) -> Generator:
-    """Open a registry model with the llama.cpp engine (pulling it into the cache if needed)."""
-    from overtonlite.backends.llamacpp import LlamaCppGenerator
-    from overtonlite.registry import load_registry
-    from overtonlite.sources import ensure_model
+    """Open a registry model: a local GGUF on the llama.cpp engine (pulled into the cache if needed), a served one
+    over its OpenAI-compatible endpoint (see :func:`overtonlite.backends.open_generator`)."""
+    from overtonlite.backends import open_generator
 
-    reg = registry or load_registry()
-    spec = reg.model(name)
-    path = Path(ensure_model(spec, pull=True))
-    sha = spec.file.sha256 or _file_sha256(path)
-    return LlamaCppGenerator(path, name=spec.name, model_sha256=sha, n_ctx=n_ctx, n_threads=threads)
+    return open_generator(name, registry=registry, n_ctx=n_ctx, threads=threads)
 
 
 def open_pair(

@@ -171,9 +171,9 @@ class _Session:
         self.models = models
         if embedder is None:
             try:
-                from overtonlite.backends.onnx import open_default_embedder
+                from overtonlite.backends import open_embedder
 
-                embedder = open_default_embedder()
+                embedder = open_embedder(registry=registry)
             except BaseException:
                 self.close()
                 raise

@@ -139,9 +139,9 @@ def should_score_stance(groups: list[Group]) -> bool:
 
 def _open_embedder(embedder: Any) -> Any:
     if embedder is None or isinstance(embedder, str):
-        from overtonlite.backends.onnx import open_default_embedder
+        from overtonlite.backends import open_embedder
 
-        return open_default_embedder(embedder)
+        return open_embedder(embedder)
     return embedder
 
 
