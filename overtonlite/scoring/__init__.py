@@ -157,6 +157,8 @@ def score_input(
     quality_threshold: float | None = None,
     tau: float | None = None,
     n_boot: int = 1000,
+    judge: Any = None,
+    judge_tasks: Any = "stance,missing",
 ) -> ScoreSummary:
     """Score INPUT and write ``out/metrics.jsonl`` and ``out/summary.json``.
 
@@ -164,9 +166,15 @@ def score_input(
     scores stance when the prompts are yes/no questions (see :func:`should_score_stance`), ``True`` forces it,
     ``False`` skips it. ``reference_system`` names the aligned system whose sample 0 is the reference for coverage,
     the missing-information proxy and similarity-to-reference. ``tau`` overrides the calibrated coverage threshold.
+    ``judge`` (a registry chat model name or a :class:`~overtonlite.judges.Judge`) adds judge labels beside the
+    proxy labels for ``judge_tasks`` (see :mod:`overtonlite.judges.apply`); off by default.
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
+    if isinstance(judge, str):  # a wrong judge name or task fails before any work
+        from overtonlite.judges.apply import check_judge
+
+        check_judge(judge, judge_tasks)
     path, groups = read_input(input_path)
     errors = [
         {"system": g.system, "prompt_id": g.pid, "error": g.error} for g in groups if g.error is not None
@@ -214,6 +222,14 @@ def score_input(
 
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
+    judge_info = None
+    if judge is not None:
+        from overtonlite.judges.apply import run_judge
+
+        t3 = time.perf_counter()
+        judge_info = run_judge(records, scored, judge, tasks=judge_tasks, reference_system=reference_system,
+                               out=outdir)
+        timings["judge"] = time.perf_counter() - t3
     metrics_path = outdir / "metrics.jsonl"
     summary_path = outdir / "summary.json"
     tmp = metrics_path.with_suffix(".jsonl.tmp")
@@ -248,6 +264,8 @@ def score_input(
         "n_groups_scored": len(scored),
         "n_groups_failed": len(errors),
     }
+    if judge_info is not None:
+        settings["judge"] = judge_info
     summary = {"systems": sys_summary, "paired": paired, "settings": settings, "errors": errors}
     tmp = summary_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
