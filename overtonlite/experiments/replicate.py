@@ -186,14 +186,16 @@ class _Session:
 
 def _finish(outdir: Path, session: _Session, settings: dict[str, Any], *, which: Sequence[str], stance: bool | None,
             report: bool, t0: float, timings: dict[str, float], icl_ids: Sequence[str] | None = None,
-            ) -> ReplicateResult:
+            judge: Any = None) -> ReplicateResult:
     from overtonlite.scoring import score_input
 
     t = time.perf_counter()
     if stance is None:  # score stance whenever the directory holds contested prompts (from this run or another)
         stance = True if prompt_sets(outdir)["contested"] else None
-    score_input(outdir, out=outdir, reference_system=CHAT, stance=stance, embedder=session.embedder,
-                seed=settings["seed"])
+    scored = score_input(outdir, out=outdir, reference_system=CHAT, stance=stance, embedder=session.embedder,
+                         seed=settings["seed"], judge=judge)
+    if judge is not None:  # who judged, beside the proxy labels (metrics.jsonl *_judge keys)
+        settings["judge"] = scored.settings.get("judge")
     timings["score"] = time.perf_counter() - t
     # metrics.jsonl was rewritten for every system: refresh the claims an earlier command left in results.json too
     old = read_results(outdir)
@@ -232,8 +234,12 @@ def replicate(
     threads: int | None = None,
     report: bool = True,
     progress: Callable[[Any], None] | None = None,
+    judge: Any = None,
 ) -> ReplicateResult:
     """Run both claims on the built-in sets with ``pair`` and write ``out/results.json`` (+ the report).
+
+    ``judge``: a registry chat model (local or served) that also judges stance and missing information while
+    scoring (``score --judge``); off by default.
 
     ``models`` and ``embedder`` replace the registry's models and the default embedder (tests pass fakes).
     Raises UsageError for a wrongly typed pair (chat side without chat template, base side with one), too few
@@ -270,7 +276,7 @@ def replicate(
     finally:
         session.close()
     return _finish(outdir, session, settings, which=("overton", "recoverability"), stance=None, report=report,
-                   t0=t0, timings=timings)
+                   t0=t0, timings=timings, judge=judge)
 
 
 def run_diversity(

@@ -74,7 +74,9 @@ def _read(path: Path) -> list[dict[str, Any]]:
         try:
             obj = json.loads(line)
         except ValueError:
-            if i == len(lines):  # no newline after it: the append was cut short
+            if i == len(lines):  # no newline after it: the append was cut short; cut it off before appending
+                with open(path, "r+b") as fh:
+                    fh.truncate(len(text.encode("utf-8")) - len(line.encode("utf-8")))
                 continue
             raise DataError(f"{path}:{i}: not a JSON line") from None
         if not isinstance(obj, dict):

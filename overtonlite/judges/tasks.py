@@ -137,7 +137,7 @@ class Task:
             elif f.kind == "score":
                 rules[f"{f.kind}-{f.name}"] = "[1-5]"
             else:
-                rules[f"{f.kind}-{f.name}"] = f'"\\"" [^"\\\\\\x00-\\x1f]* "\\""'
+                rules[f"{f.kind}-{f.name}"] = '"\\"" [^"\\\\\\x00-\\x1f]* "\\""'
         lines = ['root ::= "{" ws ' + " ".join(parts) + ' ws "}"', 'ws ::= [ ]?']
         lines += [f"{name} ::= {rule}" for name, rule in rules.items()]
         return "\n".join(lines) + "\n"
