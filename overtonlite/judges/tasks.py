@@ -4,8 +4,9 @@ The instructions are ours, written from the rubric in ``paper-protocol.md`` §4.
 question; how much of an alternative answer's information a reference answer lacks; five quality aspects). Each
 task gives its answer format twice, from one field list: a JSON schema (sent to servers as ``response_format``) and
 a GBNF grammar (for llama.cpp's grammar sampler on local GGUF models). A short ``reason`` comes first when asked
-for (the paper's judges gave one); it is capped at :data:`REASON_CHARS` characters so that an answer always fits
-the token budget.
+for (the paper's judges gave one). The judge is asked to keep it under :data:`REASON_CHARS` characters (the JSON
+schema says so too); the GBNF grammar does not bound it, because llama.cpp's grammar sampler gets very slow on long
+bounded repetitions. An answer cut off by the task's token budget does not parse and is asked again.
 """
 
 from __future__ import annotations
