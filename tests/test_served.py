@@ -150,3 +150,21 @@ def test_5xx_on_one_endpoint_is_retried(serve, tmp_path: Path) -> None:
     gen._servers[0].backoff = gen._servers[1].backoff = 0.01
     out = list(gen.generate(_requests(2, 2)))
     assert state["failed"] == 1 and all(g.error is None and len(g.samples) == 2 for g in out)
+
+
+def test_hint_model_writes_the_summaries(tmp_path: Path) -> None:
+    from overtonlite.backends.fake import FakeGenerator
+    from overtonlite.datasets import Prompt
+    from overtonlite.experiments.icl import generate_icl
+    from overtonlite.rundir.records import read_groups
+    from tests.exp_fakes import HashEmbedder, fake_pair
+
+    models = fake_pair()
+    hinter = FakeGenerator("hint-writer", chat_template=True, model_sha256="h" * 64, mean_words=12)
+    prompts = [Prompt(id=f"p{i}", text=f"How do I learn topic {i}?") for i in range(4)]
+    generate_icl(models.base, models.chat, prompts, "knn+summary", out=tmp_path, n=2, seed=0, k=2,
+                 embedder=HashEmbedder(), hint_model=hinter)
+    aux = {g["system"]: g for g in read_groups(tmp_path / "aux")}
+    assert set(aux) == {"summaries@hint-writer"} and hinter.stats["groups"] == 4
+    chat_groups = models.chat.stats["groups"]
+    assert chat_groups == 4  # the chat model answered the prompts, but wrote no summary

@@ -146,13 +146,14 @@ def icl(out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
 
 def _replicate(ctx: click.Context, *, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
                no_report: bool, quick: bool, n: int | None, max_tokens: int | None, assert_: bool, as_json: bool,
-               claims_only: bool, judge: str | None = None) -> None:
+               claims_only: bool, judge: str | None = None, hint_model: str | None = None) -> None:
     from overtonlite.experiments.replicate import replicate as run_replicate
     from overtonlite.experiments.verdicts import exit_code
 
     with _Progress(not as_json) as progress:
         res = run_replicate(pair, out=out, n=n, max_tokens=max_tokens, limit=limit, seed=seed, quick=quick,
-                            threads=threads, report=not no_report, progress=progress, judge=judge)
+                            threads=threads, report=not no_report, progress=progress, judge=judge,
+                            hint_model=hint_model)
     if not as_json:
         _render(res.results, seconds=res.seconds, out=res.out)
         if res.report is not None:
@@ -183,14 +184,18 @@ def _replicate_options(func: Callable[..., Any], *, default_out: str | None = No
 @click.option("--judge", default=None,
               help="Registry chat model (local or served) that also judges stance and missing information; labels "
               "go beside the proxy labels in metrics.jsonl. Off by default.")
+@click.option("--hint-model", default=None,
+              help="Registry chat model (local or served) that writes the summary hints instead of the pair's chat "
+              "model.")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json on stdout.")
 @click.pass_context
 def replicate(ctx: click.Context, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
               no_report: bool, quick: bool, n: int | None, max_tokens: int | None, assert_: bool,
-              judge: str | None, as_json: bool) -> None:
+              judge: str | None, hint_model: str | None, as_json: bool) -> None:
     """Both claims end to end on the built-in prompt sets: samples, metrics, verdicts, results.json, report."""
     _replicate(ctx, out=out, pair=pair, limit=limit, seed=seed, threads=threads, no_report=no_report, quick=quick,
-               n=n, max_tokens=max_tokens, assert_=assert_, as_json=as_json, claims_only=False, judge=judge)
+               n=n, max_tokens=max_tokens, assert_=assert_, as_json=as_json, claims_only=False, judge=judge,
+               hint_model=hint_model)
 
 
 @click.command("check")

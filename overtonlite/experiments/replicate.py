@@ -18,8 +18,9 @@ Sizes (recorded in ``results.json["settings"]``):
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,23 @@ def recompute_results(run_dir: str | Path) -> dict[str, Any] | None:
     return write_results(path, pair=None, settings=settings, claims=claims)
 
 
+@contextlib.contextmanager
+def _hint_writer(name: str | None, *, registry: Any, threads: int | None) -> Iterator[Any]:
+    """The generator of ``--hint-model`` (None when not given), closed afterwards."""
+    if not name:
+        yield None
+        return
+    from overtonlite.backends import open_generator
+
+    gen = open_generator(name, registry=registry, threads=threads)
+    try:
+        if not gen.has_chat_template():
+            raise UsageError(f"the hint model '{name}' has no chat template; summaries need a chat model")
+        yield gen
+    finally:
+        gen.close()
+
+
 def _build_report(out: Path) -> Any:
     try:
         from overtonlite.report import build_report
@@ -235,11 +253,13 @@ def replicate(
     report: bool = True,
     progress: Callable[[Any], None] | None = None,
     judge: Any = None,
+    hint_model: str | None = None,
 ) -> ReplicateResult:
     """Run both claims on the built-in sets with ``pair`` and write ``out/results.json`` (+ the report).
 
     ``judge``: a registry chat model (local or served) that also judges stance and missing information while
-    scoring (``score --judge``); off by default.
+    scoring (``score --judge``); off by default. ``hint_model``: a registry chat model (local or served) that writes
+    the summary hints instead of the pair's chat model.
 
     ``models`` and ``embedder`` replace the registry's models and the default embedder (tests pass fakes).
     Raises UsageError for a wrongly typed pair (chat side without chat template, base side with one), too few
@@ -269,9 +289,12 @@ def replicate(
                            progress=progress)
         timings["diversity_generate"] = time.perf_counter() - t
         t = time.perf_counter()
-        generate_icl(session.models.base, session.models.chat, oe, conds, out=outdir, n=settings["n"],
-                     sampling=sampling, seed=seed, k=settings["k"], answer_cap_words=settings["answer_cap_words"],
-                     embedder=session.embedder, progress=progress)
+        with _hint_writer(hint_model, registry=registry, threads=threads) as hint_gen:
+            generate_icl(session.models.base, session.models.chat, oe, conds, out=outdir, n=settings["n"],
+                         sampling=sampling, seed=seed, k=settings["k"], answer_cap_words=settings["answer_cap_words"],
+                         embedder=session.embedder, progress=progress, hint_model=hint_gen)
+        if hint_model:
+            settings["hint_model"] = hint_model
         timings["icl_generate"] = time.perf_counter() - t
     finally:
         session.close()
