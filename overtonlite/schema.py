@@ -300,7 +300,7 @@ def read_summary(path: str | Path) -> dict[str, Any] | None:
     p = Path(path)
     if p.is_dir():
         p = p / SUMMARY_FILE
-    data = read_json_object(p, what="a summary (a JSON object)")
+    data = read_json_object(p)
     if data is None:
         return None
     _check_objects(p, data, ("systems", "paired", "ratios", "settings"))
@@ -406,8 +406,8 @@ def read_manifest(path: str | Path) -> dict[str, Any] | None:
     if p.is_dir():
         p = p / MANIFEST_FILE
     data = read_json_object(p, what="a manifest (a JSON object)")
-    if data is not None and not isinstance(data.get("systems", {}), dict):
-        raise DataError(f"{p}: a manifest must be a JSON object with a 'systems' object")
+    if data is not None:
+        _check_objects(p, data, ("systems", "packages"))
     return data
 
 
