@@ -14,17 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from overtonlite.errors import UsageError
+from overtonlite.util import sha256_file
 
-__all__ = ["endpoint_api_key", "file_sha256", "open_embedder", "open_generator", "served_sha256"]
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+__all__ = ["endpoint_api_key", "open_embedder", "open_generator", "served_sha256"]
 
 
 def served_sha256(model: str) -> str:
@@ -94,7 +86,7 @@ def open_generator(
     from overtonlite.sources import ensure_model
 
     path = Path(ensure_model(spec, pull=True, progress=progress))
-    sha = spec.file.sha256 or file_sha256(path)
+    sha = spec.file.sha256 or sha256_file(path)
     kwargs: dict[str, Any] = {"name": spec.name, "model_sha256": sha, "n_ctx": n_ctx or 2048, "n_threads": threads}
     if max_seqs is not None:
         kwargs["max_seqs"] = max_seqs

@@ -250,12 +250,10 @@ def _model_generator(
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """sha256 of a file (:func:`overtonlite.util.sha256_file`)."""
+    from overtonlite.util import sha256_file
+
+    return sha256_file(path)
 
 
 def _openai_generator(

@@ -124,7 +124,7 @@ class Judge:
 def open_judge(spec_or_name: Any, *, registry: Any = None, threads: int | None = None, with_reason: bool = True,
                attempts: int = 3, n_ctx: int = 4096) -> Judge:
     """A judge on a registry chat model (name or ``ModelSpec``): local GGUF with a grammar, or served."""
-    from overtonlite.backends import endpoint_api_key, file_sha256
+    from overtonlite.backends import endpoint_api_key
     from overtonlite.registry import load_registry
 
     if isinstance(spec_or_name, str):
@@ -140,8 +140,9 @@ def open_judge(spec_or_name: Any, *, registry: Any = None, threads: int | None =
         return Judge(engine, with_reason=with_reason, attempts=attempts,
                      workers=ep.concurrency * len(ep.base_urls))
     from overtonlite.sources import ensure_model
+    from overtonlite.util import sha256_file
 
     path = ensure_model(spec, pull=True)
-    sha = spec.file.sha256 or file_sha256(path)
+    sha = spec.file.sha256 or sha256_file(path)
     engine = LocalEngine(str(path), name=spec.name, model_sha256=sha, n_ctx=n_ctx, threads=threads)
     return Judge(engine, with_reason=with_reason, attempts=attempts, workers=1)

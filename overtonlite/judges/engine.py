@@ -34,7 +34,7 @@ class LocalEngine:
             from llama_cpp import Llama
         except ImportError as exc:
             raise ModelLoadError(f"a local judge needs llama-cpp-python: pip install llama-cpp-python ({exc})") from None
-        from overtonlite.backends.onnx import physical_cores
+        from overtonlite.util import physical_cores
 
         self.name = name
         self.model_sha256 = model_sha256
