@@ -177,15 +177,29 @@ def test_manifest_records_endpoints_and_no_key(replicate_run: Path, served: dict
     assert '"backend": "openai"' in backends
 
 
-def test_served_embedder_gives_vectors_and_local_token_states(served_env: dict[str, str]) -> None:
+def test_served_embedder_gives_vectors_and_local_token_states(served_env: dict[str, str],
+                                                              default_chat_path: Path) -> None:
     import numpy as np
+    from llama_cpp import Llama
 
     from overtonlite.backends import open_embedder
 
     emb = open_embedder("served-smol-emb")
-    vecs = emb.embed(["a cat sat on the mat", "a kitten sat on the rug", "stock markets fell sharply"])
+    texts = ["a cat sat on the mat", "a kitten sat on the rug", "stock markets fell sharply"]
+    vecs = emb.embed(texts)
     assert vecs.shape[0] == 3 and np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
-    assert float(vecs[0] @ vecs[1]) > float(vecs[0] @ vecs[2])
+    # the server's per-token vectors, mean-pooled here, are what llama.cpp itself gives for the same GGUF: the
+    # plumbing is checked, not the quality of a chat model's hidden states as a sentence embedding
+    local = Llama(model_path=str(default_chat_path), embedding=True, n_ctx=512, n_threads=1, verbose=False)
+    try:
+        for text, vec in zip(texts, vecs, strict=True):
+            ref = np.asarray(local.embed(text), dtype=np.float64)
+            ref = ref.mean(axis=0) if ref.ndim == 2 else ref
+            ref /= np.linalg.norm(ref)
+            assert float(ref @ vec) > 0.999
+    finally:
+        local.close()
+    assert emb.describe()["pooling"] == "client mean over token vectors"
     sent, toks = emb.embed_with_tokens(["a cat sat on the mat"])
     assert sent.shape == (1, vecs.shape[1]) and toks[0].shape[1] == 384  # MiniLM token states, locally
     info = emb.describe()
