@@ -142,3 +142,37 @@ def test_judge_records_run_where_the_proxy_ran(tmp_path: Path) -> None:
     assert records[1]["missing_judge_le2_share"] == 1.0 and records[1]["judge_errors"] == 1
     assert records[0]["stance_judge_both_share"] == 0.5 and records[0]["judge_errors"] == 0
     assert counts == {"stance": {"judged": 4, "errors": 0}, "missing": {"judged": 2, "errors": 1}}
+
+
+def test_score_input_with_a_judge_keeps_the_proxy_and_adds_the_judge(tmp_path: Path) -> None:
+    from overtonlite.scoring import score_input
+    from tests.exp_fakes import HashEmbedder
+
+    rows = [
+        {"system": "chat", "prompt_id": "c1", "prompt": "Is coffee bad for you?", "set": "contested",
+         "samples": ["It depends: some risks, some benefits.", "No, moderate coffee is fine."]},
+        {"system": "base", "prompt_id": "c1", "prompt": "Is coffee bad for you?", "set": "contested",
+         "samples": ["Yes, it is bad.", "No."]},
+    ]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    class Always(ScriptedEngine):
+        def complete(self, messages: list[dict[str, str]], **kw: Any) -> str:
+            self.calls.append(kw)
+            return '{"score": 2}' if "Alternative answer" in messages[1]["content"] else '{"stance": "both"}'
+
+    plain = score_input(inp, out=tmp_path / "plain", reference_system="chat", embedder=HashEmbedder(), n_boot=50)
+    judged = score_input(inp, out=tmp_path / "judged", reference_system="chat", embedder=HashEmbedder(), n_boot=50,
+                         judge=Judge(Always([]), with_reason=False))
+    assert "judge" not in plain.settings and judged.settings["judge"]["name"] == "scripted"
+    assert judged.settings["judge"]["counts"]["stance"] == {"judged": 4, "errors": 0}
+    lines = {(r["system"], r["prompt_id"]): r
+             for r in map(json.loads, (tmp_path / "judged" / "metrics.jsonl").read_text().splitlines())}
+    plain_lines = {(r["system"], r["prompt_id"]): r
+                   for r in map(json.loads, (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines())}
+    base = lines[("base", "c1")]
+    assert base["stance_judge"] == ["both", "both"] and base["missing_judge"] == [2, 2]
+    assert base["stance"] == plain_lines[("base", "c1")]["stance"]  # the proxy labels are unchanged
+    assert "stance_judge" not in plain_lines[("base", "c1")]
+    assert (tmp_path / "judged" / "judgments.jsonl").is_file()
