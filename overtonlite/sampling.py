@@ -13,14 +13,20 @@ samples, counted as failed, and not retried on resume unless ``retry_errors=True
 
 Ctrl-C: the first one lets the next group finish and be written, then stops; groups in flight that finish right
 with it (within a tenth of one group's token budget, ``n * max_tokens / 10`` more tokens) are written too, since
-groups decoded together tend to finish together. A second Ctrl-C stops at once (the groups in flight are
-discarded). Either way everything written is kept and :class:`SampleInterrupted` (a ``KeyboardInterrupt``) is
-raised with the summary so far; if every group got written, the run simply completes.
+groups decoded together tend to finish together. A second Ctrl-C stops within a second: at the engine's next step
+boundary (the token callback), or, when no step ends within :data:`HARD_STOP_SECONDS`, wherever the main thread is
+(the groups in flight are discarded). Two presses that arrive while the main thread is inside one native call are
+counted as two (the signal wakeup fd counts deliveries that Python would merge into one handler call). Either way
+everything written is kept and :class:`SampleInterrupted` (a ``KeyboardInterrupt``) is raised with the summary so
+far; if every group got written, the run simply completes.
 """
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import hashlib
+import os
 import signal
 import threading
 import time
@@ -33,7 +39,7 @@ from typing import Any, Literal
 from overtonlite.backends.base import Generator, GenRequest, GroupResult
 from overtonlite.config import SamplingConfig, derive_seed, stable_hash
 from overtonlite.datasets import Prompt
-from overtonlite.errors import UsageError
+from overtonlite.errors import UsageError, warn
 from overtonlite.rundir.manifest import update_manifest
 from overtonlite.rundir.records import RunDir
 
@@ -202,6 +208,7 @@ def sample_run(
         update_manifest(run.manifest_path, spec.system, spec.manifest_entry(generator.describe()))
         todo = _todo(run, spec, jobs, retry_errors=retry_errors)
         summary.groups_skipped = len(jobs) - len(todo)
+        _warn_short_context(generator, todo, spec.sampling.max_tokens)
         _generate(generator, run, spec, todo, summary, progress)
     return summary
 
@@ -256,6 +263,29 @@ def _todo(run: RunDir, spec: SampleSpec, jobs: list[_Job], *, retry_errors: bool
                 "prompt text (or rendering); use another --out or --system"
             )
     return [job for job in jobs if job.key not in done]
+
+
+def _warn_short_context(generator: Generator, todo: list[_Job], max_tokens: int) -> None:
+    """One warning when prompts leave less room in the context than ``max_tokens`` (their samples would be cut
+    by the context, not by ``max_tokens``). Prompts that do not fit at all are recorded as ``prompt_too_long``."""
+    n_ctx = getattr(generator, "n_ctx", None)
+    if not isinstance(n_ctx, int) or n_ctx <= 0 or not todo:
+        return
+    short: list[tuple[str, int]] = []
+    for job in todo:
+        try:
+            used = int(generator.count_tokens(job.rendered))
+        except Exception:  # noqa: BLE001 - a check only: the generator reports real failures itself
+            return
+        if 0 < n_ctx - used < max_tokens:
+            short.append((job.prompt.id, used))
+    if short:
+        pid, used = min(short, key=lambda x: n_ctx - x[1])
+        warn(
+            f"{len(short)} prompt(s) leave less than --max-tokens {max_tokens} of the {n_ctx}-token context for "
+            f"the samples, which will be cut short; e.g. prompt {pid!r} uses {used} tokens ({n_ctx - used} left); "
+            "raise --ctx or shorten the prompts"
+        )
 
 
 def _record(spec: SampleSpec, job: _Job, result: GroupResult) -> dict[str, Any]:
@@ -318,6 +348,8 @@ def _generate(
         nonlocal live_tokens, since_stop, reports_tokens
         live_tokens += count
         reports_tokens = True
+        if hard.is_set():
+            raise KeyboardInterrupt  # second Ctrl-C: stop at this step boundary
         if since_stop is not None:
             since_stop += count
             if since_stop > grace_tokens:
@@ -331,10 +363,10 @@ def _generate(
         return
     jobs = {job.key: job for job in todo}
     requests = [GenRequest(job.key, job.rendered, spec.seeds(job.prompt.id), spec.sampling) for job in todo]
-    stop = threading.Event()
+    stop, hard = threading.Event(), threading.Event()
     stream: Iterator[GroupResult] | None = None
     try:
-        with _graceful_sigint(stop, lambda: emit("stopping")):
+        with _graceful_sigint(stop, hard, lambda: emit("stopping"), lambda: reports_tokens):
             stream = generator.generate(requests, on_tokens=on_tokens)
             for result in stream:
                 job = jobs.pop(result.key, None)
@@ -350,6 +382,8 @@ def _generate(
                 summary.seconds = time.perf_counter() - t0
                 live_tokens = max(live_tokens, summary.tokens)
                 emit("group", record=record)
+                if hard.is_set():
+                    raise KeyboardInterrupt
                 if stop.is_set() and since_stop is None:
                     if not reports_tokens:
                         raise KeyboardInterrupt
@@ -376,9 +410,20 @@ def _close(stream: Iterator[GroupResult] | None) -> None:
             pass
 
 
+HARD_STOP_SECONDS = 0.5
+"""After a second Ctrl-C, how long to wait for a step boundary before stopping wherever the main thread is."""
+
+
 @contextmanager
-def _graceful_sigint(stop: threading.Event, on_first: Callable[[], None]) -> Iterator[None]:
-    """First Ctrl-C sets ``stop`` (finish the current group); a second raises KeyboardInterrupt at once.
+def _graceful_sigint(
+    stop: threading.Event,
+    hard: threading.Event,
+    on_first: Callable[[], None],
+    has_steps: Callable[[], bool],
+) -> Iterator[None]:
+    """First Ctrl-C sets ``stop`` (finish the current group); a second sets ``hard`` (stop at the next step
+    boundary, which the caller checks), and raises KeyboardInterrupt itself when the backend reports no steps
+    (``has_steps()`` false) or no step ends within :data:`HARD_STOP_SECONDS`.
 
     Only installed in the main thread and when SIGINT has Python's default handler; otherwise a no-op.
     """
@@ -387,15 +432,84 @@ def _graceful_sigint(stop: threading.Event, on_first: Callable[[], None]) -> Ite
     ):
         yield
         return
+    counter = _SignalCounter.install()
+    force = threading.Event()
+    timer: threading.Timer | None = None
+
+    def deadline() -> None:
+        force.set()
+        _thread.interrupt_main()  # runs ``handler`` in the main thread, which now raises
 
     def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
+        nonlocal timer
+        presses = max(1, counter.drain() if counter else 1)
+        if force.is_set() or hard.is_set():
             raise KeyboardInterrupt
-        stop.set()
-        on_first()
+        if not stop.is_set():
+            stop.set()
+            presses -= 1
+            on_first()
+        if presses > 0:
+            hard.set()
+            if not has_steps():
+                raise KeyboardInterrupt
+            timer = threading.Timer(HARD_STOP_SECONDS, deadline)
+            timer.daemon = True
+            timer.start()
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
+        if timer is not None:
+            timer.cancel()
         signal.signal(signal.SIGINT, previous)
+        if counter:
+            counter.uninstall()
+
+
+class _SignalCounter:
+    """Counts signal deliveries through ``signal.set_wakeup_fd`` (one byte per delivery), since Python runs a
+    handler once for several deliveries that arrive while the main thread is inside one C call."""
+
+    def __init__(self, read_fd: int, write_fd: int, previous: int) -> None:
+        self.read_fd, self.write_fd, self.previous = read_fd, write_fd, previous
+
+    @classmethod
+    def install(cls) -> _SignalCounter | None:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        try:
+            previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            os.close(r)
+            os.close(w)
+            return None
+        if previous != -1:  # someone else (an event loop) uses the wakeup fd: leave it to them
+            signal.set_wakeup_fd(previous)
+            os.close(r)
+            os.close(w)
+            return None
+        return cls(r, w, previous)
+
+    def drain(self) -> int:
+        """SIGINT deliveries since the last drain."""
+        count = 0
+        while True:
+            try:
+                data = os.read(self.read_fd, 256)
+            except (BlockingIOError, InterruptedError):
+                return count
+            except OSError:
+                return count
+            if not data:
+                return count
+            count += data.count(bytes([signal.SIGINT]))
+
+    def uninstall(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(self.previous)
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -27,7 +27,7 @@ from typing import Any
 
 from overtonlite import __version__
 from overtonlite.config import stable_hash
-from overtonlite.errors import DataError, OvertonliteError, UsageError
+from overtonlite.errors import DataError, UsageError, io_error
 from overtonlite.rundir.records import read_json_object
 
 # module name -> distribution name
@@ -143,7 +143,7 @@ def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dic
     manifest.setdefault("created", now)
     manifest["updated"] = now
     systems = dict(manifest.get("systems") or {})
-    systems[system] = entry
+    systems[system] = {k: v if k == "config" else portable(v) for k, v in entry.items()}  # no home paths
     manifest["systems"] = systems
     manifest["signature"] = signature(manifest)
     ordered = {k: manifest[k] for k in _ORDER if k in manifest}
@@ -151,8 +151,45 @@ def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dic
     try:
         write_json_atomic(p, ordered)
     except OSError as exc:
-        raise OvertonliteError(f"cannot write {p}: {exc.strerror or exc}") from None
+        raise io_error(exc, p, kept="the previous manifest and samples are unchanged") from None
     return ordered
+
+
+def portable_path(path: str | Path) -> str:
+    """A path as an output file may record it: under ``$OVERTONLITE_HOME`` (the model cache) as
+    ``$OVERTONLITE_HOME/models/x.gguf``, under the user's home as ``~/...``, anything else unchanged."""
+    from overtonlite.sources.store import cache_home
+
+    text = str(path)
+    if not os.path.isabs(text):
+        return text
+    p = Path(os.path.normpath(text))
+    for root, name in ((cache_home(), "$OVERTONLITE_HOME"), (Path.home(), "~")):
+        for base in dict.fromkeys((Path(os.path.normpath(root)), _resolved(root))):
+            try:
+                rel = p.relative_to(base)
+            except ValueError:
+                continue
+            return name if str(rel) == "." else f"{name}/{rel.as_posix()}"
+    return text
+
+
+def portable(value: Any) -> Any:
+    """``value`` with every absolute path string made :func:`portable_path` (dicts and lists walked)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if isinstance(value, Path) or (isinstance(value, str) and value.startswith("/")):
+        return portable_path(value)
+    return value
+
+
+def _resolved(root: Path) -> Path:
+    try:
+        return root.resolve()
+    except OSError:
+        return root
 
 
 _ORDER = (
@@ -252,6 +289,8 @@ __all__ = [
     "environment",
     "git_revision",
     "package_versions",
+    "portable",
+    "portable_path",
     "read_manifest",
     "signature",
     "update_manifest",

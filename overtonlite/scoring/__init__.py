@@ -27,6 +27,7 @@ from typing import Any
 
 from overtonlite.errors import UsageError
 from overtonlite.metrics import coverage as cov_mod
+from overtonlite.rundir.atomic import holding_run_lock, write_text_atomic
 from overtonlite.scoring.agg import build_summary
 from overtonlite.scoring.group import GroupContext, score_group, single_thread_blas
 from overtonlite.scoring.inputs import Group, file_sha256, read_input
@@ -145,6 +146,7 @@ def _open_embedder(embedder: Any) -> Any:
     return embedder
 
 
+@holding_run_lock
 def score_input(
     input_path: str | Path,
     *,
@@ -216,13 +218,13 @@ def score_input(
     outdir.mkdir(parents=True, exist_ok=True)
     metrics_path = outdir / "metrics.jsonl"
     summary_path = outdir / "summary.json"
-    tmp = metrics_path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(
-                json.dumps({k: rec.get(k) for k in RECORD_KEYS} | _extras(rec), ensure_ascii=False) + "\n"
-            )
-    tmp.replace(metrics_path)
+    write_text_atomic(
+        metrics_path,
+        "".join(
+            json.dumps({k: rec.get(k) for k in RECORD_KEYS} | _extras(rec), ensure_ascii=False) + "\n"
+            for rec in records
+        ),
+    )
 
     t2 = time.perf_counter()
     sys_summary, paired = build_summary(
@@ -249,9 +251,7 @@ def score_input(
         "n_groups_failed": len(errors),
     }
     summary = {"systems": sys_summary, "paired": paired, "settings": settings, "errors": errors}
-    tmp = summary_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(summary_path)
+    write_text_atomic(summary_path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return ScoreSummary(
         systems=sys_summary,
         paired=paired,
