@@ -81,6 +81,7 @@ def _io_hints() -> dict[int, str]:
                 errno.EACCES: "permission denied; check the permissions or choose another directory",
                 errno.EPERM: "operation not permitted; check the permissions or choose another directory",
                 errno.EIO: "input/output error; the disk may be failing",
+                errno.EFBIG: "the file would exceed the file size limit",
             }
         )
     return _IO_HINTS

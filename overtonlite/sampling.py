@@ -14,24 +14,20 @@ samples, counted as failed, and not retried on resume unless ``retry_errors=True
 Ctrl-C: the first one lets the next group finish and be written, then stops; groups in flight that finish right
 with it (within a tenth of one group's token budget, ``n * max_tokens / 10`` more tokens) are written too, since
 groups decoded together tend to finish together. A second Ctrl-C stops within a second: at the engine's next step
-boundary (the token callback), or, when no step ends within :data:`HARD_STOP_SECONDS`, wherever the main thread is
-(the groups in flight are discarded). Two presses that arrive while the main thread is inside one native call are
-counted as two (the signal wakeup fd counts deliveries that Python would merge into one handler call). Either way
+boundary (the token callback), or, when no step ends within :data:`overtonlite.interrupts.HARD_STOP_SECONDS`, wherever the main thread is
+(the groups in flight are discarded); an engine inside a long native call is asked to return early through
+:mod:`overtonlite.backends.stop`. Two presses that arrive while the main thread is inside one native call are
+counted as two (see :mod:`overtonlite.interrupts`). Either way
 everything written is kept and :class:`SampleInterrupted` (a ``KeyboardInterrupt``) is raised with the summary so
 far; if every group got written, the run simply completes.
 """
 
 from __future__ import annotations
 
-import _thread
-import contextlib
 import hashlib
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +36,7 @@ from overtonlite.backends.base import Generator, GenRequest, GroupResult
 from overtonlite.config import SamplingConfig, derive_seed, stable_hash
 from overtonlite.datasets import Prompt
 from overtonlite.errors import UsageError, warn
+from overtonlite.interrupts import graceful_sigint
 from overtonlite.rundir.manifest import update_manifest
 from overtonlite.rundir.records import RunDir
 
@@ -366,7 +363,7 @@ def _generate(
     stop, hard = threading.Event(), threading.Event()
     stream: Iterator[GroupResult] | None = None
     try:
-        with _graceful_sigint(stop, hard, lambda: emit("stopping"), lambda: reports_tokens):
+        with graceful_sigint(stop, hard, lambda: emit("stopping"), lambda: reports_tokens):
             stream = generator.generate(requests, on_tokens=on_tokens)
             for result in stream:
                 job = jobs.pop(result.key, None)
@@ -408,108 +405,3 @@ def _close(stream: Iterator[GroupResult] | None) -> None:
             close()
         except Exception:  # noqa: BLE001 - closing must not hide the original stop
             pass
-
-
-HARD_STOP_SECONDS = 0.5
-"""After a second Ctrl-C, how long to wait for a step boundary before stopping wherever the main thread is."""
-
-
-@contextmanager
-def _graceful_sigint(
-    stop: threading.Event,
-    hard: threading.Event,
-    on_first: Callable[[], None],
-    has_steps: Callable[[], bool],
-) -> Iterator[None]:
-    """First Ctrl-C sets ``stop`` (finish the current group); a second sets ``hard`` (stop at the next step
-    boundary, which the caller checks), and raises KeyboardInterrupt itself when the backend reports no steps
-    (``has_steps()`` false) or no step ends within :data:`HARD_STOP_SECONDS`.
-
-    Only installed in the main thread and when SIGINT has Python's default handler; otherwise a no-op.
-    """
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-    counter = _SignalCounter.install()
-    force = threading.Event()
-    timer: threading.Timer | None = None
-
-    def deadline() -> None:
-        force.set()
-        _thread.interrupt_main()  # runs ``handler`` in the main thread, which now raises
-
-    def handler(signum: int, frame: Any) -> None:
-        nonlocal timer
-        presses = max(1, counter.drain() if counter else 1)
-        if force.is_set() or hard.is_set():
-            raise KeyboardInterrupt
-        if not stop.is_set():
-            stop.set()
-            presses -= 1
-            on_first()
-        if presses > 0:
-            hard.set()
-            if not has_steps():
-                raise KeyboardInterrupt
-            timer = threading.Timer(HARD_STOP_SECONDS, deadline)
-            timer.daemon = True
-            timer.start()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        if timer is not None:
-            timer.cancel()
-        signal.signal(signal.SIGINT, previous)
-        if counter:
-            counter.uninstall()
-
-
-class _SignalCounter:
-    """Counts signal deliveries through ``signal.set_wakeup_fd`` (one byte per delivery), since Python runs a
-    handler once for several deliveries that arrive while the main thread is inside one C call."""
-
-    def __init__(self, read_fd: int, write_fd: int, previous: int) -> None:
-        self.read_fd, self.write_fd, self.previous = read_fd, write_fd, previous
-
-    @classmethod
-    def install(cls) -> _SignalCounter | None:
-        r, w = os.pipe()
-        os.set_blocking(r, False)
-        os.set_blocking(w, False)
-        try:
-            previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        except (ValueError, OSError):
-            os.close(r)
-            os.close(w)
-            return None
-        if previous != -1:  # someone else (an event loop) uses the wakeup fd: leave it to them
-            signal.set_wakeup_fd(previous)
-            os.close(r)
-            os.close(w)
-            return None
-        return cls(r, w, previous)
-
-    def drain(self) -> int:
-        """SIGINT deliveries since the last drain."""
-        count = 0
-        while True:
-            try:
-                data = os.read(self.read_fd, 256)
-            except (BlockingIOError, InterruptedError):
-                return count
-            except OSError:
-                return count
-            if not data:
-                return count
-            count += data.count(bytes([signal.SIGINT]))
-
-    def uninstall(self) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            signal.set_wakeup_fd(self.previous)
-        for fd in (self.read_fd, self.write_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)

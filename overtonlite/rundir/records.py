@@ -156,7 +156,10 @@ class RunDir:
                 with contextlib.suppress(OSError):
                     os.truncate(path, size)
             raise io_error(
-                exc, path, kept="the groups written before are kept; rerun the same command to resume"
+                exc,
+                path,
+                action="write to",
+                kept="the groups written before are kept; rerun the same command to resume",
             ) from None
 
     def _drop_torn_tail(self) -> None:
