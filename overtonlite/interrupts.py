@@ -6,12 +6,11 @@ one handler call that runs only when the call returns. To see every press at onc
 ``signal.set_wakeup_fd`` at a pipe (the C-level handler writes one byte per delivered signal) and counts the bytes in
 a watcher thread. On the second press the watcher sets ``hard``, raises the process-wide stop flag of
 :mod:`overtonlite.backends.stop` (which an engine polls inside its native call) and, when the caller has not stopped
-within :data:`HARD_STOP_SECONDS`, interrupts the main thread, which then raises KeyboardInterrupt wherever it is.
+within :data:`HARD_STOP_SECONDS`, signals the main thread again, which then raises KeyboardInterrupt wherever it is.
 """
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import os
 import signal
@@ -99,7 +98,9 @@ class _State:
             if self.done:
                 return
             self.force.set()
-        _thread.interrupt_main()  # runs the handler in the main thread, which now raises
+        # a real signal to the main thread: it also breaks a blocking system call (a sleep, a socket read), which
+        # _thread.interrupt_main() would not; the handler then raises
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     def cancel(self) -> None:
         with self.lock:
