@@ -28,6 +28,7 @@ from typing import Any
 from overtonlite.errors import UsageError
 from overtonlite.metrics import coverage as cov_mod
 from overtonlite.rundir.atomic import holding_run_lock, write_text_atomic
+from overtonlite.rundir.manifest import portable_path
 from overtonlite.scoring.agg import build_summary
 from overtonlite.scoring.group import GroupContext, score_group, single_thread_blas
 from overtonlite.scoring.inputs import Group, file_sha256, read_input
@@ -232,7 +233,7 @@ def score_input(
     )
     timings["bootstrap"] = time.perf_counter() - t2
     settings = {
-        "input": str(path),
+        "input": portable_path(path),  # no home paths in output files
         "input_sha256": file_sha256(path),
         "embedder": emb.describe() if hasattr(emb, "describe") else {"name": getattr(emb, "name", "?")},
         "lexical_tokenizer": _lexical_identity(),
