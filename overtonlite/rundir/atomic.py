@@ -1,17 +1,16 @@
-"""Whole-file writes that either land completely or leave the old file (and no temp file) behind.
+"""Writes of whole output files that fail with one line, and the run lock for any writer of a directory.
 
-The text goes to a uniquely named temp file in the target's directory (``tempfile.mkstemp``, so two writers never
-share a temp name), is fsynced, and replaces the target with :func:`os.replace`. On any failure (disk full,
-read-only file system, no permission, Ctrl-C) the temp file is removed and an OSError becomes the one-line
-:class:`~overtonlite.errors.StorageError` naming the file and the reason.
+The write itself is :func:`overtonlite.util.write_text_atomic` (a uniquely named temp file beside the target,
+fsynced, renamed over it, removed on any failure). :func:`storage_errors` turns the OSError of a failed write (disk
+full, read-only file system, no permission) into the one-line :class:`~overtonlite.errors.StorageError` naming the
+target file, not the temp file; :func:`holding_run_lock` makes a writer hold the directory's run lock as sampling
+does, so ``score --out`` and ``sample`` never write one directory at the same time.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,29 +19,24 @@ from overtonlite.errors import io_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+KEPT = "the previous file, if any, is unchanged"
 
-def write_text_atomic(
-    path: str | Path, text: str, *, kept: str = "the previous file, if any, is unchanged"
-) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically; StorageError (one line, path and reason) on an OSError."""
-    target = Path(path)
-    tmp: str | None = None
+
+@contextmanager
+def storage_errors(path: str | Path, *, kept: str = KEPT) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into StorageError (one line: the path and the reason)."""
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are as readable as any other file
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        tmp = None
+        yield
     except OSError as exc:
-        raise io_error(exc, target, kept=kept) from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        raise io_error(exc, Path(path), kept=kept) from None
+
+
+def write_text_atomic(path: str | Path, text: str, *, kept: str = KEPT) -> None:
+    """:func:`overtonlite.util.write_text_atomic` with :func:`storage_errors`."""
+    from overtonlite.util import write_text_atomic as write
+
+    with storage_errors(path, kept=kept):
+        write(path, text)
 
 
 def holding_run_lock(fn: F) -> F:
@@ -57,9 +51,3 @@ def holding_run_lock(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
