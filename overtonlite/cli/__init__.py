@@ -49,7 +49,7 @@ def to_user_error(exc: BaseException) -> OvertonliteError | None:
     if isinstance(exc, OvertonliteError):
         return exc
     if isinstance(exc, OSError):
-        action = "read" if isinstance(exc, FileNotFoundError) else "write"
+        action = "access" if isinstance(exc, (FileNotFoundError, NotADirectoryError)) else "write"
         return io_error(exc, action=action)
     return None
 
