@@ -14,12 +14,12 @@ samples, counted as failed, and not retried on resume unless ``retry_errors=True
 Ctrl-C: the first one lets the next group finish and be written, then stops; groups in flight that finish right
 with it (within a tenth of one group's token budget, ``n * max_tokens / 10`` more tokens) are written too, since
 groups decoded together tend to finish together. A second Ctrl-C stops within a second: at the engine's next step
-boundary (the token callback), or, when no step ends within :data:`overtonlite.interrupts.HARD_STOP_SECONDS`, wherever the main thread is
-(the groups in flight are discarded); an engine inside a long native call is asked to return early through
-:mod:`overtonlite.backends.stop`. Two presses that arrive while the main thread is inside one native call are
-counted as two (see :mod:`overtonlite.interrupts`). Either way
-everything written is kept and :class:`SampleInterrupted` (a ``KeyboardInterrupt``) is raised with the summary so
-far; if every group got written, the run simply completes.
+boundary (the token callback), or, when no step ends within :data:`overtonlite.interrupts.HARD_STOP_SECONDS`,
+wherever the main thread is (the groups in flight are discarded); an engine inside a long native call is asked to
+return early through :mod:`overtonlite.backends.stop`. Two presses that arrive while the main thread is inside one
+native call are counted as two (see :mod:`overtonlite.interrupts`). Either way everything written is kept and
+:class:`SampleInterrupted` (a ``KeyboardInterrupt``) is raised with the summary so far; if every group got written,
+the run simply completes.
 """
 
 from __future__ import annotations
