@@ -31,6 +31,7 @@ its own run of the script.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -105,10 +106,12 @@ def distinct_by_cosine(
     return distinct_count(list(texts), cosine_test(vectors, threshold))
 
 
-def _rouge_tokens(text: str) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=65536)
+def _unigram_counts(text: str) -> tuple[Counter[str], int]:
     from overtonlite.metrics.lexsuite import rouge_tokens
 
-    return rouge_tokens(text)
+    toks = rouge_tokens(text)
+    return Counter(toks), len(toks)
 
 
 def rouge1_f(a: Sequence[str], b: Sequence[str]) -> float:
@@ -124,7 +127,12 @@ def lexical_test(threshold: float = ROUGE1_THRESHOLD) -> Callable[[str, str], bo
     """``same(a, b)``: ROUGE-1 F of the two texts (``rouge_score`` tokens, no stemming) >= ``threshold``."""
 
     def same(a: str, b: str) -> bool:
-        return rouge1_f(_rouge_tokens(a), _rouge_tokens(b)) >= threshold
+        (ca, na), (cb, nb) = _unigram_counts(a), _unigram_counts(b)
+        if not na or not nb:
+            return threshold <= 0.0
+        small, large = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
+        overlap = sum(min(c, large[w]) for w, c in small.items() if w in large)
+        return 2.0 * overlap / (na + nb) >= threshold
 
     return same
 

@@ -122,7 +122,7 @@ def self_repetition(texts: Sequence[str], *, n: int = 4) -> float | None:
     docs = []
     for t in texts:
         words = t.split()
-        docs.append({tuple(words[i : i + n]) for i in range(len(words) - n + 1)})
+        docs.append(set(zip(*(words[i:] for i in range(n)), strict=False)))
     counts = Counter(g for d in docs for g in d)
     return math.fsum(math.log(sum(counts[g] for g in d) - len(d) + 1) for d in docs) / len(docs)
 
@@ -141,6 +141,5 @@ def ngram_diversity(texts: Sequence[str], *, max_n: int = 4) -> float | None:
         return None
     total = 0.0
     for k in range(1, max_n + 1):
-        grams = [tuple(words[i : i + k]) for i in range(len(words) - k + 1)]
-        total += len(set(grams)) / len(grams)
+        total += len(set(zip(*(words[i:] for i in range(k)), strict=False))) / (len(words) - k + 1)
     return total

@@ -28,6 +28,7 @@ from typing import Any
 from overtonlite.errors import UsageError
 from overtonlite.metrics import coverage as cov_mod
 from overtonlite.scoring.agg import build_summary
+from overtonlite.scoring.beyond import settings as beyond_settings
 from overtonlite.scoring.group import GroupContext, score_group, single_thread_blas
 from overtonlite.scoring.inputs import Group, file_sha256, read_input
 
@@ -245,6 +246,7 @@ def score_input(
         "stance_scored": do_stance,
         "reference_system": reference_system,
         "bertscore": ctx.bertscore_settings(),
+        "distinct": beyond_settings(getattr(emb, "name", None)),
         "n_groups_scored": len(scored),
         "n_groups_failed": len(errors),
     }
