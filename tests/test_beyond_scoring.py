@@ -41,3 +41,21 @@ def test_new_keys_in_records_and_summary(tmp_path):
     assert mean == pytest.approx(sum(recs[("chat", p)]["distinct_at_n"] for p in ("p1", "p2", "p3")) / 3)
     assert summary["settings"]["distinct"]["cosine_threshold"] == distinct.COSINE_THRESHOLD
     assert "not calibrated for hash-test" in summary["settings"]["distinct"]["cosine_threshold_source"]
+
+
+def test_similarity_matrix_in_summary(tmp_path):
+    src = write_responses(tmp_path / "responses.jsonl")
+    score_input(src, out=tmp_path / "out", embedder=HashEmbedder())
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    sim = summary["similarity"]
+    entry = sim["sets"]["all"]
+    assert entry["systems"] == ["base", "chat"]
+    # the diagonal is each system's mean within-prompt cosine, i.e. the summary's cosine mean
+    for i, system in enumerate(entry["systems"]):
+        assert entry["matrix"][i][i] == pytest.approx(summary["systems"][system]["cosine"]["mean"], abs=1e-6)
+        assert entry["n_prompts"][i][i] == 3
+    assert entry["matrix"][0][1] == entry["matrix"][1][0] and entry["n_prompts"][0][1] == 3
+    # chat p2 has 5 identical answers (10 pairs at cosine 1.0); p1 and p3 have 10 pairs each
+    hist = entry["histograms"]["chat"]
+    assert hist["n_pairs"] == 30 and sum(hist["counts"]) == 30 and hist["counts"][-1] >= 10
+    assert len(sim["histogram_edges"]) == len(hist["counts"]) + 1

@@ -29,6 +29,7 @@ from overtonlite.errors import UsageError
 from overtonlite.metrics import coverage as cov_mod
 from overtonlite.scoring.agg import build_summary
 from overtonlite.scoring.beyond import settings as beyond_settings
+from overtonlite.scoring.crosssys import similarity_summary
 from overtonlite.scoring.group import GroupContext, score_group, single_thread_blas
 from overtonlite.scoring.inputs import Group, file_sha256, read_input
 
@@ -251,6 +252,7 @@ def score_input(
         "n_groups_failed": len(errors),
     }
     summary = {"systems": sys_summary, "paired": paired, "settings": settings, "errors": errors}
+    summary["similarity"] = similarity_summary(scored, ctx.vec, systems)  # inter-system matrix, histograms
     tmp = summary_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(summary_path)
