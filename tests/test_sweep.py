@@ -136,3 +136,50 @@ def test_cli_json_prints_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert len(rows) == 6 and rows[0]["name"] == "base@T0.5" and "distinct_at_n" in rows[0]
+
+
+@pytest.mark.realmodel
+@pytest.mark.slow
+def test_sweep_real_models_small(default_base_path, default_chat_path, minilm_dir, tmp_path: Path) -> None:
+    """The three offline models through the real engine and embedder, at a fraction of the quick preset."""
+    res = CliRunner().invoke(cli, ["sweep", "--quick", "--limit", "1", "--n", "2", "--max-tokens", "16",
+                                   "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["name"] for r in rows][:2] == ["base@T0.5", "base@T1.0"] and len(rows) == 6
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for row in rows:
+        assert summary["systems"][row["name"]]["distinct_at_n"]["mean"] in (1.0, 2.0)
+        assert row["compression_ratio"]["mean"] > 0
+    entry = summary["similarity"]["sets"]["open-ended"]
+    assert len(entry["matrix"]) == 6
+    page = (tmp_path / "report.html").read_text()
+    assert 'id="plot-sweep-heatmap"' in page and 'id="plot-sweep-temperature"' in page
+
+
+def test_reuse_copies_matching_groups_from_a_diversity_run(tmp_path: Path) -> None:
+    from overtonlite.config import SamplingConfig
+    from overtonlite.datasets import load_prompts
+    from overtonlite.experiments.diversity import generate_diversity
+    from overtonlite.rundir.records import read_groups
+
+    gens = _generators()
+    prompts = [*load_prompts("builtin:open-ended", limit=2), *load_prompts("builtin:contested", limit=2)]
+    generate_diversity(gens["gemma-3-270m"], gens["smollm2-135m-instruct"], prompts, out=tmp_path / "div", n=4,
+                       sampling=SamplingConfig(max_tokens=48), seed=0, systems=("base", "chat"))
+    before = {m: g.stats["groups"] for m, g in gens.items()}
+    res = sweep(out=tmp_path / "sw", quick=True, limit=2, pairs="default", reuse=[tmp_path / "div"],
+                generators=gens, embedder=HashEmbedder(), report=False)
+    added = {m: g.stats["groups"] - before[m] for m, g in gens.items()}
+    # T 0.5 of both models came from the diversity run; only T 1.0 was generated
+    assert added["gemma-3-270m"] == 4 and added["smollm2-135m-instruct"] == 4
+    assert res.results["sweep"]["reused_groups"] == {"gemma-3-270m": 4, "smollm2-135m-instruct": 4}
+    groups = read_groups(tmp_path / "sw" / "samples.jsonl")
+    reused = [g for g in groups if g.get("reused_from")]
+    assert {g["system"] for g in reused} == {"base@T0.5", "chat:smollm2-135m-instruct@T0.5"}
+    src = {(g["system"], g["prompt_id"]): g for g in read_groups(tmp_path / "div" / "samples.jsonl")}
+    for g in reused:
+        assert g["samples"] == src[("base" if g["system"].startswith("base") else "chat", g["prompt_id"])]["samples"]
+    with pytest.raises(UsageError, match="no samples.jsonl"):
+        sweep(out=tmp_path / "sw2", quick=True, limit=1, pairs="default", reuse=[tmp_path / "nothing"],
+              generators=_generators(), embedder=HashEmbedder(), report=False)

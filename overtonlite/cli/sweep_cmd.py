@@ -52,19 +52,24 @@ def _render(table: list[dict[str, Any]]) -> None:
 @click.option("--limit", type=int, default=None, help="Use only the first K prompts of each set.")
 @click.option("--quick", is_flag=True, help="Small sizes: both offline pairs at T 0.5 and 1.0, 4 + 2 prompts, "
               "N=4, 48 tokens.")
+@click.option("--reuse", "reuse", multiple=True, type=click.Path(path_type=Path),
+              help="Another run directory whose groups with the same cache key are copied instead of generated "
+              "(repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: physical cores).")
 @click.option("--no-report", is_flag=True, help="Skip report.md / report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table (one object per system) as JSON.")
 def sweep(out: Path, pairs: str | None, temperatures: str | None, max_tokens: str | None, n: int | None,
-          limit: int | None, quick: bool, seed: int, threads: int | None, no_report: bool, as_json: bool) -> None:
+          limit: int | None, quick: bool, reuse: tuple[Path, ...], seed: int, threads: int | None, no_report: bool,
+          as_json: bool) -> None:
     """Claim-1 measurements over several pairs, temperatures and max_tokens in one run directory, with
     distinct@N, the lexical suite, an inter-system similarity matrix and scaling plots in the report."""
     from overtonlite.experiments.sweep import sweep as run_sweep
 
     with _Progress(not as_json) as progress:
         res = run_sweep(pairs, out=out, temperatures=temperatures, max_tokens=max_tokens, n=n, limit=limit,
-                        seed=seed, quick=quick, threads=threads, report=not no_report, progress=progress)
+                        seed=seed, quick=quick, reuse=reuse, threads=threads, report=not no_report,
+                        progress=progress)
     if as_json:
         print_json(res.table)
         return

@@ -5,7 +5,9 @@ directory, as one system per setting: ``base@T0.5`` (the base model on the zero-
 ``base:MODEL@T0.5`` when the pairs have several base models), ``chat:MODEL@T1.0`` (a chat model with its chat
 template), with ``/M128`` appended when several max_tokens are swept. A model shared by several pairs is sampled
 once. Sampling resumes: a group whose cache key (model sha256, rendered prompt, sampling settings, seed, N) is
-already in ``samples.jsonl`` is not generated again, so rerunning with more temperatures only samples the new ones.
+already in ``samples.jsonl`` is not generated again, so rerunning with more temperatures only samples the new ones;
+``reuse`` copies matching groups from other run directories (e.g. a ``replicate`` run's ``base`` and ``chat`` at
+T 0.5 when N, max_tokens, seed and prompts agree).
 
 Then ``score`` measures every system (no reference system: coverage needs one aligned reference per pair and is
 left to ``diversity``), writing per-system distinct@N, the lexical suite, diversity, length and stance to
@@ -169,17 +171,57 @@ def settings_for(*, quick: bool, pairs: Sequence[str] | str | None, temperatures
     }
 
 
+def _sampling(s: SweepSystem) -> SamplingConfig:
+    sampling = SamplingConfig(temperature=s.temperature, max_tokens=s.max_tokens)
+    return raw_sampling(sampling) if s.role == "base" else sampling
+
+
+def reuse_groups(gen: Generator, systems: list[SweepSystem], prompts: list[Any], *, out: Path, n: int, seed: int,
+                 sources: Sequence[str | Path]) -> int:
+    """Copy into ``out`` the groups of other run directories whose cache key is one this sweep would generate
+    (same model file, rendered prompt, sampling settings, seed and N), under the sweep's system name, with
+    ``reused_from`` naming the source. Groups with an error are not copied. Returns the number copied."""
+    from overtonlite.rundir.records import RunDir, read_groups
+    from overtonlite.sampling import SampleSpec, sha256_text
+
+    wanted: dict[str, tuple[str, str]] = {}
+    for s in systems:
+        mode = "custom" if s.role == "base" else "chat"
+        spec = SampleSpec(system=s.name, model=s.model, model_sha256=gen.model_sha256 or "", n=n,
+                          sampling=_sampling(s), seed=seed, mode=mode)
+        for p in prompts:
+            rendered = base_render(p) if s.role == "base" else gen.render_chat(p.chat_messages())
+            wanted[spec.cache_key(sha256_text(rendered))] = (s.name, p.id)
+    run = RunDir(out)
+    copied = 0
+    with run.lock():
+        have = {(r.get("system"), r.get("key")) for r in run.read_groups()}
+        for src in sources:
+            path = Path(src) / "samples.jsonl" if Path(src).is_dir() else Path(src)
+            if not path.is_file():
+                raise UsageError(f"--reuse {src}: no samples.jsonl there")
+            for rec in read_groups(path):
+                hit = wanted.get(str(rec.get("key")))
+                if hit is None or rec.get("error") is not None or str(rec.get("prompt_id")) != hit[1]:
+                    continue
+                if (hit[0], rec["key"]) in have:
+                    continue
+                run.append_group({**rec, "system": hit[0], "reused_from": str(src)})
+                have.add((hit[0], rec["key"]))
+                copied += 1
+    return copied
+
+
 def _sample_model(gen: Generator, systems: list[SweepSystem], prompts: list[Any], *, out: Path, n: int, seed: int,
                   progress: Callable[[Any], None] | None) -> None:
     from overtonlite.sampling import sample_run
 
     for s in systems:
-        sampling = SamplingConfig(temperature=s.temperature, max_tokens=s.max_tokens)
         if s.role == "base":
-            sample_run(gen, prompts, out=out, system=s.name, n=n, sampling=raw_sampling(sampling), seed=seed,
+            sample_run(gen, prompts, out=out, system=s.name, n=n, sampling=_sampling(s), seed=seed,
                        render=base_render, progress=progress, model_name=s.model)
         else:
-            sample_run(gen, prompts, out=out, system=s.name, n=n, sampling=sampling, seed=seed, mode="chat",
+            sample_run(gen, prompts, out=out, system=s.name, n=n, sampling=_sampling(s), seed=seed, mode="chat",
                        progress=progress, model_name=s.model)
 
 
@@ -216,6 +258,7 @@ def sweep(
     limit: int | None = None,
     seed: int = 0,
     quick: bool = False,
+    reuse: Sequence[str | Path] = (),
     generators: dict[str, Generator] | None = None,
     embedder: Any = None,
     registry: Any = None,
@@ -225,7 +268,8 @@ def sweep(
 ) -> SweepResult:
     """Sample, score and report a sweep into ``out`` (resuming); see the module docstring.
 
-    ``generators`` maps model names to already opened generators (tests pass fakes); the others are opened from
+    ``reuse``: other run directories whose matching groups are copied instead of generated (see
+    :func:`reuse_groups`). ``generators`` maps model names to already opened generators (tests pass fakes); the others are opened from
     the registry, one at a time. Raises UsageError for bad lists, unknown pairs, wrongly typed models or an
     unwritable ``out``.
     """
@@ -243,6 +287,7 @@ def sweep(
     cq = load_prompts("builtin:contested", limit=settings["prompts"]["contested"])
     settings["prompts"] = {"open-ended": len(oe), "contested": len(cq)}
     timings: dict[str, float] = {}
+    reused: dict[str, int] = {}
     for model in dict.fromkeys(s.model for s in systems):
         t = time.perf_counter()
         own = generators is None or model not in generators
@@ -250,6 +295,9 @@ def sweep(
         try:
             mine = [s for s in systems if s.model == model]
             _check_role(gen, mine[0].role, model)
+            if reuse:
+                reused[model] = reuse_groups(gen, mine, [*oe, *cq], out=outdir, n=settings["n"], seed=seed,
+                                             sources=reuse)
             _sample_model(gen, mine, [*oe, *cq], out=outdir, n=settings["n"], seed=seed, progress=progress)
         finally:
             if own:
@@ -268,7 +316,7 @@ def sweep(
     banners = [i.banner for i in infos if i.banner]
     extra = {
         "sweep": {"systems": [asdict(s) for s in systems], "pairs": [i.to_dict() for i in infos],
-                  "metrics": list(TABLE_METRICS)},
+                  "metrics": list(TABLE_METRICS), "reused_groups": reused},
         "banner": " / ".join(dict.fromkeys(banners)) or None,
         "timings": {k: round(v, 1) for k, v in timings.items()},
     }
