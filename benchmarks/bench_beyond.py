@@ -7,6 +7,7 @@ samples, cold token caches), split into its parts, after the paper's pairwise Ja
 as a yardstick measured in the same run. The cosine test uses seeded random unit vectors in place of the
 embeddings (it compares at most N(N-1)/2 pairs of 384-d vectors per group, whatever their values), so no embedding
 is computed here. Compare the total with the raw embedding floor of the same texts (benchmarks/bench_score.py).
+Also prints each system's mean of the lexical metrics over its 50 prompts.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def main() -> None:
     path = args.data / "lima-oe" / "responses.jsonl"
     if not path.is_file():
         sys.exit(f"no reference data at {path}")
-    groups = [[clean_text(t) for t in json.loads(line)["samples"]] for line in path.read_text().splitlines()]
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    groups = [[clean_text(t) for t in r["samples"]] for r in records]
     rng = np.random.default_rng(0)
     texts = {t for g in groups for t in g if t}
     vecs = {t: v / np.linalg.norm(v) for t, v in zip(texts, rng.normal(size=(len(texts), 384)), strict=True)}
@@ -58,6 +60,17 @@ def main() -> None:
     out["total_seconds"] = round(sum(out.values()), 3)
     out["reference_jaccard_seconds"] = ref
     out["groups"] = len(groups)
+    lexical_keys = ("distinct_at_n_lexical (ROUGE-1)", "compression_ratio", "homogenization_rougel",
+                    "self_repetition", "ngram_diversity")
+    per_system: dict[str, dict[str, list[float]]] = {}
+    for r, g in zip(records, groups, strict=True):
+        row = per_system.setdefault(r["system"], {k: [] for k in lexical_keys})
+        for k in lexical_keys:
+            v = parts[k](g)
+            if v is not None:
+                row[k].append(float(v))
+    out["per_system_means"] = {s: {k: round(float(np.mean(v)), 3) for k, v in row.items()}
+                               for s, row in per_system.items()}
     print(json.dumps(out, indent=2))
 
 
