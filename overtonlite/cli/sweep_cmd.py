@@ -23,16 +23,16 @@ def _cell(entry: dict[str, Any] | None) -> str:
     if not entry or entry.get("mean") is None:
         return "-"
     ci = entry.get("ci")
-    return f"{entry['mean']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+    return f"{entry['mean']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
 def _render(table: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    out = Console()  # the result table goes to stdout
+    out = Console(width=max(Console().width, 190))  # the result table goes to stdout, wide enough for the names
     t = Table(title="sweep (mean over prompts [95% CI])", title_justify="left")
-    t.add_column("system")
+    t.add_column("system", no_wrap=True)
     t.add_column("params", justify="right")
     for _, label in _COLUMNS:
         t.add_column(label, justify="right")

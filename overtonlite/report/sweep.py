@@ -111,7 +111,9 @@ def sweep_section(data: RunData, systems_order: list[str]) -> list[Block]:
         "One system per model and setting, all on the same prompts and seeds; mean over prompts with the 95% "
         "bootstrap CI over prompts, from summary.json. "
         + ("Diversity metrics on the open-ended set, stance on the contested set."
-           if split else "Every metric is the mean over all prompts of the run (open-ended and contested)."),
+           if split else "Every metric is the mean over all prompts of the run (open-ended and contested).")
+        + " Models of different sizes also differ in family and training data, so a line across sizes is a "
+        "comparison of these models, not a scaling law.",
         kind="note"))
     headers = ["system", "model", "params", "T", "max tokens"] + [LABELS[m] for m in metrics]
     rows = []
@@ -130,13 +132,16 @@ def sweep_section(data: RunData, systems_order: list[str]) -> list[Block]:
                                "line per model, 95% CIs over prompts", "Scaling with temperature",
                                {"panels": panels_t, "xlabel": "temperature", "log_x": False}))
     panels_s = [{"label": LABELS[m], "lines": _lines(systems, summary, m, "params_count",
-                                                       lambda s: f"{s['role']} @T{s.get('temperature'):g}")}
+                                                       lambda s: f"{s['role']} @T{s.get('temperature')}")}
                 for m in PLOTTED]
     panels_s = [p for p in panels_s if p["lines"]]
     if panels_s:
+        ticks = {as_float(s.get("params_count")): str(s.get("params")) for s in systems
+                 if as_float(s.get("params_count")) is not None}
         blocks.append(PlotSlot("plot-sweep-size", "sweep_lines", "Metrics against model size (parameters), one "
                                "line per role and temperature, 95% CIs over prompts", "Scaling with model size",
-                               {"panels": panels_s, "xlabel": "parameters", "log_x": True}))
+                               {"panels": panels_s, "xlabel": "parameters", "log_x": True,
+                                "xticks": sorted(ticks.items())}))
     sim = _similarity(summary)
     if sim is not None:
         set_name, entry, edges = sim

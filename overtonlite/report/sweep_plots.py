@@ -9,7 +9,8 @@ from typing import Any
 from overtonlite.report.plots import PALETTE, _figure, _png
 
 
-def lines(panels: Sequence[dict[str, Any]], *, title: str, xlabel: str, log_x: bool = False) -> bytes:
+def lines(panels: Sequence[dict[str, Any]], *, title: str, xlabel: str, log_x: bool = False,
+          xticks: Sequence[tuple[float, str]] = ()) -> bytes:
     """One panel per metric; in each, one line per group of points ``(x, mean, [lo, hi] | None)``."""
     fig, axes = _figure(width=min(4.0 * len(panels) + 1.0, 16.0), height=3.6, ncols=len(panels))
     names: list[str] = []
@@ -26,6 +27,9 @@ def lines(panels: Sequence[dict[str, Any]], *, title: str, xlabel: str, log_x: b
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=colour, label=line["name"])
         if log_x:
             ax.set_xscale("log")
+        if xticks:
+            ax.set_xticks([x for x, _ in xticks], [label for _, label in xticks])
+            ax.minorticks_off()
         ax.set_xlabel(xlabel)
         ax.set_title(panel["label"], fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -88,7 +92,8 @@ def histograms(edges: Sequence[float], counts: dict[str, Sequence[int]], *, titl
 def render(kind: str, payload: dict[str, Any], *, title: str, order: Sequence[str] = ()) -> bytes:
     """Draw one sweep plot slot."""
     if kind == "sweep_lines":
-        return lines(payload["panels"], title=title, xlabel=payload.get("xlabel", ""), log_x=payload.get("log_x", False))
+        return lines(payload["panels"], title=title, xlabel=payload.get("xlabel", ""),
+                     log_x=payload.get("log_x", False), xticks=[tuple(t) for t in payload.get("xticks") or ()])
     if kind == "sweep_heatmap":
         return heatmap(payload["systems"], payload["matrix"], title=title)
     if kind == "sweep_histograms":
