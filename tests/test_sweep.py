@@ -149,7 +149,7 @@ def test_sweep_real_models_small(default_base_path, default_chat_path, minilm_di
     assert [r["name"] for r in rows][:2] == ["base@T0.5", "base@T1.0"] and len(rows) == 6
     summary = json.loads((tmp_path / "summary.json").read_text())
     for row in rows:
-        assert summary["systems"][row["name"]]["distinct_at_n"]["mean"] in (1.0, 2.0)
+        assert 1.0 <= row["distinct_at_n"]["mean"] <= 2.0  # N = 2: one or two classes per prompt
         assert row["compression_ratio"]["mean"] > 0
     entry = summary["similarity"]["sets"]["open-ended"]
     assert len(entry["matrix"]) == 6
