@@ -35,9 +35,10 @@ def test_new_keys_in_records_and_summary(tmp_path):
     assert base_p2["compression_ratio"] == pytest.approx(lexsuite.compression_ratio(texts))
     assert base_p2["ngram_diversity"] == pytest.approx(lexsuite.ngram_diversity(texts))
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    chat = summary["systems"]["chat"]["sets"]["all"]
     for key in KEYS:
-        assert summary["systems"]["chat"][key]["n"] >= 1, key
-    mean = summary["systems"]["chat"]["distinct_at_n"]["mean"]
+        assert chat[key]["n_prompts"] >= 1, key
+    mean = chat["distinct_at_n"]["mean"]
     assert mean == pytest.approx(sum(recs[("chat", p)]["distinct_at_n"] for p in ("p1", "p2", "p3")) / 3)
     assert summary["settings"]["distinct"]["cosine_threshold"] == distinct.COSINE_THRESHOLD
     assert "not calibrated for hash-test" in summary["settings"]["distinct"]["cosine_threshold_source"]
@@ -52,7 +53,8 @@ def test_similarity_matrix_in_summary(tmp_path):
     assert entry["systems"] == ["base", "chat"]
     # the diagonal is each system's mean within-prompt cosine, i.e. the summary's cosine mean
     for i, system in enumerate(entry["systems"]):
-        assert entry["matrix"][i][i] == pytest.approx(summary["systems"][system]["cosine"]["mean"], abs=1e-6)
+        cosine = summary["systems"][system]["sets"]["all"]["cosine"]["mean"]
+        assert entry["matrix"][i][i] == pytest.approx(cosine, abs=1e-6)
         assert entry["n_prompts"][i][i] == 3
     assert entry["matrix"][0][1] == entry["matrix"][1][0] and entry["n_prompts"][0][1] == 3
     # chat p2 has 5 identical answers (10 pairs at cosine 1.0); p1 and p3 have 10 pairs each

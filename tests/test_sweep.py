@@ -84,7 +84,7 @@ def test_sweep_writes_summary_with_new_metrics_and_matrix(swept) -> None:
     for name in names:
         for key in ("distinct_at_n", "distinct_at_n_filtered", "homogenization_rougel", "compression_ratio",
                     "ngram_diversity", "self_repetition"):
-            assert key in summary["systems"][name], (name, key)
+            assert key in summary["systems"][name]["sets"]["open-ended"], (name, key)
     sim = summary["similarity"]["sets"]
     assert set(sim) == {"open-ended", "contested"}
     entry = sim["open-ended"]
@@ -93,7 +93,10 @@ def test_sweep_writes_summary_with_new_metrics_and_matrix(swept) -> None:
     assert all(entry["n_prompts"][i][j] == 4 for i in range(6) for j in range(6))
     # the table is read from summary.json, not recomputed
     row = res.table[0]
-    assert row["distinct_at_n"]["mean"] == summary["systems"][row["name"]]["distinct_at_n"]["mean"]
+    stored = summary["systems"][row["name"]]["sets"]
+    assert row["distinct_at_n"]["mean"] == stored["open-ended"]["distinct_at_n"]["mean"]
+    assert row["distinct_at_n"]["set"] == "open-ended" and row["stance_both_share"]["set"] == "contested"
+    assert row["stance_both_share"]["mean"] == stored["contested"]["stance_both_share"]["mean"]
     results = json.loads((out / "results.json").read_text())
     assert [s["name"] for s in results["sweep"]["systems"]] == names
     assert "confounded" in results["banner"]

@@ -273,8 +273,8 @@ def sweep(
     the registry, one at a time. Raises UsageError for bad lists, unknown pairs, wrongly typed models or an
     unwritable ``out``.
     """
+    from overtonlite import schema
     from overtonlite.datasets import load_prompts
-    from overtonlite.rundir.records import read_json_object
     from overtonlite.scoring import score_input
 
     t0 = time.perf_counter()
@@ -311,7 +311,7 @@ def sweep(
     settings["embedder"] = getattr(embedder, "name", None)
     score_input(outdir, out=outdir, stance=None, embedder=embedder, seed=seed)
     timings["score"] = time.perf_counter() - t
-    summary = read_json_object(outdir / "summary.json", what="a summary object") or {}
+    summary = schema.read_summary(outdir) or {}
     table = sweep_table(summary, systems)
     banners = [i.banner for i in infos if i.banner]
     extra = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from overtonlite import schema
 from overtonlite.report import RunData, as_ci, as_float
 from overtonlite.report.markdown import Block, Heading, Para, PlotSlot, Table, fmt_stat
 
@@ -34,30 +35,16 @@ STANCE = ("stance_both_share", "yes_no_split")
 
 def metric_entry(summary: dict[str, Any] | None, system: str, metric: str, prompt_set: str | None = None
                  ) -> dict[str, Any] | None:
-    """``{"mean", "ci", "n", "set"}`` of one system's metric in summary.json, or None when absent.
+    """``{"mean", "ci", "n", "set"}`` of ``summary.systems[system].sets[SET][metric]``, or None when absent.
 
-    Reads either layout: ``systems.S.sets.SET.METRIC`` (``prompt_set`` chosen when present, else the only set or
-    ``"all"``) or ``systems.S.METRIC`` (all prompts; ``set`` is then ``None``)."""
-    entry = ((summary or {}).get("systems") or {}).get(system)
-    if not isinstance(entry, dict):
-        return None
-    sets = entry.get("sets")
-    chosen: str | None = None
-    if isinstance(sets, dict) and sets:
-        if prompt_set in sets:
-            chosen = prompt_set
-        elif "all" in sets:
-            chosen = "all"
-        elif len(sets) == 1:
-            chosen = next(iter(sets))
-        else:
-            return None
-        entry = sets[chosen] if isinstance(sets[chosen], dict) else {}
-    value = entry.get(metric)
+    SET is ``prompt_set`` when the system has values for it, else ``all`` (every prompt of the run)."""
+    sets = ((((summary or {}).get("systems") or {}).get(system) or {}).get("sets")) or {}
+    chosen = prompt_set if prompt_set in sets else schema.ALL
+    value = schema.summary_stat(summary, system, chosen, metric)
     if not isinstance(value, dict) or as_float(value.get("mean")) is None:
         return None
-    n = value.get("n_prompts", value.get("n"))
-    return {"mean": as_float(value["mean"]), "ci": list(as_ci(value.get("ci")) or ()) or None, "n": n,
+    ci = as_ci(value.get("ci"))
+    return {"mean": as_float(value["mean"]), "ci": list(ci) if ci else None, "n": value.get("n_prompts"),
             "set": chosen}
 
 
@@ -106,7 +93,8 @@ def sweep_section(data: RunData, systems_order: list[str]) -> list[Block]:
     summary = data.summary
     metrics = [m for m in ((data.results or {}).get("sweep") or {}).get("metrics") or LABELS if m in LABELS]
     blocks: list[Block] = [Heading(2, "Sweep: temperature and model size", "sweep")]
-    split = any(isinstance(e, dict) and "sets" in e for e in ((summary or {}).get("systems") or {}).values())
+    stored = ((summary or {}).get("systems") or {}).values()
+    split = any(set((e or {}).get("sets") or {}) - {schema.ALL} for e in stored)
     blocks.append(Para(
         "One system per model and setting, all on the same prompts and seeds; mean over prompts with the 95% "
         "bootstrap CI over prompts, from summary.json. "
