@@ -326,7 +326,7 @@ def sweep(
         t = time.perf_counter()
         from overtonlite.report import build_report
 
-        paths = build_report(outdir, refresh_results=False)
+        paths = build_report(outdir)
         timings["report"] = time.perf_counter() - t
     return SweepResult(out=outdir, results=results, table=table, report=paths, seconds=time.perf_counter() - t0,
                        timings=timings)
