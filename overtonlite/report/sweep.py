@@ -106,7 +106,7 @@ def sweep_section(data: RunData, systems_order: list[str]) -> list[Block]:
     headers = ["system", "model", "params", "T", "max tokens"] + [LABELS[m] for m in metrics]
     rows = []
     for s in systems:
-        cells = [s["name"], str(s.get("model")), str(s.get("params") or "—"), f"{s.get('temperature'):g}",
+        cells = [s["name"], str(s.get("model")), str(s.get("params") or "—"), str(s.get("temperature")),
                  str(s.get("max_tokens"))]
         cells += [fmt_stat(_stat(summary, s["name"], m)) for m in metrics]
         rows.append(cells)
