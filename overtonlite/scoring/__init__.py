@@ -3,7 +3,8 @@
 Input: a run directory (its ``samples.jsonl``) or any responses JSONL (see :mod:`overtonlite.scoring.inputs`).
 Output: ``OUT/metrics.jsonl`` (one record per (system, prompt_id) with every key of :data:`RECORD_KEYS`, ``null``
 when absent) and ``OUT/summary.json`` (per system and prompt set, means with seeded bootstrap 95% CIs over prompts;
-paired differences and ratios per set; the settings; layout in :mod:`overtonlite.schema`). Scoring never generates text, and it is idempotent: the same input and options give
+paired differences and ratios per set; the settings; the inter-system similarity of
+:mod:`overtonlite.scoring.crosssys`; layout in :mod:`overtonlite.schema`). Scoring never generates text, and it is idempotent: the same input and options give
 byte-identical files. Every distinct text (samples, prompts, and the sentences of samples when coverage is
 computed) goes through the embedder once; the embedder caches by text hash.
 
