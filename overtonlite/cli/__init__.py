@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "icl": "overtonlite.cli.experiments_cmd:icl",
     "replicate": "overtonlite.cli.experiments_cmd:replicate",
     "check": "overtonlite.cli.experiments_cmd:check",
+    "sweep": "overtonlite.cli.sweep_cmd:sweep",
     "report": "overtonlite.cli.report_cmd:report",
 }
 

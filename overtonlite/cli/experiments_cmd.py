@@ -95,7 +95,7 @@ def _render(results: dict[str, Any], *, seconds: float | None = None, out: Path 
                           ci_text, f"[{_VERDICT_STYLE.get(f.get('verdict'), 'white')}]{f.get('verdict')}[/]")
         print_result(table)
         for line in claim.get("lines") or []:
-            print_result(f"  - {line}", highlight=False, markup=False)
+            print_result(f"  - {line}", highlight=False, markup=False, soft_wrap=True)
     timings = results.get("timings") or {}
     if timings:
         console.print("[dim]seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items()) + "[/]", highlight=False)

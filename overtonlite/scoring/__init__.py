@@ -3,7 +3,8 @@
 Input: a run directory (its ``samples.jsonl``) or any responses JSONL (see :mod:`overtonlite.scoring.inputs`).
 Output: ``OUT/metrics.jsonl`` (one record per (system, prompt_id) with every key of :data:`RECORD_KEYS`, ``null``
 when absent) and ``OUT/summary.json`` (per system and prompt set, means with seeded bootstrap 95% CIs over prompts;
-paired differences and ratios per set; the settings; layout in :mod:`overtonlite.schema`). Scoring never generates text, and it is idempotent: the same input and options give
+paired differences and ratios per set; the settings; the inter-system similarity of
+:mod:`overtonlite.scoring.crosssys`; layout in :mod:`overtonlite.schema`). Scoring never generates text, and it is idempotent: the same input and options give
 byte-identical files. Every distinct text (samples, prompts, and the sentences of samples when coverage is
 computed) goes through the embedder once; the embedder caches by text hash.
 
@@ -31,6 +32,8 @@ from overtonlite.metrics import coverage as cov_mod
 from overtonlite.rundir.atomic import holding_run_lock, storage_errors
 from overtonlite.rundir.manifest import portable_path
 from overtonlite.scoring.agg import build_summary
+from overtonlite.scoring.beyond import settings as beyond_settings
+from overtonlite.scoring.crosssys import similarity_summary
 from overtonlite.scoring.group import GroupContext, score_group, single_thread_blas
 from overtonlite.scoring.inputs import Group, read_input
 from overtonlite.util import sha256_file
@@ -231,6 +234,7 @@ def score_input(
         "pairs": [list(p) for p in pairs],
         "reference_system": reference_system,
         "bertscore": ctx.bertscore_settings(),
+        "distinct": beyond_settings(getattr(emb, "name", None)),
         "n_groups_scored": len(scored),
         "n_groups_failed": len(errors),
     }
@@ -241,6 +245,7 @@ def score_input(
         "sets": blocks["sets"],
         "settings": settings,
         "errors": errors,
+        "similarity": similarity_summary(scored, ctx.vec, systems),  # inter-system matrix, histograms
     }
     with storage_errors(summary_path):
         schema.write_summary(summary_path, summary)
