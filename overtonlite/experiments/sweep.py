@@ -32,6 +32,7 @@ from overtonlite.config import SamplingConfig
 from overtonlite.errors import UsageError
 from overtonlite.experiments.common import ensure_writable, open_model, pair_info, write_results
 from overtonlite.experiments.diversity import base_render, raw_sampling
+from overtonlite.rundir.manifest import portable_path
 
 TABLE_METRICS: tuple[str, ...] = (
     "distinct_at_n", "distinct_at_n_filtered", "distinct_at_n_lexical", "cosine", "jaccard",
@@ -206,7 +207,7 @@ def reuse_groups(gen: Generator, systems: list[SweepSystem], prompts: list[Any],
                     continue
                 if (hit[0], rec["key"]) in have:
                     continue
-                run.append_group({**rec, "system": hit[0], "reused_from": str(src)})
+                run.append_group({**rec, "system": hit[0], "reused_from": portable_path(src)})
                 have.add((hit[0], rec["key"]))
                 copied += 1
     return copied
