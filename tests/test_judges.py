@@ -176,3 +176,12 @@ def test_score_input_with_a_judge_keeps_the_proxy_and_adds_the_judge(tmp_path: P
     assert base["stance"] == plain_lines[("base", "c1")]["stance"]  # the proxy labels are unchanged
     assert "stance_judge" not in plain_lines[("base", "c1")]
     assert (tmp_path / "judged" / "judgments.jsonl").is_file()
+
+
+def test_reference_sample_zero_is_not_judged_against_itself(tmp_path: Path) -> None:
+    groups = [_G("chat", "q1", "How?", ["Ref answer.", "Other answer."])]
+    records = [{"stance": None, "missing": [None, 2]}]
+    eng = ScriptedEngine(['{"score": 3}'])
+    judge_records(records, groups, Judge(eng, with_reason=False), tasks=parse_tasks("missing"),
+                  reference_system="chat", out=tmp_path)
+    assert records[0]["missing_judge"] == [None, 3] and len(eng.calls) == 1

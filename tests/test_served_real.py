@@ -240,10 +240,12 @@ def test_score_judge_writes_labels_beside_the_proxy(served_env: dict[str, str], 
     backend = "openai response_format" if judge == "served-smol" else "llama.cpp grammar"
     assert settings["backend"] == backend
     cached = [json.loads(line) for line in (out / "judgments.jsonl").read_text().splitlines()]
-    assert len(cached) == 6 and all(c["judge"] == judge and len(c["prompt_sha256"]) == 64 for c in cached)
+    # 4 stance + 3 missing (base 2, chat sample 1; chat sample 0 is the reference itself)
+    assert settings["counts"]["missing"]["judged"] == 3 and recs[("chat", "c1")]["missing_judge"][0] is None
+    assert len(cached) == 7 and all(c["judge"] == judge and len(c["prompt_sha256"]) == 64 for c in cached)
     # resumable: a second run makes no new judgment
     main(["score", str(inp), "--out", str(out), "--reference-system", "chat", "--judge", judge,
           "--judge-tasks", "stance,missing"])
-    assert len((out / "judgments.jsonl").read_text().splitlines()) == 6
+    assert len((out / "judgments.jsonl").read_text().splitlines()) == 7
     if judge == "served-smol":
         assert settings["response_format"] in ("json_schema", "json_object+schema")

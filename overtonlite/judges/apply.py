@@ -5,8 +5,8 @@ The judge runs where the proxy ran, so the two can be compared group by group:
 * ``stance``: every sample of the groups whose proxy stance was scored -> ``stance_judge`` (one label per sample,
   null for a judgment that failed), ``stance_judge_both_share``, ``yes_no_split_judge``;
 * ``missing``: every sample of the groups with a proxy missing-information score, against the reference system's
-  sample 0 of the same prompt -> ``missing_judge`` (1-5 per sample), ``missing_judge_mean``,
-  ``missing_judge_le2_share``;
+  sample 0 of the same prompt (the reference's own sample 0 is skipped, as by the proxy: its samples 1..N-1 are
+  the self-baseline) -> ``missing_judge`` (1-5 per sample), ``missing_judge_mean``, ``missing_judge_le2_share``;
 * ``quality``: every sample of every group -> ``quality_judge`` (the five aspect scores per sample),
   ``quality_judge_mean`` (mean over samples of the aspect mean).
 
@@ -49,7 +49,8 @@ def judge_records(records: list[dict[str, Any]], groups: Sequence[Any], judge: J
             if "stance" in names and rec.get("stance") is not None:
                 items.append(JudgeItem(STANCE, {"query": query, "response": text}, meta))
                 slots.append((gi, "stance", si))
-            if "missing" in names and rec.get("missing") is not None and g.pid in ref:
+            self_ref = g.system == reference_system and si == 0  # the reference itself: no judgment, as the proxy
+            if "missing" in names and rec.get("missing") is not None and g.pid in ref and not self_ref:
                 items.append(JudgeItem(MISSING, {"query": query, "reference": ref[g.pid], "alternative": text},
                                        meta))
                 slots.append((gi, "missing", si))
