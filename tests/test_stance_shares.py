@@ -91,7 +91,9 @@ def test_ci_grows_with_classifier_uncertainty_and_is_seeded():
         lo, hi = sure[key]["ci"]
         assert lo <= sure[key]["mean"] <= hi
         assert sure[key]["n_prompts"] == 40
-    width = {k: v["yes_no_split"]["ci"][1] - v["yes_no_split"]["ci"][0] for k, v in (("s", sure), ("u", unsure))}
+    width = {
+        k: v["yes_no_split"]["ci"][1] - v["yes_no_split"]["ci"][0] for k, v in (("s", sure), ("u", unsure))
+    }
     assert width["u"] > width["s"] + 0.05
     assert sure["shares"]["other"]["raw"] == 0.0
 

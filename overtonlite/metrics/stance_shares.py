@@ -40,10 +40,15 @@ LABELS: tuple[str, ...] = ("yes", "no", "both", "other")
 """Label order of the confusion matrix rows (GPT-4) and columns (classifier)."""
 
 
-def _check_counts(counts: object) -> np.ndarray:
+def _check_counts(counts: object, stacked: bool = False) -> np.ndarray:
     c = np.asarray(counts, dtype=np.float64)
-    if c.shape != (len(LABELS), len(LABELS)) or not np.all(np.isfinite(c)) or (c < 0).any():
-        raise ValueError(f"confusion counts must be a non-negative {len(LABELS)}x{len(LABELS)} array")
+    k = len(LABELS)
+    ok = c.shape[-2:] == (k, k) and (c.ndim == 2 or (stacked and c.ndim == 3 and c.shape[0] > 0))
+    if not ok or not np.all(np.isfinite(c)) or (c < 0).any():
+        raise ValueError(
+            f"confusion counts must be a non-negative {k}x{k} array"
+            + (" or a stack of them" if stacked else "")
+        )
     return c
 
 
@@ -108,9 +113,11 @@ def corrected_estimates(groups: Sequence[Sequence[str]], counts: object, prior: 
     """Point estimates: raw and corrected label shares (mean over prompts) and yes/no split rates.
 
     ``groups`` holds one list of predicted labels per prompt (empty lists are skipped); ``counts`` is the 4x4
-    out-of-system confusion (rows GPT-4, columns classifier, order :data:`LABELS`).
+    out-of-system confusion (rows GPT-4, columns classifier, order :data:`LABELS`), or a stack of such matrices
+    (one per validation system), which is summed.
     """
-    rates = confusion_rates(counts, prior)
+    c = _check_counts(counts, stacked=True)
+    rates = confusion_rates(c.sum(axis=0) if c.ndim == 3 else c, prior)
     idx = [g for g in _indices(groups) if g.size]
     if not idx:
         raise ValueError("no prompt has any stance label")
@@ -140,18 +147,22 @@ def stance_share_estimates(
     Returns ``{"both_share": {"mean", "ci", "raw", "n_prompts"}, "yes_no_split": {...}, "shares": {label:
     {"mean", "ci", "raw"}}}``. ``mean`` is the corrected point estimate; ``ci`` the ``1 - alpha`` percentile
     interval of a bootstrap over prompts that redraws each confusion row from ``Dirichlet(counts + prior)`` in
-    every replicate; ``raw`` the uncorrected value. Raises ``ValueError`` for unknown labels, a bad matrix, or no
-    labels at all.
+    every replicate; ``raw`` the uncorrected value. ``counts`` may be a stack of matrices, one per validation
+    system: the point estimate uses their sum, and every replicate first picks one system's matrix at random, so
+    that the CI also carries how much the confusion differs between systems. Raises ``ValueError`` for unknown
+    labels, a bad matrix, or no labels at all.
     """
     point = corrected_estimates(groups, counts, prior)
-    c = _check_counts(counts)
+    c = _check_counts(counts, stacked=True)
+    stack = c if c.ndim == 3 else c[None]
     idx = [g for g in _indices(groups) if g.size]
     rng = np.random.default_rng(seed)
     k = len(idx)
     shares = np.empty((n_boot, len(LABELS)))
     splits = np.empty(n_boot)
     for b in range(n_boot):
-        rates = np.stack([rng.dirichlet(row + prior) for row in c])
+        pick = stack[rng.integers(0, len(stack))] if len(stack) > 1 else stack[0]
+        rates = np.stack([rng.dirichlet(row + prior) for row in pick])
         sample = [idx[i] for i in rng.integers(0, k, size=k)]
         shares[b], splits[b] = _estimate(sample, rates)
     lo, hi = 100 * alpha / 2, 100 * (1 - alpha / 2)
