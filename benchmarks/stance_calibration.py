@@ -162,15 +162,24 @@ def split_rate(groups: list[list[str]]) -> float:
     return float(np.mean([("yes" in g) and ("no" in g) for g in groups]))
 
 
-def loso(d: Data, *, n_boot: int, inner: bool = True) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """Per held-out system: metrics dict; and each system's out-of-system confusion counts."""
-    results, outer_counts = [], {}
+def split_counts(gold_groups: list[list[str]], pred_groups: list[list[str]]) -> np.ndarray:
+    """Prompt-level 2x2: rows GPT-4's labels split (1) or not, columns ours."""
+    c = np.zeros((2, 2))
+    for g, p in zip(gold_groups, pred_groups, strict=True):
+        c[int("yes" in g and "no" in g), int("yes" in p and "no" in p)] += 1
+    return c
+
+
+def loso(d: Data, *, n_boot: int, inner: bool = True) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+    """Per held-out system: metrics dict; each system's out-of-system confusion counts and split counts."""
+    results, outer_counts, outer_split = [], {}, {}
     for s in d.systems:
         test, train = d.system == s, d.system != s
         pred = d.predict(train, test)
         gold = d.gold[test]
         outer_counts[s] = confusion_counts(gold, pred)
         g_groups, p_groups = d.groups(test, gold), d.groups(test, pred)
+        outer_split[s] = split_counts(g_groups, p_groups)
         res = {
             "system": s,
             "n": int(test.sum()),
@@ -182,17 +191,21 @@ def loso(d: Data, *, n_boot: int, inner: bool = True) -> tuple[list[dict], dict[
             "split_raw": split_rate(p_groups),
         }
         if inner:  # confusion of the three fitting systems, each predicted by a model fitted on the other two
-            counts = []
+            counts, splits = [], []
             for s2 in d.systems:
                 if s2 == s:
                     continue
                 t2 = d.system == s2
-                counts.append(confusion_counts(d.gold[t2], d.predict(train & ~t2, t2)))
-            est = stance_shares.stance_share_estimates(p_groups, np.stack(counts), n_boot=n_boot, seed=0)
+                p2 = d.predict(train & ~t2, t2)
+                counts.append(confusion_counts(d.gold[t2], p2))
+                splits.append(split_counts(d.groups(t2, d.gold[t2]), d.groups(t2, p2)))
+            est = stance_shares.stance_share_estimates(
+                p_groups, np.stack(counts), np.stack(splits), n_boot=n_boot, seed=0
+            )
             res["both_corrected"], res["both_ci"] = est["both_share"]["mean"], est["both_share"]["ci"]
             res["split_corrected"], res["split_ci"] = est["yes_no_split"]["mean"], est["yes_no_split"]["ci"]
         results.append(res)
-    return results, outer_counts
+    return results, outer_counts, outer_split
 
 
 def print_loso(title: str, results: list[dict]) -> None:
@@ -260,7 +273,9 @@ def main() -> None:
     counts = {s: int((d.system == s).sum()) for s in d.systems}
     print(f"stance, leave one system out: {len(rows)} GPT-4-labelled answers from {counts}")
     what = "cues + MiniLM opening term" if args.embedding else "cue model (34 cues)"
-    results, outer = loso(d, n_boot=args.n_boot)
+    results, outer, outer_split = loso(
+        d, n_boot=args.n_boot, inner=not args.fit
+    )  # --fit: no inner confusion (faster)
     print_loso(f"{what}, fitted on three systems, tested on the fourth (l2 {args.l2})", results)
     pooled = sum(outer.values())
     print("\nout-of-system confusion, pooled (rows GPT-4, columns ours):")
@@ -275,6 +290,8 @@ def main() -> None:
             "rows": "GPT-4 label",
             "columns": "overtonlite cue classifier, fitted without the system it labels (leave one system out)",
             "counts": {s: c.astype(int).tolist() for s, c in outer.items()},
+            "split_rows": "GPT-4's five labels of a prompt include a yes and a no (row 1) or not (row 0)",
+            "split_counts": {s: c.astype(int).tolist() for s, c in outer_split.items()},
         }
         CONFUSION_FILE.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {CONFUSION_FILE}")

@@ -1,55 +1,66 @@
 """Stance shares corrected for the classifier's confusion, with CIs that include the classifier's uncertainty.
 
 A local stance classifier is not GPT-4: on a system it never saw it mislabels some answers, and the errors do not
-cancel (it calls some "yes"/"no" answers "both" and the other way round). Aggregate shares such as the "both" share
-or the yes/no split rate then inherit a bias. This module removes that bias with the classifier's *out-of-system*
-confusion matrix ``counts[t, p]`` (answers GPT-4 labelled ``t`` that the classifier labelled ``p``, each counted
-while the classifier was fitted on other systems only; :data:`overtonlite.metrics.stance_model.CONFUSION_FILE`):
+cancel (it calls some "yes"/"no" answers "both" and the other way round). Aggregate values such as the "both" share
+or the yes/no split rate then inherit a bias. This module corrects them with the classifier's *out-of-system*
+confusion, measured on GPT-4-labelled answers of systems the classifier was not fitted on
+(:data:`CONFUSION_FILE`, one matrix per validation system):
 
-* **Label shares.** With ``C[t, p] = P(pred p | true t)`` the predicted shares are ``p_pred = C^T p_true``, so
-  ``p_true`` is the least-squares solution of ``C^T x = p_pred``, projected onto the probability simplex.
-* **Yes/no split rate** (share of prompts whose samples include a yes *and* a no). Each answer's true label gets
-  the posterior ``P(true t | pred p) ∝ C[t, p] p_true[t]``; with answers independent given their predicted labels,
-  a prompt splits with probability ``1 - Π(1 - P_yes) - Π(1 - P_no) + Π(1 - P_yes - P_no)``. The corrected split
-  rate is the mean of that over prompts.
-* **CI.** A percentile bootstrap over prompts in which every replicate also draws the confusion matrix: each row
-  from ``Dirichlet(counts[t] + prior)``. The interval therefore widens with the classifier's uncertainty (few
-  labelled answers, a confusable label) and not only with the number of prompts.
+* **Label shares.** ``counts[t, p]`` counts answers GPT-4 labelled ``t`` that the classifier labelled ``p``. With
+  ``C[t, p] = P(pred p | true t)`` the predicted shares are ``p_pred = C^T p_true``, so ``p_true`` is the
+  least-squares solution of ``C^T x = p_pred``, projected onto the probability simplex.
+* **Yes/no split rate** (share of prompts whose answers include a yes *and* a no). Errors within a prompt are
+  strongly correlated (same topic, same style), so the split is corrected at the prompt level: ``split_counts[t,
+  p]`` counts prompts whose GPT-4 labels split (``t = 1``) or not, against whether the classifier's labels split
+  (``p``). With ``tpr = P(pred split | split)`` and ``fpr = P(pred split | no split)`` the corrected rate is the
+  Rogan-Gladen estimate ``(observed - fpr) / (tpr - fpr)``, clipped to [0, 1] (the observed rate when
+  ``tpr <= fpr``). (A per-answer posterior that treats a prompt's answers as independent was tried first and
+  overestimated the split rate by up to 0.43 on a held-out system.)
+* **CI.** A percentile bootstrap over prompts in which every replicate also redraws the classifier's confusion:
+  one validation system's matrices at random (so the CI carries how much the confusion differs between systems),
+  then every row from ``Dirichlet(counts[t] + prior)`` (sampling noise of the counts). The interval therefore
+  reflects the classifier's uncertainty and not only the number of prompts.
 
-Everything here is a pure function of label lists and counts.
+Everything here is a pure function of label lists and counts, except :func:`shipped_confusion`, which reads the
+counts shipped beside the classifier's weights.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 __all__ = [
     "LABELS",
+    "CONFUSION_FILE",
     "project_simplex",
     "confusion_rates",
     "correct_shares",
-    "posteriors",
-    "split_probability",
+    "correct_split",
     "corrected_estimates",
     "stance_share_estimates",
+    "shipped_confusion",
+    "summary_metrics",
 ]
 
 LABELS: tuple[str, ...] = ("yes", "no", "both", "other")
 """Label order of the confusion matrix rows (GPT-4) and columns (classifier)."""
 
+CONFUSION_FILE = Path(__file__).with_name("stance_confusion.json")
+"""Out-of-system confusion of the shipped cue classifier per validation system: answer-level 4x4 ``counts`` and
+prompt-level 2x2 ``split_counts`` (``benchmarks/stance_calibration.py --fit`` writes it)."""
 
-def _check_counts(counts: object, stacked: bool = False) -> np.ndarray:
+
+def _check(counts: object, k: int) -> np.ndarray:
     c = np.asarray(counts, dtype=np.float64)
-    k = len(LABELS)
-    ok = c.shape[-2:] == (k, k) and (c.ndim == 2 or (stacked and c.ndim == 3 and c.shape[0] > 0))
+    ok = c.ndim in (2, 3) and c.shape[-2:] == (k, k) and (c.ndim == 2 or c.shape[0] > 0)
     if not ok or not np.all(np.isfinite(c)) or (c < 0).any():
-        raise ValueError(
-            f"confusion counts must be a non-negative {k}x{k} array"
-            + (" or a stack of them" if stacked else "")
-        )
-    return c
+        raise ValueError(f"confusion counts must be a non-negative {k}x{k} array or a stack of them")
+    return c if c.ndim == 3 else c[None]
 
 
 def project_simplex(v: Sequence[float]) -> np.ndarray:
@@ -63,8 +74,8 @@ def project_simplex(v: Sequence[float]) -> np.ndarray:
 
 def confusion_rates(counts: object, prior: float = 0.5) -> np.ndarray:
     """Row-normalised confusion ``C[t, p] = P(pred p | true t)``, with ``prior`` added to every cell first."""
-    c = _check_counts(counts) + prior
-    return c / c.sum(axis=1, keepdims=True)
+    c = np.asarray(counts, dtype=np.float64) + prior
+    return c / c.sum(axis=-1, keepdims=True)
 
 
 def correct_shares(pred_shares: Sequence[float], rates: np.ndarray) -> np.ndarray:
@@ -74,68 +85,63 @@ def correct_shares(pred_shares: Sequence[float], rates: np.ndarray) -> np.ndarra
     return project_simplex(x)
 
 
-def posteriors(rates: np.ndarray, true_shares: Sequence[float]) -> np.ndarray:
-    """``post[t, p] = P(true t | pred p)`` from ``rates[t, p]`` and the true label shares (Bayes' rule)."""
-    joint = np.asarray(rates, dtype=np.float64) * np.asarray(true_shares, dtype=np.float64)[:, None]
-    col = joint.sum(axis=0, keepdims=True)
-    uniform = np.full_like(joint, 1.0 / joint.shape[0])
-    return np.divide(joint, col, out=uniform, where=col > 0)
+def correct_split(observed: float, split_rates: np.ndarray) -> float:
+    """Rogan-Gladen: ``(observed - fpr) / (tpr - fpr)`` clipped to [0, 1]; ``observed`` when ``tpr <= fpr``.
+
+    ``split_rates`` is the row-normalised 2x2 prompt-level confusion (row 0: GPT-4 no split, row 1: split;
+    column 1: the classifier's labels split).
+    """
+    fpr, tpr = float(split_rates[0, 1]), float(split_rates[1, 1])
+    if tpr - fpr <= 1e-9:
+        return float(observed)
+    return float(np.clip((observed - fpr) / (tpr - fpr), 0.0, 1.0))
 
 
-def split_probability(pred: Sequence[int], post: np.ndarray) -> float:
-    """Probability that a prompt's true labels include a yes and a no, given its predicted label indices."""
-    probs = np.asarray(post)[:, np.asarray(pred, dtype=int)]
-    p_yes, p_no = probs[0], probs[1]
-    return float(
-        1.0 - np.prod(1.0 - p_yes) - np.prod(1.0 - p_no) + np.prod(np.clip(1.0 - p_yes - p_no, 0.0, 1.0))
-    )
-
-
-def _indices(groups: Sequence[Sequence[str]]) -> list[np.ndarray]:
-    out = []
+def _label_counts(groups: Sequence[Sequence[str]]) -> np.ndarray:
+    """Per-prompt counts of each predicted label, shape (prompts, 4); prompts without labels are dropped."""
+    rows = []
     for g in groups:
         bad = sorted({lab for lab in g if lab not in LABELS}, key=str)
         if bad:
             raise ValueError(f"unknown stance label(s) {bad}; expected one of {list(LABELS)}")
-        out.append(np.array([LABELS.index(lab) for lab in g], dtype=int))
-    return out
+        if len(g):
+            rows.append([sum(1 for lab in g if lab == name) for name in LABELS])
+    if not rows:
+        raise ValueError("no prompt has any stance label")
+    return np.array(rows, dtype=np.float64)
 
 
-def _estimate(idx: list[np.ndarray], rates: np.ndarray) -> tuple[np.ndarray, float]:
-    pred = np.mean([np.bincount(g, minlength=len(LABELS)) / g.size for g in idx], axis=0)
-    true = correct_shares(pred, rates)
-    post = posteriors(rates, true)
-    split = float(np.mean([split_probability(g, post) for g in idx]))
-    return true, split
+def _raw(n: np.ndarray) -> tuple[np.ndarray, float]:
+    shares = (n / n.sum(axis=1, keepdims=True)).mean(axis=0)
+    return shares, float(np.mean((n[:, 0] > 0) & (n[:, 1] > 0)))
 
 
-def corrected_estimates(groups: Sequence[Sequence[str]], counts: object, prior: float = 0.5) -> dict:
+def corrected_estimates(
+    groups: Sequence[Sequence[str]], counts: object, split_counts: object, prior: float = 0.5
+) -> dict:
     """Point estimates: raw and corrected label shares (mean over prompts) and yes/no split rates.
 
-    ``groups`` holds one list of predicted labels per prompt (empty lists are skipped); ``counts`` is the 4x4
-    out-of-system confusion (rows GPT-4, columns classifier, order :data:`LABELS`), or a stack of such matrices
-    (one per validation system), which is summed.
+    ``groups`` holds one list of predicted labels per prompt (empty lists are skipped). ``counts`` is the 4x4
+    answer-level confusion (rows GPT-4, columns classifier, order :data:`LABELS`) and ``split_counts`` the 2x2
+    prompt-level split confusion, each possibly a stack over validation systems (then summed).
     """
-    c = _check_counts(counts, stacked=True)
-    rates = confusion_rates(c.sum(axis=0) if c.ndim == 3 else c, prior)
-    idx = [g for g in _indices(groups) if g.size]
-    if not idx:
-        raise ValueError("no prompt has any stance label")
-    raw = np.mean([np.bincount(g, minlength=len(LABELS)) / g.size for g in idx], axis=0)
-    raw_split = float(np.mean([bool((g == 0).any() and (g == 1).any()) for g in idx]))
-    true, split = _estimate(idx, rates)
+    c, sc = _check(counts, len(LABELS)).sum(axis=0), _check(split_counts, 2).sum(axis=0)
+    n = _label_counts(groups)
+    raw, raw_split = _raw(n)
+    true = correct_shares(raw, confusion_rates(c, prior))
     return {
         "raw": dict(zip(LABELS, map(float, raw), strict=True)),
         "corrected": dict(zip(LABELS, map(float, true), strict=True)),
         "raw_split": raw_split,
-        "corrected_split": split,
-        "n_prompts": len(idx),
+        "corrected_split": correct_split(raw_split, confusion_rates(sc, prior)),
+        "n_prompts": len(n),
     }
 
 
 def stance_share_estimates(
     groups: Sequence[Sequence[str]],
     counts: object,
+    split_counts: object,
     *,
     n_boot: int = 1000,
     seed: int = 0,
@@ -145,43 +151,78 @@ def stance_share_estimates(
     """Corrected "both" share, label shares and yes/no split rate with bootstrap CIs.
 
     Returns ``{"both_share": {"mean", "ci", "raw", "n_prompts"}, "yes_no_split": {...}, "shares": {label:
-    {"mean", "ci", "raw"}}}``. ``mean`` is the corrected point estimate; ``ci`` the ``1 - alpha`` percentile
-    interval of a bootstrap over prompts that redraws each confusion row from ``Dirichlet(counts + prior)`` in
-    every replicate; ``raw`` the uncorrected value. ``counts`` may be a stack of matrices, one per validation
-    system: the point estimate uses their sum, and every replicate first picks one system's matrix at random, so
-    that the CI also carries how much the confusion differs between systems. Raises ``ValueError`` for unknown
-    labels, a bad matrix, or no labels at all.
+    {"mean", "ci", "raw"}}}``. ``mean`` is the corrected point estimate (:func:`corrected_estimates`); ``ci`` the
+    ``1 - alpha`` percentile interval of a bootstrap over prompts in which every replicate picks one validation
+    system's matrices at random (when ``counts`` / ``split_counts`` are stacks of the same length) and redraws
+    every row from ``Dirichlet(row + prior)``; ``raw`` the uncorrected value. Raises ``ValueError`` for unknown
+    labels, bad matrices, or no labels at all.
     """
-    point = corrected_estimates(groups, counts, prior)
-    c = _check_counts(counts, stacked=True)
-    stack = c if c.ndim == 3 else c[None]
-    idx = [g for g in _indices(groups) if g.size]
+    point = corrected_estimates(groups, counts, split_counts, prior)
+    c, sc = _check(counts, len(LABELS)), _check(split_counts, 2)
+    if len(c) != len(sc):
+        raise ValueError("counts and split_counts must stack the same number of systems")
+    n = _label_counts(groups)
     rng = np.random.default_rng(seed)
-    k = len(idx)
+    k = len(n)
     shares = np.empty((n_boot, len(LABELS)))
     splits = np.empty(n_boot)
     for b in range(n_boot):
-        pick = stack[rng.integers(0, len(stack))] if len(stack) > 1 else stack[0]
-        rates = np.stack([rng.dirichlet(row + prior) for row in pick])
-        sample = [idx[i] for i in rng.integers(0, k, size=k)]
-        shares[b], splits[b] = _estimate(sample, rates)
+        j = int(rng.integers(0, len(c)))
+        rates = np.stack([rng.dirichlet(row + prior) for row in c[j]])
+        split_rates = np.stack([rng.dirichlet(row + prior) for row in sc[j]])
+        raw, raw_split = _raw(n[rng.integers(0, k, size=k)])
+        shares[b] = correct_shares(raw, rates)
+        splits[b] = correct_split(raw_split, split_rates)
     lo, hi = 100 * alpha / 2, 100 * (1 - alpha / 2)
 
     def ci(v: np.ndarray) -> list[float]:
         return [float(np.percentile(v, lo)), float(np.percentile(v, hi))]
 
-    n = point["n_prompts"]
     out_shares = {
-        lab: {"mean": point["corrected"][lab], "ci": ci(shares[:, j]), "raw": point["raw"][lab]}
-        for j, lab in enumerate(LABELS)
+        lab: {"mean": point["corrected"][lab], "ci": ci(shares[:, i]), "raw": point["raw"][lab]}
+        for i, lab in enumerate(LABELS)
     }
     return {
-        "both_share": {**out_shares["both"], "n_prompts": n},
+        "both_share": {**out_shares["both"], "n_prompts": k},
         "yes_no_split": {
             "mean": point["corrected_split"],
             "ci": ci(splits),
             "raw": point["raw_split"],
-            "n_prompts": n,
+            "n_prompts": k,
         },
         "shares": out_shares,
+    }
+
+
+@lru_cache(maxsize=1)
+def shipped_confusion() -> tuple[np.ndarray, np.ndarray]:
+    """The shipped per-system ``(counts (systems, 4, 4), split_counts (systems, 2, 2))``."""
+    data = json.loads(CONFUSION_FILE.read_text(encoding="utf-8"))
+    if tuple(data.get("labels", ())) != LABELS:
+        raise ValueError(f"{CONFUSION_FILE} has labels {data.get('labels')}, expected {list(LABELS)}")
+    systems = list(data["counts"])
+    c = _check([data["counts"][s] for s in systems], len(LABELS))
+    sc = _check([data["split_counts"][s] for s in systems], 2)
+    return c, sc
+
+
+def summary_metrics(
+    groups: Sequence[Sequence[str]],
+    *,
+    seed: int,
+    n_boot: int,
+    counts: object = None,
+    split_counts: object = None,
+) -> dict[str, dict]:
+    """Summary entries for one system: ``stance_both_share_corrected`` and ``yes_no_split_corrected``, each
+    ``{"mean", "ci", "n"}`` (n = prompts), from :func:`stance_share_estimates` with the shipped confusion unless
+    both ``counts`` and ``split_counts`` are given. Groups without labels are skipped; none at all gives ``{}``."""
+    if not any(len(g) for g in groups):
+        return {}
+    if counts is None or split_counts is None:
+        counts, split_counts = shipped_confusion()
+    est = stance_share_estimates(groups, counts, split_counts, n_boot=n_boot, seed=seed)
+    names = (("both_share", "stance_both_share_corrected"), ("yes_no_split", "yes_no_split_corrected"))
+    return {
+        name: {"mean": est[key]["mean"], "ci": est[key]["ci"], "n": est[key]["n_prompts"]} for key, name in names
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from overtonlite.metrics import stats
+from overtonlite.metrics import stance_shares, stats
 
 # per-group scalar metrics summarised per system (summary name -> record key)
 SUMMARY_METRICS: dict[str, str] = {
@@ -89,6 +89,12 @@ def _ci(values: list[float], seed: int, n_boot: int) -> dict[str, Any]:
     return {"mean": float(mean), "ci": [float(lo), float(hi)], "n": len(values)}
 
 
+def _stance_corrected(recs: Any, seed: int, n_boot: int) -> dict[str, dict[str, Any]]:
+    """Confusion-corrected "both" share and yes/no split with CIs that include the classifier's uncertainty
+    (:func:`overtonlite.metrics.stance_shares.summary_metrics`); ``{}`` for a system without stance labels."""
+    return stance_shares.summary_metrics([r.get("stance") or [] for r in recs], seed=seed, n_boot=n_boot)
+
+
 def build_summary(
     records: list[dict[str, Any]],
     *,
@@ -112,6 +118,7 @@ def build_summary(
         for name, key in metrics.items():
             vals = [v for r in recs.values() if (v := _group_value(r, key)) is not None]
             out[s][name] = _ci(vals, seed, n_boot)
+        out[s].update(_stance_corrected(recs.values(), seed, n_boot))
     base = reference_system or next((s for s in systems if by_sys.get(s)), None)
     paired: dict[str, dict[str, dict[str, Any]]] = {}
     if base is None:
