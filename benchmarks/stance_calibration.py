@@ -15,11 +15,13 @@ bootstrap + confusion redraws) contains GPT-4's value.
     python benchmarks/stance_calibration.py --data ../shared/reference                 # cue model
     python benchmarks/stance_calibration.py --data ../shared/reference --embedding     # + MiniLM opening term
     python benchmarks/stance_calibration.py --data ../shared/reference --fit           # refit on all four systems
+    python benchmarks/stance_calibration.py --data ../shared/reference --fit --embedding   # refit the .npz
 
 ``--fit`` fits the cue model on all four systems, prints the ``WEIGHTS`` table for
 ``overtonlite/metrics/stance.py`` and writes the out-of-system confusion counts of the leave-one-system-out run
 (the shipped model's form, fitted without the system it labels) to ``overtonlite/metrics/stance_confusion.json``.
-``--features-cache FILE.npz`` stores the feature matrix outside the repository so that reruns skip the cues.
+``--fit --embedding`` refits the opt-in embedding variant (``overtonlite/metrics/stance_weights.npz``) on all four
+systems. ``--features-cache FILE.npz`` stores the feature matrix outside the repository so that reruns skip the cues.
 """
 
 from __future__ import annotations
@@ -282,6 +284,13 @@ def main() -> None:
     print(" " * 8 + "".join(f"{lab:>8}" for lab in LABELS))
     for i, g in enumerate(LABELS):
         print(f"{g:<8}" + "".join(f"{int(v):>8}" for v in pooled[i]))
+    if args.fit and args.embedding:
+        from overtonlite.metrics.stance_model import WEIGHTS_FILE
+
+        w, b = d.fit(np.ones(len(rows), dtype=bool))
+        n_cue = len(FEATURES)
+        np.savez(WEIGHTS_FILE, w_cue=w[:n_cue], w_emb=w[n_cue:], bias=b)
+        print(f"wrote {WEIGHTS_FILE} (fitted on all four systems)")
     if args.fit and not args.embedding:
         w, b = d.fit(np.ones(len(rows), dtype=bool))
         print_weights(w, b)

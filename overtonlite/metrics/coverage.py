@@ -46,7 +46,7 @@ CALIBRATION_PROXY_RHO: float = 0.387  # Spearman rho of missing_proxy(coverage) 
 # least squares of the GPT-4 score on coverage (tau 0.575) and log(1 + words of the alternative) on the 250 pairs:
 # score ~ 2.196 - 1.963 coverage + 0.246 log1p(words); the adjusted coverage below is that fit's rank order
 # (beta = 0.246 / 1.963). Cut points from calibrate_cuts on the adjusted values. Held out by prompt (5 folds,
-# refitted per fold): Spearman rho 0.534 (adjusted) / 0.499 (1-5 proxy) against 0.442 / 0.366 for coverage alone;
+# refitted per fold): Spearman rho 0.540 (adjusted) / 0.499 (1-5 proxy) against 0.442 / 0.366 for coverage alone;
 # share of scores <= 2 0.652 (GPT-4 0.660), per-fold error within +-0.06. Only llama-2-base alternatives have
 # GPT-4 judgments, so this is validated on held-out prompts of one system, not on a held-out system.
 LENGTH_BETA: float = 0.1252
