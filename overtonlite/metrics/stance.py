@@ -15,16 +15,19 @@ statements, positive-evidence statements, balance markers in the rest of the tex
 "some ... others", "critics"), whether those balancing sentences are only caveats ("more research is needed",
 "consult a doctor") or real counter-claims, polarity of the conclusion sentence, and whether the claim sentences
 disagree with each other. Each label's score is a bias plus the sum of the weights of the active cues
-(:data:`WEIGHTS`, a 34 x 3 table), and the highest score wins. The weights were fitted once by L2-regularised
-multinomial logistic regression on the even-numbered prompts of the authors' 2,170 GPT-4-labelled GPT-3.5 answers
-(ConflictingQA) and are frozen here; ``benchmarks/stance_calibration.py`` refits them and reports agreement on the
-held-out odd-numbered prompts. Rules come before the scores: a response of fewer than 3 words is yes / no / both
-when it is a bare "Yes." / "No." / "It depends.", else ``other`` (so is empty text); refusals ("as an AI ...",
-"I cannot provide ...") that do not restate the question are ``other``.
+(:data:`WEIGHTS`, a 34 x 3 table), and the highest score wins. The weights were fitted by L2-regularised
+multinomial logistic regression on all 8,680 GPT-4-labelled answers of the authors' four ConflictingQA systems
+(gpt-3.5-turbo and three URIAL-style Llama-2-7B systems) and are frozen here; ``benchmarks/stance_calibration.py``
+refits them and validates the model leave-one-system-out. Rules come before the scores: a response of fewer than 3
+words is yes / no / both when it is a bare "Yes." / "No." / "It depends.", else ``other`` (so is empty text);
+refusals ("as an AI ...", "I cannot provide ...") that do not restate the question are ``other``.
 
-**Agreement with GPT-4** (2,170 answers; weights fitted on even prompt ids; 5-fold CV by prompt refits per fold):
-even 88.1% / kappa 0.801, held-out odd 83.6% / 0.728, all 85.9% / 0.764, CV 84.8% / 0.747. The issue's target
-(88%, kappa 0.80) is therefore met only on the data the weights were fitted on, not on held-out prompts.
+**Agreement with GPT-4 on a system the model never saw** (fitted on the other three; accuracy / kappa):
+gpt-3.5-turbo 81.9% / 0.702, llama-2-icl 65.7% / 0.404, llama-2-icl-gpt-3.5 74.2% / 0.526,
+llama-2-icl-gpt-3.5-knn-prompt_similar 72.7% / 0.519. The issue's target (88%, kappa 0.80) is not reached. The
+model labels too many answers "both" on the URIAL-style systems (+0.07 to +0.17); most errors are GPT-4 yes / no
+answers called "both". Aggregate shares can be corrected for this confusion with
+:mod:`overtonlite.metrics.stance_shares` (out-of-system confusion shipped in ``stance_confusion.json``).
 
 **Embedding variant.** :func:`classify_stances` (batched) adds, when given the default sentence embedder
 (all-MiniLM-L6-v2), one more input to the same logistic regression: ``embed(opening sentence) - embed(question)``
