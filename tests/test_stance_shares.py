@@ -119,7 +119,7 @@ def test_summary_metrics_keys_and_empty():
     assert set(out) == {"stance_both_share_corrected", "yes_no_split_corrected"}
     point = ss.corrected_estimates(groups, SWAP, SPLIT)
     assert out["stance_both_share_corrected"]["mean"] == pytest.approx(point["corrected"]["both"])
-    assert out["yes_no_split_corrected"]["n"] == 2
+    assert out["yes_no_split_corrected"]["n_prompts"] == 2
     assert ss.summary_metrics([[], []], seed=0, n_boot=50) == {}
 
 
@@ -137,13 +137,18 @@ def test_scoring_summary_carries_the_corrected_stance_values():
     from overtonlite.scoring.agg import build_summary
 
     recs = [
-        {"system": "a", "prompt_id": i, "stance": labels, "stance_both_share": labels.count("both") / 3}
+        {"system": "a", "prompt_id": i, "set": "contested", "stance": labels}
         for i, labels in enumerate([["yes", "no", "both"], ["both", "both", "no"], ["yes", "yes", "yes"]])
     ]
-    recs.append({"system": "a", "prompt_id": 9, "stance": None})  # a non-stance prompt is skipped
-    out, _ = build_summary(recs, systems=["a"], reference_system=None, seed=0, n_boot=50)
-    entry = out["a"]["stance_both_share_corrected"]
+    recs.append({"system": "a", "prompt_id": 9, "set": "open", "stance": None})  # no stance scored here
+    out = build_summary(recs, systems=["a"], reference_system=None, seed=0, n_boot=50)
+    sets = out["systems"]["a"]["sets"]
+    entry = sets["contested"]["stance_both_share_corrected"]
     expected = ss.summary_metrics([r["stance"] for r in recs[:3]], seed=0, n_boot=50)
-    assert entry == expected["stance_both_share_corrected"] and entry["n"] == 3
+    assert entry == expected["stance_both_share_corrected"] and entry["n_prompts"] == 3
     lo, hi = entry["ci"]
     assert lo <= entry["mean"] <= hi
+    assert "yes_no_split_corrected" in sets["contested"]
+    assert (
+        "stance_both_share_corrected" not in sets["open"] and "stance_both_share_corrected" not in sets["all"]
+    )

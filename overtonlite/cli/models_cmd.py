@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from overtonlite.cli.common import console, print_json
+from overtonlite.cli.common import console, out_console, print_json
 from overtonlite.errors import IntegrityError, OvertonliteError, SourceError, UsageError
 
 
@@ -21,12 +21,8 @@ def _fmt_size(n: int | None) -> str:
 
 
 def _table_console() -> Any:
-    """Tables keep their natural width when stderr is not a terminal (rich would squeeze them to 80 columns)."""
-    if console.is_terminal:
-        return console
-    from rich.console import Console
-
-    return Console(stderr=True, width=max(console.width, 140), no_color=console.no_color)
+    """Tables are the command's result: stdout, at their natural width when piped (see :mod:`.common`)."""
+    return out_console()
 
 
 class PullProgress:
@@ -305,6 +301,19 @@ def verify_cmd(names: tuple[str, ...], as_json: bool) -> None:
         )
     if not results:
         console.print("nothing is pulled yet; run: overtonlite models pull --default")
+
+
+@models.command("forget")
+@click.argument("names", nargs=-1, required=True)
+def forget_cmd(names: tuple[str, ...]) -> None:
+    """Forget the sha256 recorded on first use for NAME (a model, embedder or pair without a pinned sha256), e.g.
+    after a broken file was trusted: the next use checks that the file loads and records its hash again."""
+    from overtonlite.sources import forget_entry
+
+    reg = _registry()
+    for spec in _resolve_targets(reg, names, False, False):
+        dropped = forget_entry(spec)
+        console.print(f"{spec.name}: forgot the recorded sha256 of {', '.join(dropped)}", soft_wrap=True)
 
 
 def _in_cache(path: Path) -> bool:

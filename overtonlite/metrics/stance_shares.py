@@ -215,7 +215,7 @@ def summary_metrics(
     split_counts: object = None,
 ) -> dict[str, dict]:
     """Summary entries for one system: ``stance_both_share_corrected`` and ``yes_no_split_corrected``, each
-    ``{"mean", "ci", "n"}`` (n = prompts), from :func:`stance_share_estimates` with the shipped confusion unless
+    ``{"mean", "ci", "n_prompts"}``, from :func:`stance_share_estimates` with the shipped confusion unless
     both ``counts`` and ``split_counts`` are given. Groups without labels are skipped; none at all gives ``{}``."""
     if not any(len(g) for g in groups):
         return {}
@@ -224,5 +224,6 @@ def summary_metrics(
     est = stance_share_estimates(groups, counts, split_counts, n_boot=n_boot, seed=seed)
     names = (("both_share", "stance_both_share_corrected"), ("yes_no_split", "yes_no_split_corrected"))
     return {
-        name: {"mean": est[key]["mean"], "ci": est[key]["ci"], "n": est[key]["n_prompts"]} for key, name in names
+        name: {"mean": est[key]["mean"], "ci": est[key]["ci"], "n_prompts": est[key]["n_prompts"]}
+        for key, name in names
     }

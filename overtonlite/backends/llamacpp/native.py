@@ -16,50 +16,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+from overtonlite.backends.stop import native_abort_callback, stop_requested
 from overtonlite.config import SamplingConfig
 from overtonlite.errors import ModelLoadError, missing_dependency
+from overtonlite.util import physical_cores as physical_cores  # re-exported: one implementation, in util
 
 _QUIET_CALLBACK: Any = None  # keep the ctypes callback alive for the life of the process
 _BACKEND_READY = False
-
-
-def physical_cores() -> int:
-    """Number of physical cores available to this process (hyper-threads not counted); falls back to cpu_count."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        allowed = list(range(os.cpu_count() or 1))
-    cores: set[tuple[str, str]] = set()
-    for cpu in allowed:
-        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            pkg = (topo / "physical_package_id").read_text().strip()
-            core = (topo / "core_id").read_text().strip()
-        except OSError:
-            cores = set()
-            break
-        cores.add((pkg, core))
-    if cores:
-        return len(cores)
-    try:  # /proc/cpuinfo: unique (physical id, core id) pairs
-        pairs, phys, core_id = set(), "0", None
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key, value = key.strip(), value.strip()
-            if key == "physical id":
-                phys = value
-            elif key == "core id":
-                core_id = value
-            elif not line.strip() and core_id is not None:
-                pairs.add((phys, core_id))
-                core_id = None
-        if core_id is not None:
-            pairs.add((phys, core_id))
-        if pairs:
-            return max(1, min(len(pairs), len(allowed)))
-    except OSError:
-        pass
-    return max(1, len(allowed))
 
 
 def _cpu_is_busy() -> bool:
@@ -151,6 +114,9 @@ class NativeModel:
                 f"cannot create a llama.cpp context for {self.path} (n_kv={n_kv}, n_seq_max={n_seq_max})"
             )
         self.ctx = ctx
+        self._abort = native_abort_callback(ll.ggml_abort_callback)  # a second Ctrl-C ends a long decode early
+        if self._abort is not None:
+            ll.llama_set_abort_callback(ctx, *self._abort)
         self.mem = ll.llama_get_memory(ctx)
         self.n_kv = int(ll.llama_n_ctx(ctx))
         self.n_batch = int(ll.llama_n_batch(ctx))
@@ -283,6 +249,8 @@ class NativeModel:
             b.logits[i] = logits
         b.n_tokens = len(entries)
         rc = self.ll.llama_decode(self.ctx, b)
+        if rc == 2 and stop_requested():
+            raise KeyboardInterrupt  # aborted by the stop flag (second Ctrl-C); the caller discards this batch
         if rc != 0:
             from overtonlite.errors import OvertonliteError
 
