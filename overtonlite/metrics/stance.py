@@ -32,10 +32,9 @@ answers called "both". Aggregate shares can be corrected for this confusion with
 **Embedding variant.** :func:`classify_stances` (batched) adds, when given the default sentence embedder
 (all-MiniLM-L6-v2), one more input to the same logistic regression: ``embed(opening sentence) - embed(question)``
 (384 numbers; subtracting the question takes most of the topic out). Weights are in ``stance_weights.npz``, fitted
-on even ids (see :mod:`overtonlite.metrics.stance_model`). It agrees with GPT-4 on 89.1% / 0.818 (even, fitted),
-83.6% / 0.727 (held-out odd), 86.4% / 0.773 (all), 85.3% / 0.754 (CV): no real held-out gain; it changes about 1%
-of the labels. Larger embedding inputs (closing sentence, whole answer, question x opening products) fit the
-even prompts better (up to 98%) but lose 3-8 points on held-out prompts, because they learn each question's topic.
+on all four systems (see :mod:`overtonlite.metrics.stance_model`). Leave one system out it reaches 83.6% / 0.728,
+65.9% / 0.418, 75.3% / 0.539 and 73.7% / 0.530 on the four systems (mean 74.6% against 73.6% for the cues alone):
+about one point better, not a different class of model. It is opt-in; ``score`` uses the cue model.
 
 Also here: :func:`stance_summary` (per-group "both" share, yes/no split, label distribution, entropy) and the
 agreement statistics :func:`cohen_kappa` and :func:`confusion`.
