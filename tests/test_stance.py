@@ -376,11 +376,11 @@ def test_shipped_confusion_is_the_leave_one_system_out_output(leave_one_out) -> 
 
 @pytest.mark.realmodel
 def test_reference_stance_agreement_embedding_variant(reference_dir, minilm) -> None:
-    """Embedding variant on held-out prompts (odd ids below 200: 100 prompts, 500 answers).
+    """Embedding variant on GPT-3.5 answers to odd prompt ids below 200 (100 prompts, 500 answers).
 
-    Measured on this subset: 88.0% / kappa 0.806, the same labels as cue-only (an easier-than-average subset:
-    this is a regression guard, not the issue's target). Full benchmark (benchmarks/stance_calibration.py): odd ids 83.6% / 0.727,
-    all 86.4% / 0.773, 5-fold CV by prompt 85.3% / 0.754.
+    The weights are fitted on all four systems, so these answers were seen in fitting: a regression guard, not a
+    held-out number (held out by system, see test_reference_stance_leave_one_system_out and the README). Measured:
+    87.8% / kappa 0.803 (cue-only 85.8% / 0.770); 96.4% of labels equal the cue-only ones.
     """
     prompts = {}
     with open(reference_dir / "conflictingqa" / "prompts.jsonl", encoding="utf-8") as fh:
@@ -398,6 +398,6 @@ def test_reference_stance_agreement_embedding_variant(reference_dir, minilm) -> 
     assert len(gold) == 500
     pred = classify_stances(qs, rs, embedder=minilm)
     cue = [classify_stance(q, r) for q, r in zip(qs, rs, strict=True)]
-    assert _acc(gold, pred) >= 0.86
-    assert cohen_kappa(gold, pred) >= 0.78
-    assert _acc(cue, pred) >= 0.95  # the embedding term changes few labels (about 1% on all answers)
+    assert _acc(gold, pred) >= 0.875
+    assert cohen_kappa(gold, pred) >= 0.80
+    assert _acc(cue, pred) >= 0.96  # the embedding term changes few labels
