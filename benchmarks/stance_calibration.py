@@ -213,8 +213,9 @@ def loso(d: Data, *, n_boot: int, inner: bool = True) -> tuple[list[dict], dict[
 def print_loso(title: str, results: list[dict]) -> None:
     print(f"\n{title}")
     print(
-        "| held-out system | n | accuracy | κ | both GPT-4 | Δ raw | Δ corrected | CI has GPT-4 | split GPT-4 | Δ raw |"
-        " Δ corrected | CI has GPT-4 |"
+        "| held-out system | n | accuracy | κ | both GPT-4 | Δ raw | Δ corrected | corrected CI has GPT-4 | split GPT-4 |"
+        " Δ raw |"
+        " Δ corrected | corrected CI has GPT-4 |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
@@ -224,7 +225,8 @@ def print_loso(title: str, results: list[dict]) -> None:
             cells += [f"{gpt4:.3f}", f"{r[f'{key}_raw'] - gpt4:+.3f}"]
             if f"{key}_corrected" in r:
                 lo, hi = r[f"{key}_ci"]
-                cells += [f"{r[f'{key}_corrected'] - gpt4:+.3f}", "yes" if lo <= gpt4 <= hi else "no"]
+                has = "yes" if lo <= gpt4 <= hi else "no"
+                cells += [f"{r[f'{key}_corrected'] - gpt4:+.3f}", f"{has} [{lo:.2f}, {hi:.2f}]"]
             else:
                 cells += ["–", "–"]
         print("| " + " | ".join(cells) + " |")
