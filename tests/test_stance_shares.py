@@ -152,3 +152,18 @@ def test_scoring_summary_carries_the_corrected_stance_values():
     assert (
         "stance_both_share_corrected" not in sets["open"] and "stance_both_share_corrected" not in sets["all"]
     )
+
+
+def test_solution_outside_the_simplex_and_other_kept_as_labelled():
+    # all "yes" predicted: the unconstrained solve gives yes 1.125, no -0.125; on the simplex it is yes 1.0
+    est = ss.corrected_estimates([["yes"] * 5], SWAP, SPLIT, prior=0.0)
+    assert est["corrected"]["yes"] == pytest.approx(1.0, abs=1e-6)
+    assert est["corrected"]["no"] == pytest.approx(0.0, abs=1e-6)
+    # "other" keeps its labelled share; yes / no / both are corrected among themselves in the remaining 0.5
+    est = ss.corrected_estimates([["other", "yes"], ["other", "no"]], SWAP, SPLIT, prior=0.0)
+    assert est["corrected"]["other"] == 0.5
+    assert est["corrected"]["yes"] == pytest.approx(0.25) and est["corrected"]["no"] == pytest.approx(0.25)
+    # stacks of replicates are corrected row by row
+    rates = ss.confusion_rates(YES_TO_BOTH, prior=0.0)
+    rows = ss.correct_shares(np.array([[0.4, 0.0, 0.6, 0.0], [0.8, 0.0, 0.2, 0.0]]), np.stack([rates, rates]))
+    assert np.allclose(rows, [[0.5, 0, 0.5, 0], [1.0, 0, 0.0, 0]], atol=1e-6)

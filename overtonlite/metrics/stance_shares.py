@@ -8,7 +8,9 @@ confusion, measured on GPT-4-labelled answers of systems the classifier was not 
 
 * **Label shares.** ``counts[t, p]`` counts answers GPT-4 labelled ``t`` that the classifier labelled ``p``. With
   ``C[t, p] = P(pred p | true t)`` the predicted shares are ``p_pred = C^T p_true``, so ``p_true`` is the
-  least-squares solution of ``C^T x = p_pred``, projected onto the probability simplex.
+  least-squares solution of ``C^T x = p_pred`` on the probability simplex. This is done for yes / no / both among
+  themselves (the 3x3 block of ``C``); the "other" share is kept as labelled, because GPT-4's rare "other"
+  answers give too few counts for a stable row.
 * **Yes/no split rate** (share of prompts whose answers include a yes *and* a no). Errors within a prompt are
   strongly correlated (same topic, same style), so the split is corrected at the prompt level: ``split_counts[t,
   p]`` counts prompts whose GPT-4 labels split (``t = 1``) or not, against whether the classifier's labels split
@@ -63,13 +65,16 @@ def _check(counts: object, k: int) -> np.ndarray:
     return c if c.ndim == 3 else c[None]
 
 
-def project_simplex(v: Sequence[float]) -> np.ndarray:
-    """Euclidean projection of ``v`` onto the probability simplex (non-negative, sums to 1)."""
+def project_simplex(v: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Euclidean projection onto the probability simplex (non-negative, sums to 1), row-wise for a 2-D array."""
     x = np.asarray(v, dtype=np.float64)
-    u = np.sort(x)[::-1]
-    css = np.cumsum(u)
-    k = np.nonzero(u * np.arange(1, x.size + 1) > css - 1.0)[0][-1]
-    return np.maximum(x - (css[k] - 1.0) / (k + 1), 0.0)
+    flat = x.reshape(-1, x.shape[-1])
+    u = -np.sort(-flat, axis=1)
+    css = np.cumsum(u, axis=1)
+    j = np.arange(1, flat.shape[1] + 1)
+    k = np.count_nonzero(u * j > css - 1.0, axis=1)
+    theta = (css[np.arange(len(flat)), k - 1] - 1.0) / k
+    return np.maximum(flat - theta[:, None], 0.0).reshape(x.shape)
 
 
 def confusion_rates(counts: object, prior: float = 0.5) -> np.ndarray:
@@ -78,11 +83,36 @@ def confusion_rates(counts: object, prior: float = 0.5) -> np.ndarray:
     return c / c.sum(axis=-1, keepdims=True)
 
 
-def correct_shares(pred_shares: Sequence[float], rates: np.ndarray) -> np.ndarray:
-    """True label shares from predicted ones: least squares of ``rates^T x = pred_shares``, on the simplex."""
+def correct_shares(
+    pred_shares: Sequence[float] | np.ndarray, rates: np.ndarray, iters: int = 300
+) -> np.ndarray:
+    """True label shares from predicted ones: least squares of ``rates^T x = pred_shares`` over the simplex.
+
+    The exact solution when it lies on the simplex; otherwise projected gradient descent from its projection (an
+    unconstrained solve can be far off when the predicted shares are unlike anything the confusion can produce).
+    Works row-wise on stacks: ``pred_shares`` (..., 4) with ``rates`` (..., 4, 4).
+    """
     p = np.asarray(pred_shares, dtype=np.float64)
-    x = np.linalg.lstsq(np.asarray(rates, dtype=np.float64).T, p, rcond=None)[0]
-    return project_simplex(x)
+    a = np.swapaxes(np.asarray(rates, dtype=np.float64), -1, -2)  # a @ x = p
+    x = (np.linalg.pinv(a) @ p[..., None])[..., 0]
+    inside = (x >= -1e-12).all(axis=-1) & (np.abs(x.sum(axis=-1) - 1.0) < 1e-9)
+    if np.all(inside):
+        return project_simplex(x)
+    step = 1.0 / np.maximum((a * a).sum(axis=(-1, -2)), 1e-12)[..., None]
+    y = project_simplex(x)
+    for _ in range(iters):
+        grad = (np.swapaxes(a, -1, -2) @ ((a @ y[..., None])[..., 0] - p)[..., None])[..., 0]
+        y = project_simplex(y - step * grad)
+    return np.where(inside[..., None], project_simplex(x), y)
+
+
+def _correct_labels(raw: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """Correct yes / no / both among themselves and keep the "other" share as labelled: GPT-4 says "other" for
+    1-2 % of answers, so its confusion row rests on a few dozen answers and would otherwise swing the solution."""
+    other = raw[..., 3:]
+    sub = rates[..., :3, :3] / rates[..., :3, :3].sum(axis=-1, keepdims=True)
+    scored = raw[..., :3] / np.maximum(raw[..., :3].sum(axis=-1, keepdims=True), 1e-12)
+    return np.concatenate([correct_shares(scored, sub) * (1.0 - other), other], axis=-1)
 
 
 def correct_split(observed: float, split_rates: np.ndarray) -> float:
@@ -128,7 +158,7 @@ def corrected_estimates(
     c, sc = _check(counts, len(LABELS)).sum(axis=0), _check(split_counts, 2).sum(axis=0)
     n = _label_counts(groups)
     raw, raw_split = _raw(n)
-    true = correct_shares(raw, confusion_rates(c, prior))
+    true = _correct_labels(raw, confusion_rates(c, prior))
     return {
         "raw": dict(zip(LABELS, map(float, raw), strict=True)),
         "corrected": dict(zip(LABELS, map(float, true), strict=True)),
@@ -164,15 +194,21 @@ def stance_share_estimates(
     n = _label_counts(groups)
     rng = np.random.default_rng(seed)
     k = len(n)
-    shares = np.empty((n_boot, len(LABELS)))
-    splits = np.empty(n_boot)
-    for b in range(n_boot):
-        j = int(rng.integers(0, len(c)))
-        rates = np.stack([rng.dirichlet(row + prior) for row in c[j]])
-        split_rates = np.stack([rng.dirichlet(row + prior) for row in sc[j]])
-        raw, raw_split = _raw(n[rng.integers(0, k, size=k)])
-        shares[b] = correct_shares(raw, rates)
-        splits[b] = correct_split(raw_split, split_rates)
+    pick = rng.integers(0, len(c), size=n_boot)
+    rates = rng.gamma(c[pick] + prior)  # a Dirichlet draw per row: gammas normalised by their row sum
+    rates /= rates.sum(axis=-1, keepdims=True)
+    split_rates = rng.gamma(sc[pick] + prior)
+    split_rates /= split_rates.sum(axis=-1, keepdims=True)
+    idx = rng.integers(0, k, size=(n_boot, k))
+    per_prompt = n / n.sum(axis=1, keepdims=True)
+    raw = per_prompt[idx].mean(axis=1)
+    raw_split = ((n[:, 0] > 0) & (n[:, 1] > 0)).astype(float)[idx].mean(axis=1)
+    shares = _correct_labels(raw, rates)
+    fpr, tpr = split_rates[:, 0, 1], split_rates[:, 1, 1]
+    informative = tpr - fpr > 1e-9
+    splits = np.where(
+        informative, np.clip((raw_split - fpr) / np.where(informative, tpr - fpr, 1.0), 0.0, 1.0), raw_split
+    )
     lo, hi = 100 * alpha / 2, 100 * (1 - alpha / 2)
 
     def ci(v: np.ndarray) -> list[float]:
