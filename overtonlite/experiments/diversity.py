@@ -32,6 +32,7 @@ from overtonlite.config import SamplingConfig
 from overtonlite.datasets import Prompt
 from overtonlite.experiments import evidence as ev
 from overtonlite.experiments.common import BASE, CHAT, URIAL
+from overtonlite.experiments.truncation import pick_metric
 from overtonlite.experiments.verdicts import Claim, Finding, fmt, fmt_ci
 from overtonlite.prompts import HUMAN_EXAMPLES, STOP, render_base, render_urial
 
@@ -119,6 +120,14 @@ def _mean(recs: dict[str, dict[str, Any]], metric: str, system: str, ids: Sequen
     return ev.mean_ci([v for v in ev.column(recs.get(system, {}), metric, ids) if v is not None], seed=seed)
 
 
+def _cols(recs: dict[str, dict[str, Any]], metric: str, systems: Sequence[str],
+          ids: Sequence[str]) -> tuple[tuple[float, ...], ...]:
+    """Per-prompt values of ``metric`` for each system, on the prompts where every system has one (for power)."""
+    cols = [ev.column(recs.get(s, {}), metric, ids) for s in systems]
+    rows = [r for r in zip(*cols, strict=True) if all(v is not None for v in r)]
+    return tuple(tuple(float(r[j]) for r in rows) for j in range(len(systems)))
+
+
 def overton_claim(metrics: Sequence[dict[str, Any]], sets: dict[str, list[str]], *, seed: int = 0) -> Claim:
     """Judge claim 1 from metrics.jsonl records and the prompt ids of each set (see the module docstring)."""
     recs = ev.by_system(metrics)
@@ -139,28 +148,40 @@ def overton_claim(metrics: Sequence[dict[str, Any]], sets: dict[str, list[str]],
         return fmt((evidence.get(metric, {}).get(system) or {}).get("mean"))
 
     findings = []
+    no_cq = "" if cq else "the input has no contested prompts"
+    no_oe = "" if oe else "the input has no open-ended prompts"
     est = _paired(recs, "jaccard", CHAT, BASE, oe, seed)
     findings.append(Finding(
         "lexical_similarity", "Apparent diversity drop: chat minus base within-prompt Jaccard (open-ended)", "greater",
-        *est, detail=f"chat {val('jaccard', CHAT)} vs base {val('jaccard', BASE)}"))
-    est = _paired(recs, "words_mean", CHAT, BASE, oe, seed)
+        *est, detail=f"chat {val('jaccard', CHAT)} vs base {val('jaccard', BASE)}", systems=(CHAT, BASE),
+        unmeasured=no_oe, values=_cols(recs, "jaccard", (CHAT, BASE), oe)))
+    metric, ids, used = pick_metric(recs, "words_mean", (CHAT, BASE), oe)
+    est = _paired(recs, metric, CHAT, BASE, ids, seed)
     findings.append(Finding(
         "length", "Chat answers are longer: chat minus base mean words (open-ended)", "greater", *est,
-        detail=f"chat {val('words_mean', CHAT)} vs base {val('words_mean', BASE)} words"))
+        detail=f"chat {val('words_mean', CHAT)} vs base {val('words_mean', BASE)} words on all samples",
+        systems=(CHAT, BASE), unmeasured=no_oe, values=_cols(recs, metric, (CHAT, BASE), ids), samples=used))
     est = _paired(recs, "stance_both_share", CHAT, BASE, cq, seed)
     findings.append(Finding(
         "both_share", "Overton answers: chat minus base share of 'both' stances (contested)", "greater", *est,
-        detail=f"chat {val('stance_both_share', CHAT)} vs base {val('stance_both_share', BASE)}"))
+        detail=f"chat {val('stance_both_share', CHAT)} vs base {val('stance_both_share', BASE)}",
+        systems=(CHAT, BASE), unmeasured=no_cq, values=_cols(recs, "stance_both_share", (CHAT, BASE), cq)))
     est = _paired(recs, "yes_no_split", BASE, CHAT, cq, seed)
     findings.append(Finding(
         "yes_no_split", "Distributional pluralism: base minus chat rate of prompts whose samples say both yes and no "
         "(contested)", "greater", *est,
-        detail=f"base {val('yes_no_split', BASE)} vs chat {val('yes_no_split', CHAT)}"))
-    est = _mean(recs, "missing_le2_share", BASE, oe, seed)
+        detail=f"base {val('yes_no_split', BASE)} vs chat {val('yes_no_split', CHAT)}",
+        systems=(BASE, CHAT), unmeasured=no_cq, values=_cols(recs, "yes_no_split", (BASE, CHAT), cq)))
+    # the chat answer (sample 0) is the reference, so its truncation matters as much as the base samples'
+    metric, ids, used = pick_metric(recs, "missing_le2_share", (BASE,), oe)
+    union = "coverage_union_finished" if metric.endswith("_finished") else "coverage_union"
+    est = _mean(recs, metric, BASE, ids, seed)
+    union_est = _mean(recs, union, BASE, ids, seed)
     findings.append(Finding(
         "coverage", "Aggregation: share of base samples whose information is mostly in the chat answer "
         "(missing-information proxy <= 2, open-ended; expected above 0.5)", "greater", *est, threshold=0.5,
-        detail=f"share of base sentences covered {val('coverage_union', BASE)}"))
+        detail=f"share of base sentences covered {fmt(union_est[0])}", systems=(BASE, CHAT),
+        unmeasured=no_oe, values=_cols(recs, metric, (BASE,), ids), samples=used))
 
     notes = []
     sem = _paired(recs, "cosine", CHAT, BASE, oe, seed)

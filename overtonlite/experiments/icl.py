@@ -306,12 +306,14 @@ def recoverability_claim(
     *,
     overflow: dict[str, dict[str, int]] | None = None,
     seed: int = 0,
+    hinted: Sequence[str] | None = None,
 ) -> Claim:
     """Judge claim 2 from metrics.jsonl records scored with ``chat`` as the reference (module docstring).
 
     Findings: the best hinted condition (by its share of the chat self-similarity on embedding cosine) reaches the
     self-similarity on cosine and on Jaccard (a "reach" finding, see :mod:`overtonlite.experiments.verdicts`), and
-    beats plain URIAL on cosine.
+    beats plain URIAL on cosine. ``hinted`` names the hinted conditions (default: the names with a ``+``, as
+    ``knn+summary``); without any scored condition the findings are "not measured".
     """
     recs = ev.by_system(metrics)
     ids = list(prompt_ids)
@@ -338,13 +340,15 @@ def recoverability_claim(
             for s, c in overflow.items() if s in conditions
         }
 
-    hinted = [c for c in conditions if "+" in c and c in ratios]
+    named = [c for c in conditions if "+" in c] if hinted is None else list(hinted)
+    hinted = [c for c in named if c in ratios]
     pool = hinted or [c for c in conditions if c in ratios and c not in (BASE, URIAL)]
     findings: list[Finding] = []
     notes: list[str] = []
     if not pool:
-        findings.append(Finding("reaches_self_cosine", "No in-context condition with a hint was scored", "reach",
-                                None, None, threshold=1.0))
+        findings.append(Finding("reaches_self_cosine", "Recoverability: an in-context condition reaches the chat "
+                                "self-similarity", "reach", None, None, threshold=1.0,
+                                unmeasured="no in-context condition other than base or URIAL was scored"))
     else:
         best = max(pool, key=lambda c: ratios[c]["cosine"][0] if ratios[c]["cosine"][0] is not None else -1e9)
         for measure in ("cosine", "jaccard"):
@@ -352,12 +356,16 @@ def recoverability_claim(
             findings.append(Finding(
                 f"reaches_self_{measure}",
                 f"Best hinted condition '{best}' reaches the chat self-similarity ({measure} share of chat s1..s(N-1) "
-                "vs s0; expected: CI includes or exceeds 1 and excludes shares below 0.8)", "reach", *est, threshold=1.0))
+                "vs s0; expected: CI includes or exceeds 1 and excludes shares below 0.8)", "reach", *est, threshold=1.0,
+                systems=(best, CHAT), values=_pairs_t(ev.column(recs[best], MEASURES[measure], ids),
+                                                      ev.column(chat, MEASURES[measure], ids))))
         key = MEASURES["cosine"]
         if URIAL in recs and best != URIAL:
-            est = ev.paired_diff_ci(ev.column(recs[best], key, ids), ev.column(recs[URIAL], key, ids), seed=seed)
+            cols = ev.column(recs[best], key, ids), ev.column(recs[URIAL], key, ids)
+            est = ev.paired_diff_ci(*cols, seed=seed)
             findings.append(Finding(
-                "beats_urial", f"'{best}' is closer to chat s0 than plain URIAL: cosine difference", "greater", *est))
+                "beats_urial", f"'{best}' is closer to chat s0 than plain URIAL: cosine difference", "greater", *est,
+                systems=(best, URIAL, CHAT), values=_pairs_t(*cols)))
     for cond in conditions:
         if cond in ratios:
             r = ratios[cond]
@@ -376,3 +384,8 @@ def recoverability_claim(
 def _pairs(a: list[float | None], b: list[float | None]) -> tuple[list[float], list[float]]:
     keep = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
     return [x for x, _ in keep], [y for _, y in keep]
+
+
+def _pairs_t(a: list[float | None], b: list[float | None]) -> tuple[tuple[float, ...], ...]:
+    xs, ys = _pairs(a, b)
+    return tuple(xs), tuple(ys)

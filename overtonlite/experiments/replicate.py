@@ -47,6 +47,7 @@ from overtonlite.experiments.icl import (
     parse_conditions,
     recoverability_claim,
 )
+from overtonlite.experiments.truncation import cap_note, gate_claim, run_shares
 
 
 @dataclass(frozen=True)
@@ -114,22 +115,31 @@ def compute_claims(
     seed: int = 0,
     which: Sequence[str] = ("overton", "recoverability"),
     icl_prompt_ids: Sequence[str] | None = None,
+    max_tokens: int | None = None,
+    hinted: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The claims named in ``which`` from what the run directory stores (metrics.jsonl, samples.jsonl).
 
-    Nothing is generated. ICL prompts default to the open-ended prompt ids of the run.
+    Nothing is generated. ICL prompts default to the open-ended prompt ids of the run. Findings comparing a system
+    with more than 20 % of its samples cut at max_tokens are inconclusive (:mod:`overtonlite.experiments.truncation`);
+    ``max_tokens`` only names the cap in the note that says so. ``hinted`` names the hinted ICL conditions
+    (default: the condition names with a ``+``).
     """
     path = Path(run_dir)
     metrics = ev.read_jsonl(path / "metrics.jsonl")
     sets = prompt_sets(path)
+    cut = run_shares(path)
     claims: dict[str, dict[str, Any]] = {}
     if "overton" in which:
-        claims["overton"] = overton_claim(metrics, sets, seed=seed).to_dict()
+        claim = gate_claim(overton_claim(metrics, sets, seed=seed), cut)
+        if note := cap_note(claim, cut, max_tokens):
+            claim.notes.append(note)
+        claims["overton"] = claim.to_dict()
     if "recoverability" in which:
         ids = list(icl_prompt_ids) if icl_prompt_ids is not None else sets["open-ended"]
-        claims["recoverability"] = recoverability_claim(
-            metrics, ids, list(conditions), overflow=overflow_counts(path), seed=seed
-        ).to_dict()
+        claims["recoverability"] = gate_claim(recoverability_claim(
+            metrics, ids, list(conditions), overflow=overflow_counts(path), seed=seed, hinted=hinted
+        ), cut).to_dict()
     return claims
 
 
@@ -145,9 +155,11 @@ def recompute_results(run_dir: str | Path) -> dict[str, Any] | None:
     if not old.get("claims") or not (path / "metrics.jsonl").is_file():
         return None
     claims = compute_claims(path, conditions=settings.get("conditions") or (), seed=int(settings.get("seed", 0)),
-                            which=list(old.get("claims") or ()), icl_prompt_ids=settings.get("icl_prompt_ids"))
-    # pair, banner and the other stored facts are kept as they are; only the claims are recomputed
-    return write_results(path, pair=None, settings=settings, claims=claims)
+                            which=list(old.get("claims") or ()), icl_prompt_ids=settings.get("icl_prompt_ids"),
+                            max_tokens=settings.get("max_tokens"), hinted=settings.get("hinted"))
+    # pair, banner and the other stored facts are kept as they are; only the claims (and truncation) are recomputed
+    return write_results(path, pair=None, settings=settings, claims=claims,
+                         extra={"truncation": run_shares(path)})
 
 
 def _build_report(out: Path) -> Any:
@@ -202,10 +214,11 @@ def _finish(outdir: Path, session: _Session, settings: dict[str, Any], *, which:
     conditions = settings.get("conditions") or old_settings.get("conditions") or ()
     icl_ids = icl_ids if icl_ids is not None else old_settings.get("icl_prompt_ids")
     claims = compute_claims(outdir, conditions=conditions, seed=settings["seed"], which=which,
-                            icl_prompt_ids=icl_ids)
+                            icl_prompt_ids=icl_ids, max_tokens=settings.get("max_tokens"))
     timings["total_before_report"] = time.perf_counter() - t0
     results = write_results(outdir, pair=session.models.info, settings=settings, claims=claims,
-                            extra={"timings": {k: round(v, 1) for k, v in timings.items()}})
+                            extra={"timings": {k: round(v, 1) for k, v in timings.items()},
+                                   "truncation": run_shares(outdir)})
     paths = None
     if report:
         t = time.perf_counter()

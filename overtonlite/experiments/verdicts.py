@@ -13,7 +13,20 @@ self-similarity) are judged on the CI of the ratio against the target 1.0: ``sup
 exceeds 1 *and* its lower end is at least ``1 - REACH_MARGIN`` (so a CI too wide to tell, such as [0.1, 1.8], is not
 taken as support); ``not supported`` when the whole CI lies below 1; ``inconclusive`` otherwise.
 
-A claim is ``not supported`` when any of its findings is, ``supported`` when all of them are, and
+Two conditions override the CI (see :mod:`overtonlite.experiments.truncation`):
+
+* ``not measured``: the input lacks what the finding needs (for example stance findings without contested
+  prompts, or the recoverability claim without a hinted condition). Such findings are left out of the claim's
+  combination, so the claim verdict rests on what was measured; a claim with no measured finding is itself
+  ``not measured``.
+* truncation: when a system the finding compares has more than :data:`~overtonlite.experiments.truncation.MAX_CUT`
+  of its samples cut at max_tokens, the finding is ``inconclusive`` whatever its CI says, and its line says how many
+  were cut and to raise ``--max-tokens``.
+
+An inconclusive finding (not cut) also states how many prompts would make its CI half-width smaller than the
+observed effect (``prompts_needed``, :mod:`overtonlite.experiments.power`).
+
+A claim is ``not supported`` when any of its measured findings is, ``supported`` when all of them are, and
 ``inconclusive`` otherwise. ``overtonlite check`` fails (exit 1) only on ``not supported``.
 """
 
@@ -21,13 +34,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 INCONCLUSIVE = "inconclusive"
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+NOT_MEASURED = "not measured"
+VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_MEASURED)
 
 Expected = Literal["greater", "less", "reach"]
 
@@ -60,9 +74,13 @@ def judge(ci: Sequence[float] | None, *, expected: Expected, threshold: float = 
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """A claim's verdict from its findings' verdicts; no findings at all is inconclusive."""
+    """A claim's verdict from its findings' verdicts ("not measured" ones left out); no findings at all is
+    inconclusive, only unmeasured ones "not measured"."""
     if not verdicts:
         return INCONCLUSIVE
+    verdicts = [v for v in verdicts if v != NOT_MEASURED]
+    if not verdicts:
+        return NOT_MEASURED
     if NOT_SUPPORTED in verdicts:
         return NOT_SUPPORTED
     if all(v == SUPPORTED for v in verdicts):
@@ -93,18 +111,55 @@ class Finding:
     ci: tuple[float, float] | None
     threshold: float = 0.0
     detail: str = ""
+    systems: tuple[str, ...] = ()
+    """The systems the finding compares (their truncation decides whether it can be judged)."""
+    unmeasured: str = ""
+    """Why the input cannot measure this finding ("" when it can); makes the verdict "not measured"."""
+    cut: tuple[tuple[str, float], ...] = ()
+    """(system, share) of the compared systems with more than MAX_CUT of their samples cut at max_tokens."""
+    values: tuple[tuple[float, ...], ...] = field(default=(), compare=False, repr=False)
+    """Per-prompt values behind the estimate, for the power statement: (a, b) paired for "greater"/"less" with two
+    columns, (x,) against the threshold, (numerator, denominator) for "reach"."""
+    samples: str = ""
+    """Which samples the estimate used, when that is a choice ("finished" or "all"), with its reason."""
 
     @property
     def verdict(self) -> str:
+        if self.unmeasured:
+            return NOT_MEASURED
+        if self.cut:
+            return INCONCLUSIVE
         return judge(self.ci, expected=self.expected, threshold=self.threshold)
 
     @property
+    def prompts_needed(self) -> int | None:
+        """For an inconclusive finding not decided by truncation: prompts for a CI half-width below the effect."""
+        if self.verdict != INCONCLUSIVE or self.cut:
+            return None
+        from overtonlite.experiments.power import prompts_needed
+
+        return prompts_needed(self)
+
+    @property
     def line(self) -> str:
-        """A plain sentence: statement, estimate with CI, extra detail, verdict."""
+        """A plain sentence: statement, estimate with CI, extra detail, verdict (and why, when it is forced)."""
+        if self.unmeasured:
+            return f"{self.statement}: not measured ({self.unmeasured})."
         text = f"{self.statement}: {fmt(self.estimate)} ({fmt_ci(self.ci)})"
         if self.detail:
             text += f"; {self.detail}"
-        return f"{text}. {self.verdict.capitalize()}."
+        if self.samples:
+            text += f"; {self.samples}"
+        if self.cut:
+            from overtonlite.experiments.truncation import cut_text
+
+            return f"{text}. Inconclusive: {cut_text(self.cut)}."
+        tail = ""
+        if self.verdict == INCONCLUSIVE:
+            from overtonlite.experiments.power import power_text
+
+            tail = power_text(self)
+        return f"{text}. {self.verdict.capitalize()}{tail}."
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,7 +169,12 @@ class Finding:
             "threshold": self.threshold,
             "estimate": self.estimate,
             "ci": list(self.ci) if self.ci is not None else None,
+            "systems": list(self.systems),
             "verdict": self.verdict,
+            "samples": self.samples or None,
+            "truncated": {s: share for s, share in self.cut} or None,
+            "not_measured": self.unmeasured or None,
+            "prompts_needed": self.prompts_needed,
             "line": self.line,
         }
 
