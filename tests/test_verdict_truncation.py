@@ -186,3 +186,30 @@ def test_finished_runs_are_judged_normally(tmp_path: Path) -> None:
     assert length["truncated"] is None and length["verdict"] == SUPPORTED  # chat answers are longer here
     assert length["samples"].startswith("finished samples only: 6 of 6 prompts")
     assert not any("cap" in line for line in claims["overton"]["lines"])
+
+
+def test_quick_replicate_records_truncation_and_respects_the_gate(tmp_path: Path) -> None:
+    """A quick run with a cap of 16 tokens: the fake chat model (about 40 words) is cut, the base one (20) less."""
+    from overtonlite.experiments import replicate as rep
+    from tests.exp_fakes import fake_pair
+
+    res = rep.replicate(out=tmp_path, quick=True, max_tokens=16, models=fake_pair(), embedder=HashEmbedder(),
+                        report=False)
+    data = json.loads((tmp_path / "results.json").read_text())
+    trunc = data["truncation"]
+    assert {"base", "chat", "urial"} <= set(trunc) and all(0.0 <= v <= 1.0 for v in trunc.values())
+    assert trunc == shares(json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines())
+    checked = 0
+    for claim in data["claims"].values():
+        for f in claim["findings"]:
+            assert f["systems"], f["name"]
+            if any(trunc.get(s, 0.0) > MAX_CUT for s in f["systems"]):
+                checked += 1
+                assert f["verdict"] not in (SUPPORTED, NOT_SUPPORTED) and f["truncated"]
+            elif f["verdict"] == INCONCLUSIVE and f["prompts_needed"] is not None:
+                assert f"about {f['prompts_needed']} prompts" in f["line"]
+    assert trunc["chat"] > MAX_CUT and checked >= 5  # every claim-1 finding compares chat
+    assert any("16-token cap" in line for line in data["claims"]["overton"]["lines"])
+    assert res.results["truncation"] == trunc
+    again = rep.recompute_results(tmp_path)
+    assert again is not None and again["truncation"] == trunc and again["claims"] == data["claims"]
