@@ -111,7 +111,8 @@ def _metrics(n: int, *, finished: bool) -> list[dict]:
     out = []
     for i in range(n):
         for system, words, cut_words in (("base", 40.0 + i, 30.0 + i), ("chat", 80.0 + i, 60.0 + i)):
-            rec = {"system": system, "prompt_id": f"oe-{i}", "jaccard": 0.1 if system == "base" else 0.2,
+            rec = {"system": system, "prompt_id": f"oe-{i}", "set": "open-ended",
+                   "jaccard": 0.1 + 0.01 * i if system == "base" else 0.2 + 0.012 * i,
                    "words_mean": words, "missing_le2_share": 0.7, "truncation_rate": 0.0 if finished else None}
             if finished:
                 rec["words_mean_finished"] = cut_words if i % 4 else None  # one prompt in four lacks finished ones
@@ -120,25 +121,35 @@ def _metrics(n: int, *, finished: bool) -> list[dict]:
     return out
 
 
+def _summary(records: list[dict]) -> dict:
+    from overtonlite.scoring.agg import build_summary
+
+    return build_summary(records, systems=["base", "chat"], reference_system="chat", seed=0, n_boot=200,
+                         pairs=[("chat", "base")])
+
+
 def test_finished_variant_is_used_when_finish_reasons_are_recorded() -> None:
-    recs_all = {s: {r["prompt_id"]: r for r in _metrics(8, finished=False) if r["system"] == s}
-                for s in ("base", "chat")}
-    ids = [f"oe-{i}" for i in range(8)]
-    name, kept, text = pick_metric(recs_all, "words_mean", ("chat", "base"), ids)
-    assert name == "words_mean" and kept == ids and "all samples" in text
-    recs = {s: {r["prompt_id"]: r for r in _metrics(8, finished=True) if r["system"] == s} for s in ("base", "chat")}
-    name, kept, text = pick_metric(recs, "words_mean", ("chat", "base"), ids)
-    assert name == "words_mean_finished" and len(kept) == 6 and "6 of 8 prompts" in text
-    claim = overton_claim(_metrics(8, finished=True), {"open-ended": ids, "contested": []}, seed=0)
+    name, text = pick_metric(_summary(_metrics(8, finished=False)), "words_mean", ("chat", "base"), "open-ended")
+    assert name == "words_mean" and "all samples" in text
+    summary = _summary(_metrics(8, finished=True))
+    name, text = pick_metric(summary, "words_mean", ("chat", "base"), "open-ended")
+    assert name == "words_mean_finished" and "6 of 8 prompts" in text
+    claim = overton_claim(summary)
     length = next(f for f in claim.findings if f.name == "length")
     assert length.estimate == 30.0  # 60+i - (30+i) on the finished samples, not 40 on all samples
-    assert "finished samples only" in length.line
+    assert "finished samples only" in length.line and length.n_prompts == 6
     cov = next(f for f in claim.findings if f.name == "coverage")
     assert cov.estimate == 0.8 and cov.systems == ("base", "chat")
     # no contested prompts: the stance findings are not measured and the claim rests on the rest
     stance = [f for f in claim.findings if f.name in ("both_share", "yes_no_split")]
     assert stance and all(f.verdict == NOT_MEASURED for f in stance)
     assert claim.verdict == combine([f.verdict for f in claim.findings if f.verdict != NOT_MEASURED])
+    # power reads the per-prompt values of the finding's own metric and set
+    from overtonlite.experiments.power import attach_values
+
+    attach_values(claim, _metrics(8, finished=True))
+    length = next(f for f in claim.findings if f.name == "length")
+    assert length.values == (tuple(60.0 + i for i in range(8) if i % 4), tuple(30.0 + i for i in range(8) if i % 4))
     gated = gate_claim(claim, {"chat": 0.5, "base": 0.0})
     assert all(f.verdict in (INCONCLUSIVE, NOT_MEASURED) for f in gated.findings if "chat" in f.systems)
 
@@ -163,13 +174,14 @@ def _write_run(path: Path, *, cut_chat: bool) -> None:
 def test_a_run_with_a_cut_system_has_no_decided_finding_on_it(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _write_run(run, cut_chat=True)
-    score_input(run, out=run, reference_system="chat", embedder=HashEmbedder(), seed=0, n_boot=200)
+    score_input(run, out=run, reference_system="chat", embedder=HashEmbedder(), seed=0, n_boot=200,
+                pairs=[("chat", "base")])
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     base = next(r for r in metrics if r["system"] == "base")
     chat = next(r for r in metrics if r["system"] == "chat")
     assert base["words_mean_finished"] == base["words_mean"]  # all finished
     assert chat["words_mean_finished"] is None and chat["truncation_rate"] == 1.0
-    claims = compute_claims(run, conditions=(), seed=0, which=("overton",), max_tokens=80)
+    claims = compute_claims(run, conditions=(), which=("overton",), max_tokens=80)
     findings = claims["overton"]["findings"]
     assert findings and all(f["verdict"] not in (SUPPORTED, NOT_SUPPORTED) for f in findings if "chat" in f["systems"])
     length = next(f for f in findings if f["name"] == "length")
@@ -180,8 +192,9 @@ def test_a_run_with_a_cut_system_has_no_decided_finding_on_it(tmp_path: Path) ->
 def test_finished_runs_are_judged_normally(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _write_run(run, cut_chat=False)
-    score_input(run, out=run, reference_system="chat", embedder=HashEmbedder(), seed=0, n_boot=200)
-    claims = compute_claims(run, conditions=(), seed=0, which=("overton",), max_tokens=80)
+    score_input(run, out=run, reference_system="chat", embedder=HashEmbedder(), seed=0, n_boot=200,
+                pairs=[("chat", "base")])
+    claims = compute_claims(run, conditions=(), which=("overton",), max_tokens=80)
     length = next(f for f in claims["overton"]["findings"] if f["name"] == "length")
     assert length["truncated"] is None and length["verdict"] == SUPPORTED  # chat answers are longer here
     assert length["samples"].startswith("finished samples only: 6 of 6 prompts")

@@ -16,7 +16,7 @@ run; nothing is generated and no generator is opened, only the sentence embedder
 absent from the input (stance without contested prompts; recoverability without an ICL condition) is
 "not measured" and the claim verdict rests on the findings that were measured
 (:mod:`overtonlite.experiments.verdicts`). Prompts count as contested when their group says ``"set": "contested"``,
-or when every prompt of the input is a yes/no question.
+or when every prompt of the input is a yes/no question; other groups without a set join ``open-ended``.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ def _select(records: list[dict[str, Any]], roles: Roles, path: Path, *, limit: i
 
 def _write_samples(out: Path, records: list[dict[str, Any]], roles: Roles, prompts: Mapping[tuple[str, str], Any],
                    *, contested: bool) -> Path:
-    """The selected groups under their run names; ``contested`` marks groups without a set as contested."""
+    """The selected groups under their run names; groups without a set join ``contested`` when ``contested``
+    (every prompt is a yes/no question), else ``open-ended``."""
     mapping = roles.mapping()
     path = out / "samples.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")
@@ -150,8 +151,8 @@ def _write_samples(out: Path, records: list[dict[str, Any]], roles: Roles, promp
             prompt = prompts.get((rec["system"], str(rec["prompt_id"])))
             if row.get("prompt") is None and prompt is not None:
                 row["prompt"] = prompt
-            if contested and not row.get("set"):
-                row["set"] = "contested"
+            if not row.get("set"):
+                row["set"] = "contested" if contested else "open-ended"
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(path)
     return path
@@ -192,7 +193,7 @@ def replicate_from(
     :class:`~overtonlite.experiments.replicate.ReplicateResult`. Raises UsageError for bad roles or an unusable
     ``out``, DataError for a malformed input.
     """
-    from overtonlite.experiments.replicate import ReplicateResult, _build_report, compute_claims
+    from overtonlite.experiments.replicate import ReplicateResult, _build_report, claim_pairs, compute_claims
     from overtonlite.rundir.records import read_groups
     from overtonlite.scoring import score_input, should_score_stance
     from overtonlite.scoring.inputs import file_sha256, read_input
@@ -215,10 +216,13 @@ def replicate_from(
     timings["read"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    scored = score_input(outdir, out=outdir, reference_system=CHAT, stance=None, embedder=embedder, seed=seed)
-    timings["score"] = time.perf_counter() - t
     conditions = [c for c in (URIAL if role.urial else None, *role.hinted) if c]
-    claims = compute_claims(outdir, conditions=conditions, seed=seed, hinted=list(role.hinted))
+    present = set(role.mapping().values())
+    pairs = [p for p in claim_pairs(conditions) if p[0] in present and p[1] in present]
+    scored = score_input(outdir, out=outdir, reference_system=CHAT, stance=None, embedder=embedder, seed=seed,
+                         pairs=pairs)
+    timings["score"] = time.perf_counter() - t
+    claims = compute_claims(outdir, conditions=conditions, hinted=list(role.hinted))
     pair = GenerationsInfo(name=f"from:{path.name}", base=role.base, chat=role.chat, same_family=same_family,
                            source=str(path))
     settings = {

@@ -1,6 +1,8 @@
 """Power of an inconclusive finding: how many prompts would make its 95% CI half-width smaller than the effect.
 
-From the per-prompt values behind the estimate (``Finding.values``), with the normal approximation
+From the per-prompt values behind the estimate (``Finding.values``, filled by :func:`attach_values` from
+metrics.jsonl: the finding's systems, set and metric, on the prompts where every compared system has a value, as
+summary.json pairs them), with the normal approximation
 ``n = ceil((1.96 * sd / |effect|) ** 2)``:
 
 * a paired difference (two columns a, b): ``sd`` of the per-prompt differences a - b, effect = mean(a - b) - threshold;
@@ -17,10 +19,45 @@ width of the percentile bootstrap on small samples, so it is a lower bound of th
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 Z95 = 1.96
+
+
+def finding_values(finding: Any, metrics: Sequence[Mapping[str, Any]]) -> tuple[tuple[float, ...], ...]:
+    """The per-prompt columns behind a finding: (a, b) for ``kind`` "paired" and "ratio" (its first two systems),
+    (x,) for "mean" (its first system); () when the finding names no metric or set."""
+    from overtonlite import schema
+
+    if not finding.metric or not finding.set or not finding.systems:
+        return ()
+    systems = list(finding.systems[:1] if finding.kind == "mean" else finding.systems[:2])
+    key = schema.SUMMARY_METRICS.get(finding.metric, finding.metric)
+    rows: dict[str, dict[str, float]] = {}
+    order: list[str] = []
+    for rec in metrics:
+        if rec.get("system") not in systems:
+            continue
+        if finding.set != schema.ALL and rec.get("set") != finding.set:
+            continue
+        pid = str(rec.get("prompt_id"))
+        value = schema.per_prompt_value(rec.get(key))
+        if value is not None:
+            if pid not in rows:
+                order.append(pid)
+            rows.setdefault(pid, {})[str(rec["system"])] = value
+    kept = [pid for pid in order if all(s in rows[pid] for s in systems)]
+    return tuple(tuple(rows[pid][s] for pid in kept) for s in systems)
+
+
+def attach_values(claim: Any, metrics: Sequence[Mapping[str, Any]]) -> Any:
+    """Fill ``values`` of every finding of ``claim`` from metrics.jsonl records (in place; returns the claim)."""
+    claim.findings = [f if f.values else dataclasses.replace(f, values=finding_values(f, metrics))
+                      for f in claim.findings]
+    return claim
 
 
 def _sd(xs: list[float]) -> float:

@@ -6,10 +6,11 @@ information it carries are those of a prefix. Two rules follow:
 * **the gate**: a finding whose compared systems include one with more than :data:`MAX_CUT` (20 %) of its samples
   cut cannot be "supported" or "not supported"; it is "inconclusive", and its line says how many were cut and that
   ``--max-tokens`` should be raised (:func:`gate_claim`);
-* **finished samples**: length, coverage and aggregation are estimated on the samples that finished by themselves,
-  on the prompts where every compared system has at least :data:`overtonlite.scoring.group.FINISHED_MIN` of them
-  (the ``*_finished`` per-group metrics of ``overtonlite score``). When the input records no finish reasons, all
-  samples are used; the finding's ``samples`` field says which (:func:`pick_metric`).
+* **finished samples**: length and the aggregation (coverage) finding are estimated on the samples that finished
+  by themselves, on the prompts where every compared system has at least
+  :data:`overtonlite.scoring.group.FINISHED_MIN` of them (the ``*_finished`` per-group metrics of
+  ``overtonlite score``, summarised in summary.json like any metric). When the input records no finish reasons,
+  all samples are used; the finding's ``samples`` field says which (:func:`pick_metric`).
 
 The per-system share is stored in ``results.json["truncation"]`` as ``{system: share}``; systems whose samples
 record no finish reason are left out (their truncation is unknown, so nothing is gated for them).
@@ -82,25 +83,31 @@ def finished_name(metric: str) -> str:
     return f"{metric}_finished"
 
 
-def pick_metric(recs: Mapping[str, Mapping[str, Mapping[str, Any]]], metric: str, systems: Sequence[str],
-                ids: Sequence[str]) -> tuple[str, list[str], str]:
-    """Which per-group metric a finding on ``metric`` uses, the prompt ids it keeps, and a sentence saying so.
+def pick_metric(summary: Mapping[str, Any] | None, metric: str, systems: Sequence[str],
+                set_name: str | None) -> tuple[str, str]:
+    """Which summary.json metric a finding on ``metric`` reads, and a sentence saying which samples that is.
 
-    When every group of the compared systems on ``ids`` records finish reasons (``truncation_rate`` not null),
-    the ``*_finished`` variant is used on the prompts where it has a value for every system (at least
-    FINISHED_MIN finished samples); otherwise the metric on all samples.
+    When every compared system has a ``truncation_rate`` on the set (its samples record finish reasons), the
+    ``*_finished`` variant, whose entries cover the prompts where every system has at least FINISHED_MIN finished
+    samples; otherwise ``metric`` on all samples.
     """
+    from overtonlite import schema
     from overtonlite.scoring.group import FINISHED_MIN
 
-    groups = [recs.get(s, {}).get(i) for s in systems for i in ids]
-    groups = [g for g in groups if g is not None]
-    if not groups or any(g.get("truncation_rate") is None for g in groups):
-        return metric, list(ids), "all samples (the input records no finish reasons)"
+    if set_name is None:
+        return metric, ""
+    recorded = all(schema.summary_stat(summary, s, set_name, "truncation_rate") is not None for s in systems)
+    if not recorded:
+        return metric, "all samples (the input records no finish reasons)"
     name = finished_name(metric)
-    kept = [i for i in ids if all(recs.get(s, {}).get(i, {}).get(name) is not None for s in systems)]
-    text = (f"finished samples only: {len(kept)} of {len(ids)} prompts have at least {FINISHED_MIN} finished samples "
-            f"in {' and '.join(systems) if len(systems) > 1 else systems[0]}")
-    return name, kept, text
+    if len(systems) > 1:
+        entry = schema.paired_stat(summary, systems[0], systems[1], set_name, name)
+    else:
+        entry = schema.summary_stat(summary, systems[0], set_name, name)
+    kept = (entry or {}).get("n_prompts") or 0
+    total = (((summary or {}).get("sets") or {}).get(set_name) or {}).get("prompts", "?")
+    who = " and ".join(systems)
+    return name, f"finished samples only: {kept} of {total} prompts have at least {FINISHED_MIN} finished samples in {who}"
 
 
 def cap_note(claim: Any, truncation: Mapping[str, float], max_tokens: int | None) -> str | None:

@@ -16,7 +16,7 @@ taken as support); ``not supported`` when the whole CI lies below 1; ``inconclus
 Two conditions override the CI (see :mod:`overtonlite.experiments.truncation`):
 
 * ``not measured``: the input lacks what the finding needs (for example stance findings without contested
-  prompts, or the recoverability claim without a hinted condition). Such findings are left out of the claim's
+  prompts, or the recoverability claim without an in-context condition). Such findings are left out of the claim's
   combination, so the claim verdict rests on what was measured; a claim with no measured finding is itself
   ``not measured``.
 * truncation: when a system the finding compares has more than :data:`~overtonlite.experiments.truncation.MAX_CUT`
@@ -102,7 +102,9 @@ def fmt_ci(ci: Sequence[float] | None, digits: int = 3) -> str:
 
 @dataclass(frozen=True)
 class Finding:
-    """One judged expectation. ``estimate`` and ``ci`` are the tested quantity (a difference, a share, a ratio)."""
+    """One judged expectation. ``estimate`` and ``ci`` are the tested quantity (a difference, a share, a ratio),
+    read from the summary.json entry named by ``systems`` / ``set`` / ``metric`` / ``kind`` (see
+    :func:`overtonlite.schema.evidence`)."""
 
     name: str
     statement: str
@@ -112,16 +114,30 @@ class Finding:
     threshold: float = 0.0
     detail: str = ""
     systems: tuple[str, ...] = ()
-    """The systems the finding compares (their truncation decides whether it can be judged)."""
+    set: str | None = None
+    metric: str | None = None
+    kind: str = "paired"
+    n_prompts: int | None = None
     unmeasured: str = ""
     """Why the input cannot measure this finding ("" when it can); makes the verdict "not measured"."""
     cut: tuple[tuple[str, float], ...] = ()
     """(system, share) of the compared systems with more than MAX_CUT of their samples cut at max_tokens."""
     values: tuple[tuple[float, ...], ...] = field(default=(), compare=False, repr=False)
-    """Per-prompt values behind the estimate, for the power statement: (a, b) paired for "greater"/"less" with two
-    columns, (x,) against the threshold, (numerator, denominator) for "reach"."""
+    """Per-prompt values behind the estimate, for the power statement (:mod:`overtonlite.experiments.power`):
+    (a, b) for a paired difference, (x,) for a mean against the threshold, (numerator, denominator) for a ratio."""
     samples: str = ""
-    """Which samples the estimate used, when that is a choice ("finished" or "all"), with its reason."""
+    """Which samples the estimate used when that is a choice (finished samples or all), with the prompts kept."""
+
+    @classmethod
+    def from_entry(cls, name: str, statement: str, expected: Expected, entry: dict[str, Any] | None, *,
+                   systems: Sequence[str], set_name: str | None, metric: str, kind: str = "paired",
+                   threshold: float = 0.0, detail: str = "", unmeasured: str = "", samples: str = "") -> Finding:
+        """A finding whose estimate and CI are those of a summary.json entry (None: nothing was measured)."""
+        entry = entry or {}
+        ci = entry.get("ci")
+        return cls(name, statement, expected, entry.get("mean"), tuple(ci) if _valid_ci(ci) else None,  # type: ignore[arg-type]
+                   threshold, detail, tuple(systems), set_name, metric, kind, entry.get("n_prompts"),
+                   unmeasured=unmeasured, samples=samples)
 
     @property
     def verdict(self) -> str:
@@ -165,11 +181,15 @@ class Finding:
         return {
             "name": self.name,
             "statement": self.statement,
+            "systems": list(self.systems),
+            "set": self.set,
+            "metric": self.metric,
+            "kind": self.kind,
             "expected": self.expected,
             "threshold": self.threshold,
             "estimate": self.estimate,
             "ci": list(self.ci) if self.ci is not None else None,
-            "systems": list(self.systems),
+            "n_prompts": self.n_prompts,
             "verdict": self.verdict,
             "samples": self.samples or None,
             "truncated": {s: share for s, share in self.cut} or None,
@@ -181,12 +201,14 @@ class Finding:
 
 @dataclass
 class Claim:
-    """A claim's findings, its evidence table ``{metric: {system: {"mean", "ci"}}}``, and notes (extra lines)."""
+    """A claim's findings, its evidence (a list of :func:`overtonlite.schema.evidence` entries, each equal to the
+    summary.json entry it names), notes (extra lines) and extra fields for results.json."""
 
     name: str
     findings: list[Finding]
-    evidence: dict[str, dict[str, dict[str, Any]]]
+    evidence: list[dict[str, Any]]
     notes: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -202,6 +224,7 @@ class Claim:
             "evidence": self.evidence,
             "lines": self.lines,
             "findings": [f.to_dict() for f in self.findings],
+            **self.extra,
         }
 
 
