@@ -196,7 +196,8 @@ def replicate_from(
     from overtonlite.experiments.replicate import ReplicateResult, _build_report, claim_pairs, compute_claims
     from overtonlite.rundir.records import read_groups
     from overtonlite.scoring import score_input, should_score_stance
-    from overtonlite.scoring.inputs import file_sha256, read_input
+    from overtonlite.scoring.inputs import read_input
+    from overtonlite.util import sha256_file
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -226,7 +227,7 @@ def replicate_from(
     pair = GenerationsInfo(name=f"from:{path.name}", base=role.base, chat=role.chat, same_family=same_family,
                            source=str(path))
     settings = {
-        SOURCE_KEY: {"input": str(path), "input_sha256": file_sha256(path), "roles": role.to_dict()},
+        SOURCE_KEY: {"input": str(path), "input_sha256": sha256_file(path), "roles": role.to_dict()},
         "prompts": {"selected": len(ids)},
         "seed": seed,
         "conditions": conditions,
