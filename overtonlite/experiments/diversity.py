@@ -159,13 +159,13 @@ def overton_claim(summary: dict[str, Any]) -> Claim:
             samples=words_used,
             detail=f"on all samples chat {val('words_mean', CHAT, oe)} vs base {val('words_mean', BASE, oe)} words"),
         Finding.from_entry(
-            "both_share", f"Overton answers: chat minus base share of 'both' stances ({cq})", "greater",
+            "both_share", f"Overton answers: chat minus base share of 'both' stances ({cq or ev.CONTESTED})", "greater",
             paired(CHAT, BASE, cq, "stance_both_share"), systems=(CHAT, BASE), set_name=cq,
             metric="stance_both_share", unmeasured=no_cq,
             detail=f"chat {val('stance_both_share', CHAT, cq)} vs base {val('stance_both_share', BASE, cq)}"),
         Finding.from_entry(
             "yes_no_split", "Distributional pluralism: base minus chat rate of prompts whose samples say both yes "
-            f"and no ({cq})", "greater", paired(BASE, CHAT, cq, "yes_no_split"), systems=(BASE, CHAT), set_name=cq,
+            f"and no ({cq or ev.CONTESTED})", "greater", paired(BASE, CHAT, cq, "yes_no_split"), systems=(BASE, CHAT), set_name=cq,
             metric="yes_no_split", unmeasured=no_cq,
             detail=f"base {val('yes_no_split', BASE, cq)} vs chat {val('yes_no_split', CHAT, cq)}"),
         Finding.from_entry(
