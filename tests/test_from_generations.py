@@ -99,6 +99,7 @@ def test_bad_input_is_a_usage_error(tmp_path: Path) -> None:
     src = write_generations(tmp_path / "gens.jsonl")
     with pytest.raises(UsageError, match="no system 'nope'"):
         replicate_from(src, roles=["base=nope", "chat=m-chat"], out=tmp_path / "o1", embedder=HashEmbedder())
+    assert not (tmp_path / "o1").exists()  # nothing is written before the input and the roles check out
     run = tmp_path / "generated"
     run.mkdir()
     (run / "samples.jsonl").write_text(json.dumps({"system": "chat", "prompt_id": "1", "samples": ["x"]}) + "\n")

@@ -141,6 +141,7 @@ def _write_samples(out: Path, records: list[dict[str, Any]], roles: Roles, promp
     """The selected groups under their run names; groups without a set join ``contested`` when ``contested``
     (every prompt is a yes/no question), else ``open-ended``."""
     mapping = roles.mapping()
+    out.mkdir(parents=True, exist_ok=True)  # created only once the input and the roles have been checked
     path = out / "samples.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
