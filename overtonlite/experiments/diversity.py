@@ -152,8 +152,8 @@ def overton_claim(summary: dict[str, Any]) -> Claim:
             detail=f"chat {val('stance_both_share', CHAT, cq)} vs base {val('stance_both_share', BASE, cq)}"),
         Finding.from_entry(
             "yes_no_split", "Distributional pluralism: base minus chat rate of prompts whose samples say both yes "
-            f"and no ({cq or ev.CONTESTED})", "greater", paired(BASE, CHAT, cq, "yes_no_split"), systems=(BASE, CHAT), set_name=cq,
-            metric="yes_no_split", unmeasured=no_cq,
+            f"and no ({cq or ev.CONTESTED})", "greater", paired(BASE, CHAT, cq, "yes_no_split"), systems=(BASE, CHAT),
+            set_name=cq, metric="yes_no_split", unmeasured=no_cq,
             detail=f"base {val('yes_no_split', BASE, cq)} vs chat {val('yes_no_split', CHAT, cq)}"),
         Finding.from_entry(
             "coverage", "Aggregation: share of base samples whose information is mostly in the chat answer "
