@@ -107,7 +107,8 @@ def pick_metric(summary: Mapping[str, Any] | None, metric: str, systems: Sequenc
     kept = (entry or {}).get("n_prompts") or 0
     total = (((summary or {}).get("sets") or {}).get(set_name) or {}).get("prompts", "?")
     who = " and ".join(systems)
-    return name, f"finished samples only: {kept} of {total} prompts have at least {FINISHED_MIN} finished samples in {who}"
+    return name, (f"finished samples only: {kept} of {total} prompts have at least {FINISHED_MIN} finished samples "
+                  f"in {who}")
 
 
 def cap_note(claim: Any, truncation: Mapping[str, float], max_tokens: int | None) -> str | None:
