@@ -169,3 +169,18 @@ def test_cli_on_the_reference_loads_no_model(tmp_path: Path) -> None:
     assert set(results["claims"]) == {"overton", "recoverability"}
     assert results["settings"]["prompts"] == {"selected": 3}
     assert "llama-2-icl-chat-summary" in results["claims"]["recoverability"]["findings"][0]["statement"]
+
+
+def test_cli_loads_no_model_on_any_generations(tmp_path: Path) -> None:
+    """Without the reference data too: the real command (default embedder) opens no generator, imports no llama_cpp."""
+    src = write_generations(tmp_path / "gens.jsonl")
+    out = tmp_path / "run"
+    argv = ["replicate", "--from", str(src), *sum((["--role", r] for r in ROLES), []), "--limit", "3",
+            "--no-report", "--out", str(out), "--json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", _NO_MODEL, *argv], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "NO-MODEL-OK" in proc.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["prompts"] == {"selected": 3} and results["banner"]  # families unknown: warned
