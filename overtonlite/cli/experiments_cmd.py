@@ -15,7 +15,7 @@ import click
 
 from overtonlite.cli.common import at_least, console, print_json, print_result
 
-_VERDICT_STYLE = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
+_VERDICT_STYLE = {"supported": "green", "not supported": "red", "inconclusive": "yellow", "not measured": "dim"}
 
 
 def _common(func: Callable[..., Any], *, default_out: str | None = None) -> Callable[..., Any]:
@@ -193,8 +193,34 @@ def _replicate_options(func: Callable[..., Any], *, default_out: str | None = No
     return _common(func, default_out=default_out)
 
 
+def _replicate_from(ctx: click.Context, *, source: Path, roles: tuple[str, ...], out: Path, limit: int | None,
+                    seed: int, no_report: bool, same_family: bool, embedder: str | None, assert_: bool,
+                    as_json: bool) -> None:
+    from overtonlite.experiments.from_generations import replicate_from
+    from overtonlite.experiments.verdicts import exit_code
+
+    res = replicate_from(source, roles=roles, out=out, embedder=embedder, seed=seed, limit=limit,
+                         same_family=same_family, report=not no_report)
+    if as_json:
+        print_json(res.results)
+    else:
+        _render(res.results, seconds=res.seconds, out=res.out)
+        if res.report is not None:
+            console.print(f"report: {res.report.md}, {res.report.html}")
+    if assert_:
+        ctx.exit(exit_code(res.claims))
+
+
 @click.command("replicate")
 @_replicate_options
+@click.option("--from", "source", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Judge existing generations instead of sampling: a responses JSONL in the `score` input format "
+                   "or a run directory. Needs --role base=NAME and --role chat=NAME; loads no model.")
+@click.option("--role", "roles", multiple=True, metavar="ROLE=SYSTEM",
+              help="With --from: which input system plays base, chat, urial or hinted (repeatable; hinted may "
+                   "repeat).")
+@click.option("--same-family", is_flag=True, help="With --from: base and chat come from one pretrained model.")
+@click.option("--embedder", default=None, help="With --from: registry embedder name (default: the default).")
 @click.option("--assert", "assert_", is_flag=True,
               help="Exit 1 when a claim's expected direction fails beyond its CI (as `check`).")
 @click.option("--judge", default=None,
@@ -206,9 +232,29 @@ def _replicate_options(func: Callable[..., Any], *, default_out: str | None = No
 @click.option("--json", "as_json", is_flag=True, help="Print results.json on stdout.")
 @click.pass_context
 def replicate(ctx: click.Context, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
-              no_report: bool, quick: bool, n: int | None, max_tokens: int | None, assert_: bool,
+              no_report: bool, quick: bool, n: int | None, max_tokens: int | None, source: Path | None,
+              roles: tuple[str, ...], same_family: bool, embedder: str | None, assert_: bool,
               judge: str | None, hint_model: str | None, as_json: bool) -> None:
-    """Both claims end to end on the built-in prompt sets: samples, metrics, verdicts, results.json, report."""
+    """Both claims end to end on the built-in prompt sets: samples, metrics, verdicts, results.json, report.
+    With --from, the same verdicts from existing generations, without loading a model."""
+    from overtonlite.errors import UsageError
+
+    if source is not None:
+        unused = [flag for flag, given in (("--quick", quick), ("--n", n is not None),
+                                           ("--max-tokens", max_tokens is not None),
+                                           ("--threads", threads is not None), ("--pair", pair != "default"),
+                                           ("--hint-model", hint_model is not None))
+                  if given]
+        if unused:
+            raise UsageError(f"{', '.join(unused)} only apply to sampling; --from judges existing generations")
+        if judge is not None:
+            raise UsageError("--judge is not available with --from yet; run `overtonlite score DIR --judge MODEL` "
+                             "on the output directory instead")
+        _replicate_from(ctx, source=source, roles=roles, out=out, limit=limit, seed=seed, no_report=no_report,
+                        same_family=same_family, embedder=embedder, assert_=assert_, as_json=as_json)
+        return
+    if roles or same_family or embedder:
+        raise UsageError("--role, --same-family and --embedder only apply with --from")
     _replicate(ctx, out=out, pair=pair, limit=limit, seed=seed, threads=threads, no_report=no_report, quick=quick,
                n=n, max_tokens=max_tokens, assert_=assert_, as_json=as_json, claims_only=False, judge=judge,
                hint_model=hint_model)

@@ -316,6 +316,7 @@ def recoverability_claim(
     *,
     set_name: str | None = None,
     overflow: dict[str, dict[str, int]] | None = None,
+    hinted: Sequence[str] | None = None,
 ) -> Claim:
     """Judge claim 2 from summary.json scored with ``chat`` as the reference (module docstring), on the prompt set
     ``set_name`` (default: ``open-ended``, or the only set there is).
@@ -323,7 +324,8 @@ def recoverability_claim(
     Findings: the best hinted condition (by its share of the chat self-similarity on embedding cosine) reaches the
     self-similarity on cosine and on Jaccard (a "reach" finding, see :mod:`overtonlite.experiments.verdicts`), and
     beats plain URIAL on cosine. Every estimate is a summary.json entry (``ratios["COND / chat"]``,
-    ``paired["COND - urial"]``).
+    ``paired["COND - urial"]``). ``hinted`` names the hinted conditions (default: the names with a ``+``, as
+    ``knn+summary``); without any scored condition but base and URIAL the claim is "not measured".
     """
     sset = set_name if set_name is not None else ev.choose_set(summary, ev.OPEN_ENDED, exclude=(ev.CONTESTED,))
     evidence: list[dict[str, Any]] = []
@@ -345,13 +347,16 @@ def recoverability_claim(
         entry = ratios[cond].get(measure)
         return entry["mean"] if entry is not None else -1e9
 
-    hinted = [c for c in conditions if "+" in c and c in ratios]
+    named = [c for c in conditions if "+" in c] if hinted is None else list(hinted)
+    hinted = [c for c in named if c in ratios]
     pool = hinted or [c for c in conditions if c in ratios and c not in (BASE, URIAL)]
     findings: list[Finding] = []
     notes: list[str] = []
     if not pool:
-        findings.append(Finding("reaches_self_cosine", "No in-context condition with a hint was scored", "reach",
-                                None, None, threshold=1.0, set=sset, metric=MEASURES["cosine"], kind="ratio"))
+        findings.append(Finding("reaches_self_cosine", "Recoverability: an in-context condition reaches the chat "
+                                "self-similarity", "reach", None, None, threshold=1.0, set=sset,
+                                metric=MEASURES["cosine"], kind="ratio",
+                                unmeasured="no in-context condition other than base or URIAL was scored"))
     else:
         best = max(pool, key=lambda c: mean(c, "cosine"))
         for measure in ("cosine", "jaccard"):

@@ -10,8 +10,14 @@ Sizes (recorded in ``results.json["settings"]``):
 * :data:`QUICK`: 6 open-ended + 6 contested prompts, N=4, 80 new tokens, ICL grid {urial, knn+summary} on the 6
   open-ended prompts, example answers capped at 60 words. Sized for <= 180 s on an otherwise idle 2-core machine
   with the default pair cached (about 10k generated base-model tokens, 4k chat tokens, ~5k prompt tokens).
-* :data:`FULL`: 20 + 20 prompts, N=5, 192 new tokens, the full grid {base, urial, fixed-aligned, knn} x {no hint,
-  summary}, example answers capped at 120 words; roughly 20-40 minutes on 2 cores.
+  Its 80-token cap cuts most answers (on the default pair all chat answers), so its length finding is
+  inconclusive by construction and says so in a note line (:mod:`overtonlite.experiments.truncation`).
+* :data:`FULL`: 20 + 20 prompts, N=5, 512 new tokens, the full grid {base, urial, fixed-aligned, knn} x {no hint,
+  summary}, example answers capped at 120 words. The cap is sized on the default pair's natural answer lengths
+  (measured with a 768-token cap on 6 + 6 prompts, N=2: SmolLM2-135M-Instruct answers in a median of 322 tokens
+  on open-ended and 258 on contested prompts, so the former 192-token cap cut 88 % of them; at 512, 1 of 24
+  chat samples is cut). About a fifth of the gemma-3-270m base samples never end (repetition loops, endless
+  lists) and are cut at any cap; estimated 30-40 minutes on an idle 2-core machine.
 
 ``--n``, ``--max-tokens`` and ``--limit`` override the preset.
 """
@@ -50,6 +56,8 @@ from overtonlite.experiments.icl import (
     recoverability_claim,
 )
 from overtonlite.experiments.icl import claim_pairs as icl_pairs
+from overtonlite.experiments.power import attach_values
+from overtonlite.experiments.truncation import cap_note, gate_claim, run_shares
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ class Preset:
 
 QUICK = Preset(open_ended=6, contested=6, n=4, max_tokens=80, conditions=("urial", "knn+summary"),
                answer_cap_words=60)
-FULL = Preset(open_ended=20, contested=20, n=5, max_tokens=192, conditions=DEFAULT_CONDITIONS, answer_cap_words=120)
+FULL = Preset(open_ended=20, contested=20, n=5, max_tokens=512, conditions=DEFAULT_CONDITIONS, answer_cap_words=120)
 
 
 @dataclass
@@ -123,19 +131,32 @@ def compute_claims(
     conditions: Sequence[str],
     which: Sequence[str] = ("overton", "recoverability"),
     icl_set: str | None = None,
+    max_tokens: int | None = None,
+    hinted: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The claims named in ``which`` from the run directory's summary.json (nothing is generated or recomputed:
     every estimate is a summary.json entry). The recoverability claim uses the prompt set ``icl_set`` (default:
-    ``open-ended``)."""
+    ``open-ended``).
+
+    Findings comparing a system with more than 20 % of its samples cut at max_tokens are inconclusive
+    (:mod:`overtonlite.experiments.truncation`; ``max_tokens`` only names the cap in the note that says so), and
+    inconclusive findings state the prompts that would decide them, from the per-prompt values of metrics.jsonl
+    (:mod:`overtonlite.experiments.power`). ``hinted`` names the hinted ICL conditions (default: names with a ``+``).
+    """
     path = Path(run_dir)
     summary = schema.read_summary(path) or {}
+    metrics = schema.read_metrics(path)
+    cut = run_shares(path)
     claims: dict[str, dict[str, Any]] = {}
     if "overton" in which:
-        claims["overton"] = overton_claim(summary).to_dict()
+        claim = attach_values(gate_claim(overton_claim(summary), cut), metrics)
+        if note := cap_note(claim, cut, max_tokens):
+            claim.notes.append(note)
+        claims["overton"] = claim.to_dict()
     if "recoverability" in which:
-        claims["recoverability"] = recoverability_claim(
-            summary, list(conditions), set_name=icl_set, overflow=overflow_counts(path)
-        ).to_dict()
+        claim = recoverability_claim(summary, list(conditions), set_name=icl_set, overflow=overflow_counts(path),
+                                     hinted=hinted)
+        claims["recoverability"] = attach_values(gate_claim(claim, cut), metrics).to_dict()
     return claims
 
 
@@ -174,9 +195,10 @@ def recompute_results(run_dir: str | Path, *, rescore: bool = False, embedder: A
     if not old.get("claims") or not (path / schema.SUMMARY_FILE).is_file():
         return None
     claims = compute_claims(path, conditions=settings.get("conditions") or (), which=list(old.get("claims") or ()),
-                            icl_set=settings.get("icl_set"))
+                            icl_set=settings.get("icl_set"), max_tokens=settings.get("max_tokens"),
+                            hinted=settings.get("hinted"))
     # pair, banner and the other stored facts are kept as they are; only the claims are recomputed
-    return write_results(path, pair=None, settings=settings, claims=claims)
+    return write_results(path, pair=None, settings=settings, claims=claims, extra={"truncation": run_shares(path)})
 
 
 @contextlib.contextmanager
@@ -247,10 +269,12 @@ def _finish(outdir: Path, session: _Session, settings: dict[str, Any], *, which:
     timings["score"] = time.perf_counter() - t
     # metrics.jsonl was rewritten for every system: refresh the claims an earlier command left in results.json too
     which = list(dict.fromkeys([*(old.get("claims") or {}), *which]))
-    claims = compute_claims(outdir, conditions=conditions, which=which, icl_set=icl_set)
+    claims = compute_claims(outdir, conditions=conditions, which=which, icl_set=icl_set,
+                            max_tokens=settings.get("max_tokens"))
     timings["total_before_report"] = time.perf_counter() - t0
     results = write_results(outdir, pair=session.models.info, settings=settings, claims=claims,
-                            extra={"timings": {k: round(v, 1) for k, v in timings.items()}})
+                            extra={"timings": {k: round(v, 1) for k, v in timings.items()},
+                                   "truncation": run_shares(outdir)})
     paths = None
     if report:
         t = time.perf_counter()
