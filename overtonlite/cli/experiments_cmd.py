@@ -1,4 +1,4 @@
-"""``overtonlite diversity | icl | replicate | check``: the paper's two claims, with verdicts.
+"""``overtonlite diversity | icl | replicate``: the paper's two claims, with verdicts (``check``: cli/check_cmd.py).
 
 Each command makes one library call (:mod:`overtonlite.experiments.replicate`) and renders the result: the
 cross-family banner, a compact table of the findings and the verdict lines.
@@ -6,14 +6,15 @@ cross-family banner, a compact table of the findings and the verdict lines.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from overtonlite.cli.ci import StatusCommand, check_output_paths, ci_options, finish
 from overtonlite.cli.common import console, print_json
+from overtonlite.errors import UsageError
 
 _VERDICT_STYLE = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
 
@@ -146,9 +147,13 @@ def icl(out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
 
 def _replicate(ctx: click.Context, *, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
                no_report: bool, quick: bool, n: int | None, max_tokens: int | None, assert_: bool, as_json: bool,
-               claims_only: bool) -> None:
+               claims_only: bool, ci: dict[str, Any] | None = None) -> None:
     from overtonlite.experiments.replicate import replicate as run_replicate
-    from overtonlite.experiments.verdicts import exit_code
+
+    ci = ci or {}
+    if not assert_ and any(ci.get(k) for k in ("strict", "no_replay", "junit_xml", "summary_md")):
+        raise UsageError("--strict, --no-replay, --junit-xml and --summary-md need --assert")
+    check_output_paths(ci.get("junit_xml"), ci.get("summary_md"))
 
     with _Progress(not as_json) as progress:
         res = run_replicate(pair, out=out, n=n, max_tokens=max_tokens, limit=limit, seed=seed, quick=quick,
@@ -157,10 +162,15 @@ def _replicate(ctx: click.Context, *, out: Path, pair: str, limit: int | None, s
         _render(res.results, seconds=res.seconds, out=res.out)
         if res.report is not None:
             console.print(f"report: {res.report.md}, {res.report.html}")
-    else:
+    elif not assert_:
         print_json(res.claims if claims_only else res.results)
-    if assert_:
-        ctx.exit(exit_code(res.claims))
+    if assert_:  # the same checks and exit semantics as `overtonlite check`
+        from overtonlite.experiments.check import check_run
+
+        with _Progress(not as_json) as progress:
+            result = check_run(res.out, strict=ci.get("strict", False), replay=not ci.get("no_replay"),
+                               report=not no_report, threads=threads, command="replicate", progress=progress)
+        finish(ctx, result, junit_xml=ci.get("junit_xml"), summary_md=ci.get("summary_md"), as_json=as_json)
 
 
 _REPLICATE_OPTIONS = [
@@ -176,27 +186,23 @@ def _replicate_options(func: Callable[..., Any], *, default_out: str | None = No
     return _common(func, default_out=default_out)
 
 
-@click.command("replicate")
+class _ReplicateCommand(StatusCommand):
+    wants_status = staticmethod(lambda params: bool(params.get("assert_")))  # type: ignore[assignment]
+
+
+@click.command("replicate", cls=_ReplicateCommand)
 @_replicate_options
 @click.option("--assert", "assert_", is_flag=True,
-              help="Exit 1 when a claim's expected direction fails beyond its CI (as `check`).")
-@click.option("--json", "as_json", is_flag=True, help="Print results.json on stdout.")
+              help="Then run the checks of `overtonlite check` on the run, with its exit codes.")
+@ci_options
+@click.option("--json", "as_json", is_flag=True,
+              help="Print results.json on stdout (with --assert: the check result).")
 @click.pass_context
 def replicate(ctx: click.Context, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
-              no_report: bool, quick: bool, n: int | None, max_tokens: int | None, assert_: bool,
-              as_json: bool) -> None:
+              no_report: bool, quick: bool, n: int | None, max_tokens: int | None, assert_: bool, strict: bool,
+              no_replay: bool, junit_xml: Path | None, summary_md: Path | None, as_json: bool) -> None:
     """Both claims end to end on the built-in prompt sets: samples, metrics, verdicts, results.json, report."""
     _replicate(ctx, out=out, pair=pair, limit=limit, seed=seed, threads=threads, no_report=no_report, quick=quick,
-               n=n, max_tokens=max_tokens, assert_=assert_, as_json=as_json, claims_only=False)
+               n=n, max_tokens=max_tokens, assert_=assert_, as_json=as_json, claims_only=False,
+               ci={"strict": strict, "no_replay": no_replay, "junit_xml": junit_xml, "summary_md": summary_md})
 
-
-@click.command("check")
-@functools.partial(_replicate_options, default_out="runs/check")
-@click.option("--json", "as_json", is_flag=True, help="Print the claims block of results.json on stdout.")
-@click.pass_context
-def check(ctx: click.Context, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
-          no_report: bool, quick: bool, n: int | None, max_tokens: int | None, as_json: bool) -> None:
-    """CI smoke test: `replicate --assert`. Exit 0 when no claim fails beyond its CI, 1 when one does, 2 on a
-    usage or input error."""
-    _replicate(ctx, out=out, pair=pair, limit=limit, seed=seed, threads=threads, no_report=no_report, quick=quick,
-               n=n, max_tokens=max_tokens, assert_=True, as_json=as_json, claims_only=True)
