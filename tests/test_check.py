@@ -137,7 +137,8 @@ def test_finding_statuses() -> None:
     assert status(f("supported")).status == ck.PASSED
     assert status(f("inconclusive", ci=(-0.1, 0.2))).status == ck.PASSED
     assert status(f("inconclusive", ci=None)).status == ck.SKIPPED  # nothing to judge
-    assert status(f("inconclusive", line="inconclusive: 54 % cut at max_tokens")).status == ck.SKIPPED
+    assert status(f("inconclusive", line="x. Inconclusive: 54 % of base samples cut at max_tokens")).status == ck.SKIPPED
+    assert status({**f("inconclusive"), "truncated": {"chat": 1.0}}).status == ck.SKIPPED
     assert status(f("not measured", ci=None)).status == ck.SKIPPED
     assert status(f("not supported")).status == ck.SKIPPED
     enforced = ck.finding_items({"claims": {"c": {"findings": [f("not supported")]}}}, enforced=True, strict=False)
@@ -154,7 +155,8 @@ def test_ranges() -> None:
         "vendi = 4.5 outside [1, 4]", "stance label 'maybe' not in ['yes', 'no', 'both', 'other']",
         "missing = 6 outside [1, 5]", "tokens_mean = 81 outside [0, 80]"]
     summary = {"systems": {"chat": {"jaccard": {"mean": 0.3, "ci": [0.4, 0.2]}}},
-               "paired": {"chat - base": {"jaccard": {"mean": -0.5, "ci": [-0.6, -0.4]}}}}
+               "paired": {"chat - base": {"jaccard": {"mean": -0.5, "ci": [-0.6, -0.4]}}},
+               "ratios": {"urial / chat": {"sets": {"all": {"cosine_to_ref": {"mean": 1.2, "ci": [0.9, 1.5]}}}}}}
     assert list(summary_problems(summary)) == ["systems/chat/jaccard: CI [0.4, 0.2] has its low end above its high end"]
 
 
@@ -298,3 +300,20 @@ def test_cli_replicate_assert(fake_cli, tmp_path: Path, capsys) -> None:
     assert int(root.get("failures")) == 0 and int(root.get("skipped")) > 0
     code, _, err = _main(["replicate", "--quick", "--junit-xml", str(r), "--out", str(tmp_path / "run2")], capsys)
     assert code == 2 and "need --assert" in err
+
+
+@pytest.mark.realmodel
+@pytest.mark.slow
+def test_check_quick_real_models(default_base_path, default_chat_path, minilm_dir, tmp_path: Path, capsys) -> None:
+    """The CI smoke test itself: `check --quick` on the default pair exits 0 when nothing is broken, with every
+    pipeline check passed (the determinism replay on the real engine included) and the files CI reads."""
+    r, s = tmp_path / "r.xml", tmp_path / "s.md"
+    code, _, err = _main(["check", "--quick", "--out", str(tmp_path / "run"), "--junit-xml", str(r),
+                          "--summary-md", str(s)], capsys)
+    assert err.strip().splitlines()[-1] == "check: healthy (exit 0)" and code == 0, err[-3000:]
+    root = _parse_junit(r)
+    pipeline = {c.get("name"): c for c in root.find("testsuite[@name='overtonlite.pipeline']").findall("testcase")}
+    assert set(pipeline) == set(CHECKS)
+    assert all(c.find("failure") is None and c.find("skipped") is None for c in pipeline.values())
+    assert int(root.get("failures")) == 0
+    assert "| determinism | passed |" in s.read_text()

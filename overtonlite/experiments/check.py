@@ -338,7 +338,7 @@ def _finding_item(cname: str, f: dict[str, Any], enforced: bool, strict: bool) -
             status, msg = SKIPPED, f"not enforced on a cross-family pair (--strict enforces it): {line}"
     elif verdict == NOT_MEASURED:
         status, msg = SKIPPED, f"not measured: {line}"
-    elif verdict == INCONCLUSIVE and (ci_t is None or "cut at max_tokens" in line or f.get("truncation")):
+    elif verdict == INCONCLUSIVE and (ci_t is None or f.get("truncated") or "cut at max_tokens" in line):
         status, msg = SKIPPED, f"inconclusive by design: {line}"
     elif verdict == INCONCLUSIVE:
         status, msg = PASSED, line

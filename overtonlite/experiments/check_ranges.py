@@ -103,7 +103,8 @@ def record_problems(rec: Mapping[str, Any], *, max_tokens: int | None = None) ->
 def summary_problems(node: Any, *, n: int | None = None, max_tokens: int | None = None,
                      path: tuple[str, ...] = ()) -> Iterator[str]:
     """Every out-of-range ``{"mean", "ci"}`` entry anywhere in summary.json (whatever its nesting), and every
-    CI whose low end is above its high end. Entries under a ``paired`` key are differences between systems."""
+    CI whose low end is above its high end. Entries under a ``paired`` key are differences between systems, and
+    entries under a ``ratios`` key ratios of means (checked only for being finite)."""
     if isinstance(node, Mapping):
         if "mean" in node and "ci" in node:
             yield from _entry_problems(node, n=n, max_tokens=max_tokens, path=path)
@@ -120,6 +121,8 @@ def _entry_problems(entry: Mapping[str, Any], *, n: int | None, max_tokens: int 
     where = "/".join(path)
     paired = any("paired" in p or " - " in p for p in path)
     lo, hi = (difference_range if paired else metric_range)(name, n=n, max_tokens=max_tokens)
+    if any("ratio" in p for p in path):  # ratios of means (share of the self-similarity): only finite, CI ordered
+        lo = hi = None
     values = [("mean", entry.get("mean"))]
     ci = entry.get("ci")
     if isinstance(ci, list | tuple) and len(ci) == 2:
