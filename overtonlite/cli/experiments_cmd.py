@@ -193,7 +193,8 @@ class _ReplicateCommand(StatusCommand):
 @click.command("replicate", cls=_ReplicateCommand)
 @_replicate_options
 @click.option("--assert", "assert_", is_flag=True,
-              help="Then run the checks of `overtonlite check` on the run, with its exit codes.")
+              help="Then run the checks of `overtonlite check` on the run, with its exit codes "
+                   "(--strict, --no-replay, --junit-xml and --summary-md apply only with it).")
 @ci_options
 @click.option("--json", "as_json", is_flag=True,
               help="Print results.json on stdout (with --assert: the check result).")
