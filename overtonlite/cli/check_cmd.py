@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from overtonlite.cli.ci import StatusCommand, check_output_paths, ci_options, finish
-from overtonlite.cli.experiments_cmd import _Progress, _render, _replicate_options
+from overtonlite.cli.experiments_cmd import _banner, _Progress, _render, _replicate_options
 
 
 @click.command("check", cls=StatusCommand)
@@ -37,5 +37,8 @@ def check(ctx: click.Context, out: Path, pair: str, limit: int | None, seed: int
         result = run_check(pair, out=out, strict=strict, replay=not no_replay, report=not no_report,
                            progress=progress, n=n, max_tokens=max_tokens, limit=limit, seed=seed, quick=quick,
                            threads=threads)
-    _render(result.results, seconds=result.seconds, out=result.out)
+    if as_json:
+        _banner(result.results)
+    else:
+        _render(result.results, seconds=result.seconds, out=result.out)
     finish(ctx, result, junit_xml=junit_xml, summary_md=summary_md, as_json=as_json)

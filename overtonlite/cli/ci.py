@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from overtonlite.cli.common import console, print_json
+from overtonlite.cli.common import console, print_json, print_result
 from overtonlite.errors import OvertonliteError, UsageError
 
 _STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
@@ -82,7 +82,7 @@ def check_output_paths(*paths: Path | None) -> None:
 
 
 def render_check(result: Any) -> None:
-    """The checks and findings as a rich table on stderr."""
+    """The checks and findings as a rich table on stdout (a command's result)."""
     from rich.table import Table
 
     table = Table(title=f"{result.command}: pipeline checks and claim findings ({result.enforcement})",
@@ -93,15 +93,17 @@ def render_check(result: Any) -> None:
     for item in result.items:
         name = item.name if item.kind == "check" else f"{item.suite.removeprefix('claims.')}.{item.name}"
         table.add_row(name, f"[{_STYLE[item.status]}]{item.status}[/]", item.message)
-    console.print(table)
+    print_result(table)
 
 
 def finish(ctx: click.Context, result: Any, *, junit_xml: Path | None, summary_md: Path | None,
            as_json: bool) -> None:
-    """Render, write the CI files, print the JSON, close with the status line and exit with the check's code."""
+    """Render (or print the JSON), write the CI files, close with the status line on stderr and exit with the
+    check's code."""
     from overtonlite.experiments.ci_output import write_junit, write_summary_md
 
-    render_check(result)
+    if not as_json:
+        render_check(result)
     if junit_xml is not None:
         console.print(f"wrote {write_junit(result, junit_xml)}", highlight=False)
     if summary_md is not None:
