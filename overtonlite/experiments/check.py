@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from overtonlite import schema
 from overtonlite.errors import RegistryError
 from overtonlite.experiments import evidence as ev
 from overtonlite.experiments.check_ranges import TOL, record_problems, summary_problems
@@ -179,7 +180,7 @@ def check_samples(run_dir: Path) -> CheckItem:
 
 
 def check_metric_ranges(run_dir: Path, settings: dict[str, Any]) -> CheckItem:
-    records = ev.read_jsonl(run_dir / "metrics.jsonl")
+    records = schema.read_metrics(run_dir)
     if not records:
         return CheckItem("check", "metric_ranges", FAILED, f"no records in {run_dir / 'metrics.jsonl'}")
     cap = settings.get("max_tokens") if isinstance(settings.get("max_tokens"), int) else None
@@ -194,9 +195,7 @@ def check_metric_ranges(run_dir: Path, settings: dict[str, Any]) -> CheckItem:
 
 
 def check_summary_ranges(run_dir: Path, settings: dict[str, Any]) -> CheckItem:
-    from overtonlite.rundir.records import read_json_object
-
-    data = read_json_object(run_dir / "summary.json", what="a summary object")
+    data = schema.read_summary(run_dir)
     if not data:
         return CheckItem("check", "summary_ranges", FAILED, f"no {run_dir / 'summary.json'}")
     n = settings.get("n") if isinstance(settings.get("n"), int) else None
@@ -240,13 +239,16 @@ def check_results(results: dict[str, Any]) -> CheckItem:
 
 
 def check_self_baseline(run_dir: Path, seed: int = 0) -> CheckItem:
-    records = ev.read_jsonl(run_dir / "metrics.jsonl")
-    chat = ev.by_system(records).get(CHAT, {})
-    vals = [v for r in chat.values() if (v := ev.as_value(r.get("bertscore_f1_to_ref_rescaled"))) is not None]
+    from overtonlite.metrics.stats import bootstrap_ci
+
+    chat = {r.get("prompt_id"): r for r in schema.read_metrics(run_dir) if r.get("system") == CHAT}
+    vals = [v for r in chat.values()
+            if (v := schema.per_prompt_value(r.get("bertscore_f1_to_ref_rescaled"))) is not None]
     if not vals:
         return CheckItem("check", "self_baseline", FAILED,
                          "no chat self-similarity (rescaled BERTScore-style F1 of chat s1..s(N-1) vs s0) was scored")
-    mean, ci = ev.mean_ci(vals, seed=seed)
+    mean, lo, hi = bootstrap_ci(vals, n_boot=schema.N_BOOT, seed=seed)
+    ci = (lo, hi) if len(vals) > 1 else None
     text = (f"chat self-similarity, rescaled against the cross-prompt baseline: {fmt(mean)} ({fmt_ci(ci)}) "
             f"over {len(vals)} prompts; expected above 0")
     return CheckItem("check", "self_baseline", PASSED if mean is not None and mean > 0 else FAILED, text,
@@ -377,7 +379,7 @@ def check_run(run_dir: str | Path, *, strict: bool = False, replay: bool = True,
     ``open_chat`` opens a fresh chat generator for the determinism replay (default: the registry model named in
     results.json); ``replay=False`` skips the replay; ``report=False`` skips the report check.
     """
-    from overtonlite.rundir.manifest import write_json_atomic
+    from overtonlite.util import write_json_atomic
 
     t0 = time.perf_counter()
     path = Path(run_dir)
