@@ -184,3 +184,25 @@ def test_cli_loads_no_model_on_any_generations(tmp_path: Path) -> None:
     assert "NO-MODEL-OK" in proc.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["settings"]["prompts"] == {"selected": 3} and results["banner"]  # families unknown: warned
+
+
+def test_cli_from_with_assert_writes_junit_and_exits_by_its_failures(tmp_path: Path) -> None:
+    """`replicate --from ... --assert --junit-xml` runs the checks of `check` (no replay) on imported generations."""
+    import xml.etree.ElementTree as ET
+
+    src = write_generations(tmp_path / "gens.jsonl")
+    out, junit = tmp_path / "run", tmp_path / "r.xml"
+    argv = ["replicate", "--from", str(src), *sum((["--role", r] for r in ROLES), []), "--limit", "4",
+            "--out", str(out), "--assert", "--junit-xml", str(junit)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    script = _NO_MODEL.replace("    if exc.code:\n        raise\n", "    print('EXIT', exc.code or 0)\n")
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=900)
+    assert "NO-MODEL-OK" in proc.stdout, proc.stderr[-2000:]
+    code = int(proc.stdout.split("EXIT", 1)[1].split()[0]) if "EXIT" in proc.stdout else 0
+    suites = ET.parse(junit).getroot()
+    cases = suites.findall(".//testcase")
+    failures = [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
+    assert cases and any(c.get("name", "").startswith("replay") is False for c in cases)
+    assert code == (1 if failures else 0)
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"(exit {code})")
