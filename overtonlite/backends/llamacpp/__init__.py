@@ -74,6 +74,8 @@ from overtonlite.backends.llamacpp.native import NativeModel, physical_cores
 from overtonlite.backends.llamacpp.sched import Group, Job, Prefix, Scheduler
 from overtonlite.errors import ModelLoadError, UsageError
 
+COHORT_FILL = 2  # a cohort holds this many times the groups that fit in max_seqs sequences at once
+SCHEDULE_VERSION = 1  # bump when a scheduling change alters which tokens are decoded together
 PARALLEL_SAMPLING_VOCAB = 32_000  # sample sequences in parallel threads above this vocabulary size
 SAMPLER_CHAIN = "repetition penalty (whole context) -> top_k -> top_p -> min_p -> temp -> dist(seed)"
 
@@ -178,6 +180,28 @@ class LlamaCppGenerator:
     def count_tokens(self, text: str) -> int:
         """Number of prompt tokens for ``text`` (including a BOS the model adds)."""
         return len(self.tokenize(text))
+
+    def cohort_groups(self, n: int) -> int:
+        """How many prompt groups of ``n`` samples form one cohort (see "Exact resume" in the module docstring)."""
+        return max(1, self.max_seqs // max(1, n)) * COHORT_FILL
+
+    def schedule_settings(self) -> dict[str, Any]:
+        """The engine settings that, beside (model, rendered prompt, sampling, seed, N), decide a group's texts.
+
+        They go into the run directory's cache key and settings check, so a resume with other values is refused
+        instead of silently mixing texts that a single run would not have produced.
+        """
+        return {
+            "engine": "llama.cpp",
+            "schedule": SCHEDULE_VERSION,
+            "max_seqs": self.max_seqs,
+            "cohort_fill": COHORT_FILL,
+            "n_ctx": self.n_ctx,
+            "n_kv": self.n_kv,
+            "n_batch": self.native.n_batch,
+            "min_prefix": self.min_prefix,
+            "lookahead": self.lookahead,
+        }
 
     def describe(self) -> dict[str, Any]:
         """Facts for the manifest."""

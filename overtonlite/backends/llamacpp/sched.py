@@ -28,6 +28,9 @@ class Prefix:
     tokens: tuple[int, ...]
     refs: int = 0
     current: bool = True
+    clean: bool = (
+        False  # evaluated first thing into a cleared cache (cells 0..len-1): a cohort may start on it
+    )
 
 
 @dataclass(eq=False)
@@ -125,6 +128,8 @@ class Scheduler:
         self.prefill: list[Job] = []
         self.slots: list[Slot] = []
         self.active: list[Job] = []
+        self.cohort = -1  # the cohort in flight (-1: none, continuous batching)
+        self.fresh = False  # nothing decoded since the cache was cleared
 
     # -- reading and admission --------------------------------------------------------------------------------
     def _refill(self) -> None:
@@ -153,13 +158,51 @@ class Scheduler:
             if cached >= self.gen.min_prefix and not partial_swa:
                 return cached, False
         # the prefix common to all waiting prompts that share at least min_prefix tokens with this one
+        best = self._shared_prefix(job)
+        return (best, True) if best else (0, False)
+
+    def _shared_prefix(self, job: Job) -> int:
+        """Length of the prefix common to the waiting prompts of the job's cohort that share >= min_prefix
+        tokens with it (0: none worth sharing)."""
+        toks = job.group.tokens
+        cohort = job.group.req.cohort
         shared = [
             n
-            for n in (_lcp(o.group.tokens, toks) for o in self.pending if o is not job)
+            for n in (
+                _lcp(o.group.tokens, toks)
+                for o in self.pending
+                if o is not job and o.group.req.cohort == cohort
+            )
             if n >= self.gen.min_prefix
         ]
-        best = min(min(shared, default=0), limit)
-        return (best, True) if best >= self.gen.min_prefix else (0, False)
+        best = min(min(shared, default=0), len(toks) - 1)
+        return best if best >= self.gen.min_prefix else 0
+
+    def _start_cohort(self, job: Job) -> None:
+        """Bring the KV cache to the state a fresh generator would have for this cohort's first job.
+
+        The cache is cleared, except for a cached prefix that was itself evaluated into a cleared cache and is
+        exactly the prefix this job would build: its cells, values and the cache's insertion point are then the
+        same as after evaluating it afresh, so the cohort decodes the same floats either way.
+        """
+        gen = self.gen
+        self.cohort = job.group.req.cohort
+        pref = gen._prefix
+        best = self._shared_prefix(job) if job.group.req.cohort >= 0 else 0
+        if (
+            pref is not None
+            and pref.clean
+            and pref.refs == 0
+            and best
+            and pref.tokens == tuple(job.group.tokens[:best])
+        ):
+            return
+        self.nm.clear()
+        self.fresh = True
+        if pref is not None:
+            pref.current = False
+        gen._prefix = None
+        gen._cells_used = 0
 
     def _release_prefix(self, pref: Prefix | None) -> None:
         if pref is not None and pref.refs == 0 and not pref.current:
@@ -178,7 +221,8 @@ class Scheduler:
             chunk = tokens[start : start + step]
             self.nm.decode([(t, start + k, PREFIX_SEQ, False) for k, t in enumerate(chunk)])
             self.gen.stats["decode_calls"] += 1
-        self.gen._prefix = Prefix(tokens=tokens)
+        self.gen._prefix = Prefix(tokens=tokens, clean=self.fresh)
+        self.fresh = False
         self.gen._cells_used += len(tokens)
         self.gen.stats["prefix_tokens_evaluated"] += len(tokens)
         self.gen.stats["prompt_tokens_evaluated"] += len(tokens)
@@ -186,6 +230,12 @@ class Scheduler:
 
     def _try_admit(self, job: Job) -> bool:
         gen = self.gen
+        if job.group.req.cohort != self.cohort:
+            if self.active:
+                return False  # a cohort starts once the one in flight is finished
+            if job.group.req.cohort >= 0:
+                self._start_cohort(job)
+            self.cohort = job.group.req.cohort
         if len(self.free_seqs) < len(job.indices):
             return False
         gen_cells = len(job.indices) * job.max_new
@@ -251,6 +301,7 @@ class Scheduler:
         pure = len(entries) == len(self.slots)  # a generation-only step (no prompt tokens in the batch)
         t0 = time.perf_counter()
         nm.decode(entries)
+        self.fresh = False
         self.gen.stats["decode_calls"] += 1
         produced = 0
         for job, idx in started:
