@@ -1,7 +1,7 @@
 """llama.cpp's own ``llama-batched-bench``, built from the SAME vendored sources as the installed llama-cpp-python.
 
 Used by ``bench_decode.py`` as the reference decode speed. The sdist of the installed llama-cpp-python version is
-fetched with ``pip download --no-binary :all:`` (pip's cache makes a second fetch free), and only the
+fetched with ``pip download --no-binary llama-cpp-python`` (pip's cache makes a second fetch free), and only the
 ``llama-batched-bench`` target is built with cmake, into a cache folder outside the repository
 (``$OVERTONLITE_BENCH_CACHE`` or ``~/.cache/overtonlite-bench``). Nothing of it is committed.
 """
@@ -43,7 +43,7 @@ def ensure_batched_bench(version: str | None = None, *, jobs: int = 2) -> Path:
     if not sdists:
         _log(f"fetching the llama-cpp-python {version} sdist with pip")
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-python",
              f"llama-cpp-python=={version}", "-d", str(root)],
             check=True,
         )  # fmt: skip

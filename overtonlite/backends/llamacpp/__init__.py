@@ -76,7 +76,6 @@ from overtonlite.errors import ModelLoadError, UsageError
 
 COHORT_FILL = 2  # a cohort holds this many times the groups that fit in max_seqs sequences at once
 SCHEDULE_VERSION = 1  # bump when a scheduling change alters which tokens are decoded together
-PARALLEL_SAMPLING_VOCAB = 32_000  # sample sequences in parallel threads above this vocabulary size
 SAMPLER_CHAIN = "repetition penalty (whole context) -> top_k -> top_p -> min_p -> temp -> dist(seed)"
 
 
@@ -141,9 +140,7 @@ class LlamaCppGenerator:
         self._template = self.native.meta("tokenizer.chat_template")
         self._prefix: Prefix | None = None
         self._cells_used = 0
-        self._pool: Any = None
         self._busy = False
-        self.parallel_sampling = self.n_threads > 1 and self.native.n_vocab >= PARALLEL_SAMPLING_VOCAB
         self.stats: dict[str, int] = {
             "prompt_tokens_evaluated": 0,
             "prefix_tokens_evaluated": 0,
@@ -226,9 +223,6 @@ class LlamaCppGenerator:
 
     def close(self) -> None:
         """Free the context and the model (idempotent)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
         self.native.close()
         self._prefix = None
 
@@ -258,18 +252,6 @@ class LlamaCppGenerator:
             self._busy = False
 
     # helpers used by the scheduler ---------------------------------------------------------------------------
-    def _sampling_pool(self, n_outputs: int) -> Any:
-        """A thread pool for sampling many sequences at once (ctypes releases the GIL), or None."""
-        if not self.parallel_sampling or n_outputs < 2:
-            return None
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(
-                max_workers=max(2, self.n_threads), thread_name_prefix="overtonlite-sample"
-            )
-        return self._pool
-
     def _plan(self, req: GenRequest) -> tuple[Group | None, GroupResult | None]:
         """Tokenize and split a request into jobs; or return an immediate (error/empty) result."""
         tokens = self.tokenize(req.prompt)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from overtonlite.backends.base import GenRequest, GroupResult, ProgressFn, SampleResult
+from overtonlite.backends.llamacpp.fastsample import SeqRng, sample_step
 from overtonlite.backends.llamacpp.stops import SampleText
 from overtonlite.errors import OvertonliteError
 
@@ -65,7 +66,7 @@ class Slot:
     job: Job
     index: int
     seq: int
-    sampler: Any
+    rng: SeqRng
     text: SampleText
     pos: int
     last: int = -1
@@ -308,9 +309,9 @@ class Scheduler:
             for seq in job.seqs[1:]:
                 nm.seq_cp(job.seqs[0], seq, -1, -1)
             for index, seq in zip(job.indices, job.seqs, strict=True):
-                sampler = nm.make_sampler(job.group.req.sampling, job.group.req.seeds[index])
+                rng = SeqRng(job.group.req.sampling, job.group.req.seeds[index])
                 slot = Slot(
-                    job, index, seq, sampler, SampleText(job.group.req.sampling.stop), len(job.group.tokens)
+                    job, index, seq, rng, SampleText(job.group.req.sampling.stop), len(job.group.tokens)
                 )
                 slot.seen = dict.fromkeys(job.group.tokens)  # the penalty covers the whole context
                 job.live += 1
@@ -329,7 +330,7 @@ class Scheduler:
         return produced
 
     def _sample_all(self, outputs: list[tuple[Slot, int]]) -> list[int]:
-        """Run every sequence's sampler chain on its logits row; in parallel threads for big vocabularies."""
+        """Penalise each distinct logits row, then sample every sequence of the step at once (fastsample)."""
         nm = self.nm
         done: set[int] = set()
         for slot, idx in outputs:
@@ -337,11 +338,13 @@ class Scheduler:
             if penalty != 1.0 and idx not in done:  # siblings starting together share one row and one context
                 done.add(idx)
                 nm.penalize(idx, slot.seen_array(), penalty)
-        pool = self.gen._sampling_pool(len(outputs))
-        if pool is None:
-            return [nm.sample(slot.sampler, idx) for slot, idx in outputs]
-        nm.sync_outputs()  # settle the context's output bookkeeping before concurrent read-only access
-        return list(pool.map(lambda so: nm.sample(so[0].sampler, so[1]), outputs))
+        logits, rows = nm.logits_rows([idx for _, idx in outputs])
+        return sample_step(
+            logits,
+            rows,
+            [slot.job.group.req.sampling for slot, _ in outputs],
+            [slot.rng for slot, _ in outputs],
+        )
 
     def _advance(self, slot: Slot, tok: int) -> bool:
         """Take the slot's sampled token; True while the sample goes on."""
@@ -365,8 +368,6 @@ class Scheduler:
     def _finish(self, slot: Slot, reason: str) -> None:
         job, gen = slot.job, self.gen
         job.group.samples[slot.index] = _sample_result(slot, reason)
-        self.nm.free_sampler(slot.sampler)
-        slot.sampler = None
         self.nm.seq_rm(slot.seq)
         heapq.heappush(self.free_seqs, slot.seq)
         gen._cells_used -= job.max_new
@@ -411,9 +412,6 @@ class Scheduler:
         """Free everything still in flight (normal end: nothing; early close or error: all samplers and cells)."""
         if not self.active and not self.slots:
             return
-        for slot in self.slots:
-            if slot.sampler is not None:
-                self.nm.free_sampler(slot.sampler)
         self.slots = []
         self.active = []
         self.prefill = []
