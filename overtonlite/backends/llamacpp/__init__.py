@@ -11,8 +11,11 @@ How a run is scheduled
   admitted jobs, in ONE ``llama_decode``. Jobs are admitted in input order while there are free sequences and
   free KV cells (a job reserves ``prompt cells + N * max_new_tokens``); a finished sample's cells are released
   at once with ``llama_memory_seq_rm``. Groups are yielded as soon as all their samples are finished.
-* Sampling of the sequences of one step runs in a small thread pool (ctypes releases the GIL) when the
-  vocabulary is large (Gemma's 262k tokens make the full-vocabulary sampler chain cost several ms).
+* All sequences of a step are sampled at once in numpy on llama.cpp's logits buffer (:mod:`.fastsample`):
+  llama.cpp's scalar sampler chain cost 10-15 % of a batched step with large vocabularies (Gemma: 262k).
+* Cohorts: requests carrying a cohort index (``GenRequest.cohort >= 0``; ``overtonlite sample`` sets it) are
+  decoded cohort by cohort: the next cohort is admitted only once the previous one is finished, and starts from a
+  cleared KV cache (see "Exact resume").
 * Shared prefix: when a prompt shares at least ``min_prefix`` tokens with the cached prefix, or with another
   prompt waiting in the look-ahead window, the common token prefix is evaluated once into sequence 0 and copied
   into each job before only the job's own suffix is evaluated. The cache lives as long as the generator, so a
@@ -28,10 +31,11 @@ Each sequence has its own sampler state and seed. The order is the one of Huggin
    penalty). The engine applies it to the logits row itself, with the same float32 arithmetic as llama.cpp's
    ``penalties`` sampler, because that sampler does a hash lookup for every vocabulary entry (Gemma: 262k) on
    every token;
-2. then the llama.cpp sampler chain (``llama_sampler_chain``): ``top_k`` (if > 0) -> ``top_p`` (if < 1) ->
-   ``min_p`` (if > 0) -> ``temp`` -> ``dist(seed)``.
+2. then the distribution of llama.cpp's chain ``top_k`` (if > 0) -> ``top_p`` (if < 1) -> ``min_p`` (if > 0) ->
+   ``temp`` -> ``dist``, drawn by :mod:`.fastsample` (tested against llama.cpp's own samplers): each sample has its
+   own random stream (PCG64 seeded with the sample's seed) and draws one uniform number per token.
 
-``temperature == 0`` replaces the chain with greedy decoding (the penalty still applies first).
+``temperature == 0`` is greedy decoding (the penalty still applies first).
 
 Text, stops and limits
 ----------------------
@@ -53,12 +57,24 @@ is already loaded when ``llama_cpp`` is first imported, and only if the environm
 
 A prompt that tokenizes to nothing (and a model without BOS) yields ``error="empty_prompt"``.
 
-Determinism: the same requests, in the same order, with the same engine settings (``max_seqs``, ``n_batch``,
-``n_kv``) give identical samples; the schedule is deterministic. The same group run in a different batch
-composition (other groups in flight, a resumed run) is NOT guaranteed to give the same samples: llama.cpp's
-quantized matrix kernels round differently for different batch shapes. Measured: identical on the f32 tiny test
-model; with SmolLM2-135M Q4_1 two of three samples diverged after ~80 characters when the group ran alone
-instead of beside six other groups. Samples are statistically equivalent either way.
+Exact resume
+------------
+llama.cpp's quantized kernels round differently for different batch shapes and KV-cache layouts, so a group's
+texts depend on which other sequences share its batches (measured with SmolLM2-135M Q4_1: a group run alone and
+beside 11 others differed). The schedule is deterministic, so the texts are fixed once the batches are: the run
+plan is cut into cohorts of ``cohort_groups(n)`` consecutive groups (``COHORT_FILL`` times the groups that fit
+``max_seqs`` sequences at once), each cohort starts from a cleared KV cache and no cohort overlaps another. A
+resumed run (``overtonlite sample``) regenerates every cohort that misses a group, whole, and writes only the
+missing groups, so its texts are those of an uninterrupted run. A cached prefix survives into the next cohort only
+when it was itself evaluated into a cleared cache and is exactly the prefix that cohort would build: cells,
+values and the cache's insertion point are then the same as after evaluating it afresh.
+
+What else decides the texts is returned by :meth:`LlamaCppGenerator.schedule_settings` (``max_seqs``, the cohort
+fill, ``n_ctx``, ``n_kv``, ``n_batch``, ``min_prefix``, ``lookahead``); it goes into the cache key and the run
+directory's settings check. Thread count does not change texts (measured: 1 and 2 threads identical on 12 groups
+of SmolLM2-135M Q4_1; llama.cpp computes each output element in one thread). The llama.cpp build and the CPU's
+instruction set do: a run resumed on another machine or llama-cpp-python version is not guaranteed identical
+(both are recorded in the manifest).
 """
 
 from __future__ import annotations
@@ -76,7 +92,7 @@ from overtonlite.errors import ModelLoadError, UsageError
 
 COHORT_FILL = 2  # a cohort holds this many times the groups that fit in max_seqs sequences at once
 SCHEDULE_VERSION = 1  # bump when a scheduling change alters which tokens are decoded together
-SAMPLER_CHAIN = "repetition penalty (whole context) -> top_k -> top_p -> min_p -> temp -> dist(seed)"
+SAMPLER_CHAIN = "repetition penalty (whole context) -> top_k -> top_p -> min_p -> temp -> dist(seed, PCG64)"
 
 
 class LlamaCppGenerator:
