@@ -42,6 +42,7 @@ from overtonlite.datasets import Prompt
 from overtonlite.errors import UsageError
 from overtonlite.rundir.manifest import update_manifest
 from overtonlite.rundir.records import RunDir
+from overtonlite.schema import group_record
 
 Mode = Literal["auto", "raw", "chat"]
 MODES = ("auto", "raw", "chat")
@@ -294,27 +295,27 @@ def _todo(run: RunDir, spec: SampleSpec, jobs: list[_Job], *, retry_errors: bool
 
 
 def _record(spec: SampleSpec, job: _Job, result: GroupResult) -> dict[str, Any]:
-    return {
-        "system": spec.system,
-        "model": spec.model,
-        "model_sha256": spec.model_sha256,
-        "prompt_id": job.prompt.id,
-        "prompt": job.prompt.text,
-        "rendered_prompt_sha256": job.rendered_sha256,
-        "config_hash": spec.config_hash(),
-        "key": job.key,
-        "n": spec.n,
-        "seed": spec.seed,
-        "mode": spec.mode,
-        "sampling": spec.sampling.to_dict(),
-        "prompt_tokens": result.prompt_tokens,
-        "prompt_tokens_evaluated": result.prompt_tokens_evaluated,
-        "seconds": round(result.seconds, 4),
-        "error": result.error,
-        "set": job.prompt.meta.get("set"),
-        "backend_extra": result.extra or None,
-        "samples": [s.to_dict() for s in result.samples] if result.error is None else [],
-    }
+    return group_record(
+        system=spec.system,
+        model=spec.model,
+        model_sha256=spec.model_sha256,
+        prompt_id=job.prompt.id,
+        prompt=job.prompt.text,
+        rendered_prompt_sha256=job.rendered_sha256,
+        config_hash=spec.config_hash(),
+        key=job.key,
+        n=spec.n,
+        seed=spec.seed,
+        mode=spec.mode,
+        sampling=spec.sampling.to_dict(),
+        prompt_tokens=result.prompt_tokens,
+        prompt_tokens_evaluated=result.prompt_tokens_evaluated,
+        seconds=round(result.seconds, 4),
+        error=result.error,
+        set=job.prompt.meta.get("set"),
+        backend_extra=result.extra or None,
+        samples=[s.to_dict() for s in result.samples] if result.error is None else [],
+    )
 
 
 def _generate(

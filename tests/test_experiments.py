@@ -31,6 +31,8 @@ from overtonlite.experiments.verdicts import (
 )
 from overtonlite.prompts import HUMAN_EXAMPLES
 from overtonlite.rundir.records import read_groups
+from overtonlite.schema import resolve
+from overtonlite.scoring.agg import build_summary
 from tests.exp_fakes import HashEmbedder, fake_pair
 
 # ------------------------------------------------------------------------------------------- conditions
@@ -107,26 +109,54 @@ def _overton_metrics(chat_jac: float, base_jac: float, *, chat_both: float = 0.8
     return recs, {"open-ended": oe, "contested": cq}
 
 
+def _summary(recs: list[dict[str, object]], sets: dict[str, list[str]],
+             pairs: tuple[tuple[str, str], ...] = (("chat", "base"),), **kw: object) -> dict[str, object]:
+    """summary.json's blocks for synthetic metrics records (each record gets the set of its prompt; stance counts
+    as scored on the contested groups)."""
+    set_of = {pid: name for name, ids in sets.items() for pid in ids}
+    recs = [{**r, "set": set_of.get(str(r["prompt_id"]))} for r in recs]
+    stance = {(str(r["system"]), str(r["prompt_id"])) for r in recs if r["set"] == "contested"}
+    systems = list(dict.fromkeys(str(r["system"]) for r in recs))
+    blocks = build_summary(recs, systems=systems, reference_system=kw.get("reference_system", "chat"), seed=0,
+                           stance_groups=stance, pairs=pairs)
+    return {**blocks, "settings": {"stance_sets": ["contested"] if stance else []}}
+
+
+def _evidence(claim: object, system: str, metric: str) -> list[dict[str, object]]:
+    return [e for e in claim.evidence if e["system"] == system and e["metric"] == metric]  # type: ignore[attr-defined]
+
+
 def test_overton_claim_supported() -> None:
     recs, sets = _overton_metrics(0.3, 0.1)
-    claim = overton_claim(recs, sets, seed=0)
+    summary = _summary(recs, sets)
+    claim = overton_claim(summary)
     assert [f.verdict for f in claim.findings] == [SUPPORTED] * 5
     assert claim.verdict == SUPPORTED
-    assert claim.evidence["jaccard"]["chat"]["mean"] == pytest.approx(0.3, abs=0.01)
-    assert set(claim.evidence["jaccard"]) == {"base", "chat"}
+    (chat_j,) = _evidence(claim, "chat", "jaccard")
+    assert chat_j["mean"] == pytest.approx(0.3, abs=0.01)
+    assert (chat_j["set"], chat_j["n_prompts"]) == ("open-ended", 8)
+    assert {e["system"] for e in claim.evidence if e["metric"] == "jaccard" and e["kind"] == "mean"} == {"base", "chat"}
+    (split,) = _evidence(claim, "base", "yes_no_split")
+    assert (split["set"], split["n_prompts"]) == ("contested", 8)
     assert all("95% CI [" in line for line in claim.lines[:5])
+    # every number is the summary.json entry it names; the findings name their systems and set
+    for entry in claim.evidence:
+        assert resolve(summary, entry) == {k: entry[k] for k in ("mean", "ci", "n_prompts")}
+    f = claim.findings[0]
+    assert (f.systems, f.set) == (("chat", "base"), "open-ended")
+    assert f.estimate == summary["paired"]["chat - base"]["sets"]["open-ended"]["jaccard"]["mean"]
 
 
 def test_overton_claim_not_supported_when_chat_more_diverse() -> None:
     recs, sets = _overton_metrics(0.1, 0.3)
-    claim = overton_claim(recs, sets, seed=0)
+    claim = overton_claim(_summary(recs, sets))
     assert claim.findings[0].verdict == NOT_SUPPORTED
     assert claim.verdict == NOT_SUPPORTED
 
 
 def test_overton_claim_inconclusive_when_difference_straddles_zero() -> None:
     recs, sets = _overton_metrics(0.2, 0.2, jitter=0.05)
-    claim = overton_claim(recs, sets, seed=0)
+    claim = overton_claim(_summary(recs, sets))
     assert claim.findings[0].verdict == INCONCLUSIVE
     assert claim.verdict == INCONCLUSIVE
 
@@ -148,26 +178,31 @@ def _recov_metrics(hinted: float, *, urial: float = 0.6, self_sim: float = 0.8) 
 def test_recoverability_supported_when_hinted_reaches_self() -> None:
     recs = _recov_metrics(0.8)
     ids = [f"oe-{i}" for i in range(10)]
-    claim = recoverability_claim(recs, ids, ["urial", "knn+summary"], seed=0)
+    summary = _summary(recs, {"open-ended": ids}, pairs=(("knn+summary", "urial"),))
+    claim = recoverability_claim(summary, ["urial", "knn+summary"])
     names = [f.name for f in claim.findings]
     assert names == ["reaches_self_cosine", "reaches_self_jaccard", "beats_urial"]
     assert claim.verdict == SUPPORTED
-    share = claim.evidence["share_of_self_similarity_cosine"]["knn+summary"]
+    (share,) = _evidence(claim, "knn+summary / chat", "cosine_to_ref")
     assert share["mean"] == pytest.approx(1.0, abs=1e-9)
     assert share["ci"][0] <= 1.0 <= share["ci"][1]
-    assert "chat (self)" in claim.evidence["similarity_to_chat_s0_cosine"]
+    assert (share["kind"], share["set"], share["n_prompts"]) == ("ratio", "open-ended", 10)
+    assert _evidence(claim, "chat", "cosine_to_ref")  # the self-similarity itself
+    for entry in claim.evidence:
+        assert resolve(summary, entry) == {k: entry[k] for k in ("mean", "ci", "n_prompts")}
 
 
 def test_recoverability_not_supported_when_far_below_self() -> None:
     recs = _recov_metrics(0.4, urial=0.6)
-    claim = recoverability_claim(recs, [f"oe-{i}" for i in range(10)], ["urial", "knn+summary"], seed=0)
+    summary = _summary(recs, {"open-ended": [f"oe-{i}" for i in range(10)]}, pairs=(("knn+summary", "urial"),))
+    claim = recoverability_claim(summary, ["urial", "knn+summary"])
     assert claim.findings[0].verdict == NOT_SUPPORTED
     assert claim.findings[2].verdict == NOT_SUPPORTED  # worse than plain URIAL
     assert claim.verdict == NOT_SUPPORTED
 
 
 def test_recoverability_without_hinted_condition_is_inconclusive() -> None:
-    claim = recoverability_claim([], [], ["urial"], seed=0)
+    claim = recoverability_claim({}, ["urial"])
     assert claim.verdict == INCONCLUSIVE
 
 
@@ -225,7 +260,7 @@ def test_prompt_too_long_is_recorded_and_counted(tmp_path: Path) -> None:
     counts = overflow_counts(tmp_path)
     assert counts["urial"] == {"groups": 5, "prompt_too_long": 5}
     assert counts["base"]["prompt_too_long"] == 0
-    claim = recoverability_claim([], [p.id for p in PROMPTS], ["base", "urial"], overflow=counts)
+    claim = recoverability_claim({}, ["base", "urial"], overflow=counts)
     assert any("Prompts over the context: 5" in line for line in claim.lines)
 
 

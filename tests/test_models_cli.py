@@ -125,8 +125,9 @@ def test_list_pull_verify_info(env: dict[str, Path]) -> None:
     assert (env["home"] / "embedders" / "emb" / "tokenizer.json").read_bytes() == TOK
     assert all(r["pulled"] for r in entries(run("list", "--json")).values())
 
-    res = run("list")  # the rich table goes to stderr
-    assert res.exit_code == 0 and "tiny-chat" in res.stderr and "pinned" in res.stderr
+    res = run("list")  # the rich table is the result: stdout; the notes go to stderr
+    assert res.exit_code == 0 and "tiny-chat" in res.stdout and "pinned" in res.stdout
+    assert "tiny-chat" not in res.stderr and "default (pair" in res.stderr
 
     res = run("verify", "--json")
     assert res.exit_code == 0, res.output
@@ -139,7 +140,7 @@ def test_list_pull_verify_info(env: dict[str, Path]) -> None:
     info = json.loads(res.stdout)
     assert (info["architecture"], info["has_chat_template"], info["parameters"]) == ("llama", True, 808)
     res = run("info", "tiny-base")
-    assert res.exit_code == 0 and "architecture" in res.stderr
+    assert res.exit_code == 0 and "architecture" in res.stdout
 
     # a corrupted cached file fails verify and is removed
     cached = env["home"] / "models" / "tiny-chat" / "chat.gguf"
@@ -198,3 +199,31 @@ def test_real_default_pull_and_verify(monkeypatch: pytest.MonkeyPatch) -> None:
     assert res.exit_code == 0, res.output
     done = {r["name"] for r in json.loads(res.stdout) if r["status"] == "ok"}
     assert {"gemma-3-270m", "smollm2-135m-instruct", "all-minilm-l6-v2"} <= done
+
+
+def test_models_list_pipes_to_grep(tmp_path: Path) -> None:
+    """`overtonlite models list | grep smollm2-135m-instruct` prints the model's row: the table is on stdout, at
+    full width when piped; notes stay on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("OVERTONLITE_MODELS",)}
+    env["PYTHONPATH"] = str(repo)
+    env["OVERTONLITE_HOME"] = str(tmp_path / "home")  # an empty cache: nothing pulled, nothing fetched
+    proc = subprocess.run(
+        [sys.executable, "-m", "overtonlite", "models", "list"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if "smollm2-135m-instruct" in line]
+    assert rows, proc.stdout
+    first = rows[0].split("│")
+    assert first[1].strip().startswith("smollm2-135m-instruct") and first[3].strip() == "chat"
+    assert "smollm2-135m-instruct" not in proc.stderr and "cache" in proc.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "overtonlite", "models", "list", "--json"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert "smollm2-135m-instruct" in {e["name"] for e in json.loads(listed.stdout)["entries"]}

@@ -19,10 +19,11 @@ def _check_results(data: dict) -> None:
         claim = data["claims"][name]
         assert claim["verdict"] in VERDICTS
         assert claim["lines"] and all(isinstance(x, str) for x in claim["lines"])
-        for metric, per_system in claim["evidence"].items():
-            assert isinstance(metric, str)
-            for entry in per_system.values():
-                assert "mean" in entry and "ci" in entry
+        assert isinstance(claim["evidence"], list) and claim["evidence"]
+        for entry in claim["evidence"]:
+            assert set(entry) == {"system", "set", "metric", "kind", "mean", "ci", "n_prompts"}
+        for finding in claim["findings"]:
+            assert finding["systems"] and finding["set"]
     assert isinstance(data["signature"], str) and data["signature"].startswith("overtonlite ")
 
 
@@ -35,11 +36,12 @@ def test_replicate_end_to_end_with_fakes(tmp_path: Path) -> None:
     assert data["banner"].startswith("family and alignment are confounded")
     assert data["settings"]["prompts"] == {"open-ended": 6, "contested": 6}
     assert data["settings"]["n"] == rep.QUICK.n and data["settings"]["max_tokens"] == rep.QUICK.max_tokens
-    over = data["claims"]["overton"]
-    assert {"jaccard", "words_mean"} <= set(over["evidence"])
-    assert set(over["evidence"]["jaccard"]) == {"base", "chat", "urial"}
-    rec = data["claims"]["recoverability"]["evidence"]["share_of_self_similarity_cosine"]
-    assert set(rec) == set(rep.QUICK.conditions)
+    over = data["claims"]["overton"]["evidence"]
+    assert {"jaccard", "words_mean"} <= {e["metric"] for e in over}
+    assert {e["system"] for e in over if e["metric"] == "jaccard" and e["kind"] == "mean"} == {"base", "chat", "urial"}
+    rec = data["claims"]["recoverability"]["evidence"]
+    shares = {e["system"] for e in rec if e["kind"] == "ratio" and e["metric"] == "cosine_to_ref"}
+    assert shares == {f"{c} / chat" for c in rep.QUICK.conditions}
     # the report module rebuilds the claims from stored metrics identically
     again = rep.recompute_results(tmp_path)
     assert again is not None and again["claims"] == data["claims"]
@@ -97,11 +99,13 @@ def test_replicate_cli_writes_results(fake_cli, tmp_path: Path, capsys) -> None:
 
 def test_replicate_cli_rich_output_has_banner_and_verdicts(fake_cli, tmp_path: Path, capsys) -> None:
     code, out, err = _main(["replicate", "--quick", "--out", str(tmp_path), "--no-report"], capsys)
-    assert code == 0 and out == ""
-    flat = " ".join(err.split())
-    assert "family and alignment are confounded" in flat
+    assert code == 0
+    # the banner is a warning (stderr); the findings tables and verdict lines are the result (stdout)
+    assert "family and alignment are confounded" in " ".join(err.split())
+    flat = " ".join(out.split())
     assert "claim: overton" in flat and "claim: recoverability" in flat
     assert "95% CI [" in flat
+    assert "family and alignment" not in flat
 
 
 @pytest.mark.parametrize(

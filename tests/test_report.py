@@ -16,15 +16,8 @@ from click.testing import CliRunner
 
 from overtonlite.cli import cli
 from overtonlite.errors import DataError
-from overtonlite.report import build_report as _build_report
-from overtonlite.report import load_run
-
-
-def build_report(run_dir: Path, **kw: Any):
-    """The report of a synthetic run dir as written here: its claims are rendered as given, not recomputed
-    from the synthetic metrics (test_recompute_results_hook_is_called covers the refresh)."""
-    kw.setdefault("refresh_results", False)
-    return _build_report(run_dir, **kw)
+from overtonlite.report import build_report, load_run
+from overtonlite.scoring.agg import build_summary
 
 BASE, CHAT, URIAL = "gemma-3-270m", "smollm2-135m-instruct", "gemma-3-270m+urial"
 ICL = ("icl-fixed", "icl-knn+summary")
@@ -72,6 +65,7 @@ def _record(system: str, prompt_id: str, rng: random.Random) -> dict[str, Any]:
     return {
         "system": system,
         "prompt_id": prompt_id,
+        "set": "contested" if contested else "open-ended",
         "n": 5,
         "jaccard": jac,
         "cosine": cos,
@@ -84,6 +78,7 @@ def _record(system: str, prompt_id: str, rng: random.Random) -> dict[str, Any]:
         "coverage": coverage,
         "missing": [rng.choice([1, 2, 2, 3, 4]) for _ in range(5)] if coverage else None,
         "stance_both_share": (stance.count("both") / 5) if stance else None,
+        **({f"stance_{k}_share": stance.count(k) / 5 for k in ("yes", "no", "both", "other")} if stance else {}),
         "yes_no_split": (1.0 if "yes" in stance and "no" in stance else 0.0) if stance else None,
         "quality_pass": [True, True, False, True, rng.random() > 0.5],
         "jaccard_filtered": jac * 1.2,
@@ -96,7 +91,49 @@ def _record(system: str, prompt_id: str, rng: random.Random) -> dict[str, Any]:
 
 def _stat(values: list[float]) -> dict[str, Any]:
     mean = sum(values) / len(values)
-    return {"mean": mean, "ci": [mean * 0.9, mean * 1.1]}
+    return {"mean": mean, "ci": [mean * 0.9, mean * 1.1], "n": len(values)}
+
+
+def _ev(system: str, set_name: str, metric: str, mean: float, ci: list[float], n: int, kind: str = "mean") -> dict:
+    return {"system": system, "set": set_name, "metric": metric, "kind": kind, "mean": mean, "ci": ci,
+            "n_prompts": n}
+
+
+EVIDENCE = [
+    _ev(BASE, "open-ended", "jaccard", 0.081, [0.07, 0.09], 4),
+    _ev(CHAT, "open-ended", "jaccard", 0.271, [0.25, 0.29], 4),
+]
+OLD_EVIDENCE = {
+    "jaccard": {BASE: {"mean": 0.081, "ci": [0.07, 0.09]}, CHAT: {"mean": 0.271, "ci": [0.25, 0.29]}}
+}
+
+
+def write_summary(path: Path, metrics: list[dict[str, Any]], *, old_layout: bool = False) -> None:
+    """summary.json of synthetic metrics records: built by the scoring aggregation (records get the set of their
+    prompt id, stance counts as scored where a record has labels), or in the layout before schema version 2."""
+    if old_layout:
+        out: dict[str, Any] = {}
+        for s in dict.fromkeys(r["system"] for r in metrics):
+            recs = [r for r in metrics if r["system"] == s]
+            out[s] = {}
+            for key in ("jaccard", "cosine", "vendi", "words_mean", "cosine_to_ref", "stance_both_share"):
+                vals = [r[key] for r in recs if r.get(key) is not None]
+                if vals:
+                    out[s][key] = _stat(vals)
+        data = {"systems": out, "paired": PAIRED, "settings": SCORING}
+    else:
+        recs = [
+            {**r, "set": r.get("set") or ("contested" if str(r["prompt_id"]).startswith("cq") else
+                                          "open-ended" if str(r["prompt_id"]).startswith("oe") else None)}
+            for r in metrics
+        ]
+        systems = list(dict.fromkeys(r["system"] for r in recs))
+        ref = CHAT if CHAT in systems else ("chat" if "chat" in systems else None)
+        blocks = build_summary(recs, systems=systems, reference_system=ref, seed=0)
+        stance_sets = ["contested"] if any(r.get("stance") for r in recs) else []
+        data = {**blocks, "settings": {**SCORING, "stance_sets": stance_sets, "n_boot": 2000}, "errors": []}
+        data = {"schema_version": 2, **data}
+    (path / "summary.json").write_text(json.dumps(data))
 
 
 def write_run(
@@ -108,36 +145,16 @@ def write_run(
     samples: bool = True,
     banner: str | None = BANNER,
     systems: tuple[str, ...] = (BASE, CHAT, URIAL, *ICL),
+    old_layout: bool = False,
 ) -> Path:
-    """A complete synthetic replicate run directory."""
+    """A complete synthetic replicate run directory (``old_layout``: summary.json and the evidence of
+    results.json as written before schema version 2)."""
     rng = random.Random(0)
     path.mkdir(parents=True, exist_ok=True)
     metrics = [_record(s, p, rng) for s in systems for p in OPEN + CONTESTED]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
     if summary:
-        out: dict[str, Any] = {}
-        for s in systems:
-            recs = [r for r in metrics if r["system"] == s]
-            out[s] = {}
-            for key in (
-                "jaccard",
-                "cosine",
-                "vendi",
-                "words_mean",
-                "cosine_to_ref",
-                "bertscore_f1_to_ref",
-                "jaccard_to_ref",
-                "jaccard_filtered",
-                "cosine_filtered",
-                "stance_both_share",
-                "yes_no_split",
-            ):
-                vals = [r[key] for r in recs if r[key] is not None]
-                if vals:
-                    out[s][key] = _stat(vals)
-        (path / "summary.json").write_text(
-            json.dumps({"systems": out, "paired": PAIRED, "settings": SCORING})
-        )
+        write_summary(path, metrics, old_layout=old_layout)
     if manifest:
         (path / "manifest.json").write_text(
             json.dumps(
@@ -214,12 +231,7 @@ def write_run(
                     "claims": {
                         "overton": {
                             "verdict": "supported",
-                            "evidence": {
-                                "jaccard": {
-                                    BASE: {"mean": 0.081, "ci": [0.07, 0.09]},
-                                    CHAT: {"mean": 0.271, "ci": [0.25, 0.29]},
-                                }
-                            },
+                            "evidence": OLD_EVIDENCE if old_layout else EVIDENCE,
                             "lines": [
                                 "Lexical similarity rises from base 0.081 [0.070, 0.090] to chat 0.271 "
                                 "[0.250, 0.290]"
@@ -227,7 +239,10 @@ def write_run(
                         },
                         "recoverability": {
                             "verdict": "inconclusive",
-                            "evidence": {"share_cosine": {ICL[1]: {"mean": 0.951, "ci": [0.90, 1.01]}}},
+                            "evidence": {"share_cosine": {ICL[1]: {"mean": 0.951, "ci": [0.90, 1.01]}}}
+                            if old_layout
+                            else [_ev(f"{ICL[1]} / {CHAT}", "open-ended", "cosine_to_ref", 0.951, [0.90, 1.01], 4,
+                                      "ratio")],
                             "lines": [
                                 "icl-knn+summary reaches 95.1% [90.0%, 101.0%] of the aligned self-similarity"
                             ],
@@ -283,12 +298,13 @@ def test_markdown_has_verdicts_banner_settings_and_numbers(run_dir: Path) -> Non
     assert f"> [!WARNING]\n> {BANNER}" in md
     assert "**overton**: supported" in md and "**recoverability**: inconclusive" in md
     assert "- Lexical similarity rises from base 0.081 [0.070, 0.090] to chat 0.271 [0.250, 0.290]" in md
-    # evidence tables: one row per metric, one column per system
+    # evidence tables: one row per entry, with its set and number of prompts
     assert (
-        f"| evidence | {BASE} | {CHAT} |\n|---|---|---|\n| jaccard | 0.081 [0.070, 0.090] | 0.271 [0.250, 0.290] |"
-        in md
-    )
-    assert f"| evidence | {ICL[1]} |\n|---|---|\n| share_cosine | 0.951 [0.900, 1.010] |" in md
+        "| evidence | system | set | prompts | mean [95% CI] |\n|---|---|---|---|---|\n"
+        f"| jaccard | {BASE} | open-ended | 4 | 0.081 [0.070, 0.090] |\n"
+        f"| jaccard | {CHAT} | open-ended | 4 | 0.271 [0.250, 0.290] |"
+    ) in md
+    assert f"| cosine_to_ref | {ICL[1]} / {CHAT} | open-ended | 4 | 0.951 [0.900, 1.010] |" in md
     # settings: model hash prefixes, n, max_tokens, seed, sampler, embedder, tokenizer, extra settings
     assert "a5fd3b620000" in md and "b179c9520000" in md
     assert "| max_tokens | 48 |" in md and "| seed | 0 |" in md and "| n (samples per prompt) | 5 |" in md
@@ -304,24 +320,33 @@ def test_markdown_has_verdicts_banner_settings_and_numbers(run_dir: Path) -> Non
     assert paths.verdict_lines[0] == "overton: supported"
 
 
+def _cell(entry: dict[str, Any], digits: int = 3, flip: bool = False) -> str:
+    mean, (lo, hi) = entry["mean"], entry["ci"]
+    if flip:
+        mean, lo, hi = 1 - mean, 1 - hi, 1 - lo
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 def test_markdown_numbers_match_summary(run_dir: Path) -> None:
     md = build_report(run_dir, plots=False).md.read_text()
-    summary = json.loads((run_dir / "summary.json").read_text())["systems"]
-    jac = summary[BASE]["jaccard"]
-    # Jaccard and 1 - J with the flipped CI, straight from summary.json
-    assert f"{jac['mean']:.3f} [{jac['ci'][0]:.3f}, {jac['ci'][1]:.3f}]" in md
-    assert f"{1 - jac['mean']:.3f} [{1 - jac['ci'][1]:.3f}, {1 - jac['ci'][0]:.3f}]" in md
-    # similarity to aligned: share of the chat self-baseline
-    cref = summary[ICL[1]]["cosine_to_ref"]
-    share = cref["mean"] / summary[CHAT]["cosine_to_ref"]["mean"]
-    assert (
-        f"| {ICL[1]} | {cref['mean']:.3f} [{cref['ci'][0]:.3f}, {cref['ci'][1]:.3f}] | {100 * share:.0f}% |"
-        in md
-    )
-    assert f"| {CHAT} (self-baseline) |" in md
-    # stance distribution from the per-sample labels: base 2 yes + 2 no + 1 other out of 5 on each prompt
-    stance_row = next(line for line in md.splitlines() if line.startswith(f"| {BASE} | 15 |"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    systems = summary["systems"]
+    jac = systems[BASE]["sets"]["open-ended"]["jaccard"]
+    # Jaccard and 1 - J with the flipped CI, straight from summary.json, with the set and its number of prompts
+    assert f"| {BASE} | open-ended | 4 | " in md
+    assert _cell(jac) in md and _cell(jac, flip=True) in md
+    cq = systems[BASE]["sets"]["contested"]["jaccard"]
+    assert f"| {BASE} | contested | 3 | " in md and _cell(cq) in md
+    # similarity to aligned: the stored share of the chat self-baseline (summary.json ratios)
+    cref = systems[ICL[1]]["sets"]["open-ended"]["cosine_to_ref"]
+    share = summary["ratios"][f"{ICL[1]} / {CHAT}"]["sets"]["open-ended"]["cosine_to_ref"]
+    pct = f"{100 * share['mean']:.0f}% [{100 * share['ci'][0]:.0f}%, {100 * share['ci'][1]:.0f}%]"
+    assert f"| {ICL[1]} | open-ended | 4 | {_cell(cref)} | {pct} |" in md
+    assert f"| {CHAT} (self-baseline) | open-ended | 4 | " in md
+    # stance on the contested set only: base 2 yes + 2 no + 1 other out of 5 on each of the 3 contested prompts
+    stance_row = next(line for line in md.splitlines() if line.startswith(f"| {BASE} | contested | 3 | 40%"))
     assert "| 40% | 40% | 0% | 20% |" in stance_row
+    assert "## Stance on contested prompts" in md
     # overflow and truncation from samples.jsonl: one group of 35 overflowed, 1 of 5 samples cut at the cap
     assert "Prompts that overflowed the context: 1 of 35 prompt groups (2.9%)" in md
     assert f"| {ICL[1]} | 7 | 1 | 0 | 30 | 20.0% |" in md
@@ -331,8 +356,32 @@ def test_markdown_numbers_match_summary(run_dir: Path) -> None:
         "compressed range",
         "not roberta-large",
         "Lexical and semantic diversity can disagree",
+        "2000 resamples",
     ):
         assert note in md
+
+
+def test_stance_set_option(run_dir: Path) -> None:
+    from overtonlite.errors import UsageError
+
+    md = build_report(run_dir, plots=False, stance_set="open-ended").md.read_text()
+    assert "## Stance on open-ended prompts" in md
+    assert "Not measured in this run (no contested prompts or no stance labels)." in md
+    with pytest.raises(UsageError, match="no prompt set 'nope'"):
+        build_report(run_dir, stance_set="nope")
+
+
+def test_report_of_a_run_written_by_the_previous_layout(tmp_path: Path) -> None:
+    """summary.json without sets and dict evidence (files written before schema version 2) still render."""
+    run = write_run(tmp_path / "run", old_layout=True)
+    md = build_report(run, plots=False).md.read_text()
+    assert (
+        f"| evidence | {BASE} | {CHAT} |\n|---|---|---|\n| jaccard | 0.081 [0.070, 0.090] | 0.271 [0.250, 0.290] |"
+        in md
+    )
+    old = json.loads((run / "summary.json").read_text())["systems"][BASE]["jaccard"]
+    assert f"| {BASE} | all | 7 | " in md and _cell(old) in md
+    assert f"| {BASE} - {CHAT} | all | 7 | -0.190 [-0.210, -0.170] |" in md
 
 
 def test_html_is_self_contained_with_decodable_plots(run_dir: Path) -> None:
@@ -381,14 +430,22 @@ def test_plots_are_deterministic(run_dir: Path) -> None:
 
 def test_paired_differences_table(run_dir: Path) -> None:
     md = build_report(run_dir, plots=False).md.read_text()
-    assert "| comparison | Jaccard |" in md  # columns without any value (cosine here) are left out
-    assert f"| {BASE} - {CHAT} | -0.190 [-0.210, -0.170] |" in md
-    assert f"| {URIAL} - {CHAT} | -0.120 [-0.150, -0.090] |" in md
+    paired = json.loads((run_dir / "summary.json").read_text())["paired"]
+    assert "| comparison | set | prompts | words | Jaccard |" in md
+    for name in (f"{BASE} - {CHAT}", f"{URIAL} - {CHAT}"):
+        for set_name, n in (("open-ended", 4), ("contested", 3)):
+            entry = paired[name]["sets"][set_name]
+            assert f"| {name} | {set_name} | {n} | {_cell(entry['words_mean'], 1)} | {_cell(entry['jaccard'])} |" in md
+
+
+def _summary_only_run(run: Path, rows: list[dict[str, Any]]) -> Path:
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_summary(run, rows)
+    return run
 
 
 def test_similarity_uses_rescaled_bertscore_when_present(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
     rows = [
         {
             "system": s,
@@ -400,11 +457,10 @@ def test_similarity_uses_rescaled_bertscore_when_present(tmp_path: Path) -> None
         for s, c, r in (("chat", 0.8, 0.4), ("urial", 0.6, 0.2))
         for p in ("a", "b")
     ]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    md = build_report(run, plots=False).md.read_text()
-    assert "| system | cosine | share of self | BERTScore-style F1 (rescaled) | share of self |" in md
-    assert "| chat (self-baseline) | 0.800 [0.800, 0.800] | 100% | 0.400 [0.400, 0.400] | 100% |" in md
-    assert "| urial | 0.600 [0.600, 0.600] | 75% | 0.200 [0.200, 0.200] | 50% |" in md
+    md = build_report(_summary_only_run(tmp_path / "run", rows), plots=False).md.read_text()
+    assert "| system | set | prompts | cosine | share of self | BERTScore-style F1 (rescaled) | share of self |" in md
+    assert "| chat (self-baseline) | all | 2 | 0.800 [0.800, 0.800] | self | 0.400 [0.400, 0.400] | self |" in md
+    assert "| urial | all | 2 | 0.600 [0.600, 0.600] | 75% [75%, 75%] | 0.200 [0.200, 0.200] | 50% [50%, 50%] |" in md
 
 
 def test_metrics_only_run_reports_without_verdicts(tmp_path: Path) -> None:
@@ -414,14 +470,12 @@ def test_metrics_only_run_reports_without_verdicts(tmp_path: Path) -> None:
     assert paths.results is None and paths.verdict_lines == ()
     assert "No results.json in this run" in md and "[!WARNING]" not in md
     assert "Not measured in this run (no samples.jsonl)." in md
-    assert "Not measured in this run (no paired comparisons in summary.json)." in md
     assert md.rstrip().endswith("Signature: not recorded (no manifest.json)")
-    # without summary.json the numbers are computed from the records, with a bootstrap CI
-    data = load_run(run)
-    mean, ci = data.stat(BASE, "jaccard")
-    assert ci is not None and ci[0] <= mean <= ci[1]
-    assert f"{mean:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" in md
-    assert {"plot-length", "plot-stance"} <= {str(i.get("id")) for i in parse_html(paths.html).imgs}
+    # without summary.json the report computes nothing: it points at --rescore instead
+    assert md.count("no summary.json; run `overtonlite report DIR --rescore`") >= 5
+    assert load_run(run).stat(BASE, "all", "jaccard") is None
+    assert "0." not in md.split("## Length and diversity")[1].split("## What the metrics mean")[0]
+    assert not parse_html(paths.html).imgs
 
 
 def test_banner_is_synthesised_for_cross_family_pairs(tmp_path: Path) -> None:
@@ -430,23 +484,10 @@ def test_banner_is_synthesised_for_cross_family_pairs(tmp_path: Path) -> None:
 
 
 def test_partial_metrics_say_not_measured(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "metrics.jsonl").write_text(
-        json.dumps(
-            {
-                "system": "a",
-                "prompt_id": "p",
-                "jaccard": 0.2,
-                "cosine": None,
-                "stance": None,
-                "coverage": None,
-            }
-        )
-        + "\n"
-    )
+    row = {"system": "a", "prompt_id": "p", "jaccard": 0.2, "cosine": None, "stance": None, "coverage": None}
+    run = _summary_only_run(tmp_path / "run", [row])
     md = build_report(run, plots=False).md.read_text()
-    assert "| a | 1 | — | 0.200 | 0.800 | — | — | — |" in md
+    assert "| a | all | 1 | — | 0.200 | 0.800 | — | — | — |" in md
     assert "Not measured in this run (no contested prompts or no stance labels)." in md
     assert "Not measured in this run (no similarity-to-aligned scores)." in md
     assert "<img" not in (run / "report.html").read_text()
@@ -471,10 +512,8 @@ def test_unreadable_json_is_one_line_data_error(run_dir: Path, name: str, conten
 
 
 def test_untrusted_text_is_escaped_in_html(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    run.mkdir()
     record = {"system": "<img src=x onerror=alert(1)>", "prompt_id": "p", "jaccard": 0.5, "words_mean": 3.0}
-    (run / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    run = _summary_only_run(tmp_path / "run", [record])
     html_text = build_report(run, plots=False).html.read_text()
     assert "<img src=x" not in html_text and "&lt;img src=x onerror=alert(1)&gt;" in html_text
     assert not parse_html(run / "report.html").imgs
@@ -506,33 +545,38 @@ def test_unwritable_report_is_one_line_error(run_dir: Path) -> None:
     assert not list(run_dir.glob(".report.*.tmp"))
 
 
-def test_recompute_results_hook_is_called(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_reads_and_never_computes(run_dir: Path) -> None:
+    """Building a report imports neither the experiments nor the scoring code, nor numpy (no bootstrap)."""
+    import subprocess
     import sys
-    import types
 
-    calls: list[Path] = []
-    module = types.ModuleType("overtonlite.experiments.replicate")
-    module.recompute_results = lambda path: calls.append(Path(path))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "overtonlite.experiments.replicate", module)
-    _build_report(run_dir, plots=False)
-    assert calls == [run_dir]
-    build_report(run_dir, refresh_results=False, plots=False)
-    assert calls == [run_dir]
+    code = (
+        "import sys; from overtonlite.report import build_report; "
+        f"build_report({str(run_dir)!r}, plots=False); "
+        "print(sorted(m for m in sys.modules if m.startswith(('overtonlite.experiments', 'overtonlite.scoring')) "
+        "or m == 'numpy'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
-def test_rescore_calls_scoring_on_the_run(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-    import types
+def test_cli_rescore_rebuilds_summary_and_claims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from overtonlite.experiments import replicate as rep
+    from tests.exp_fakes import HashEmbedder, fake_pair
 
-    calls: list[tuple[Path, dict[str, Any]]] = []
-    module = types.ModuleType("overtonlite.scoring")
-    module.score_input = lambda path, **kw: calls.append((Path(path), kw))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "overtonlite.scoring", module)
-    build_report(run_dir, rescore=True, refresh_results=False, plots=False)
-    assert calls == [(run_dir, {"out": run_dir, "reference_system": CHAT, "seed": 0})]
-    (run_dir / "samples.jsonl").unlink()
-    with pytest.raises(DataError, match="cannot rescore"):
-        build_report(run_dir, rescore=True)
+    rep.replicate(out=tmp_path, quick=True, models=fake_pair(), embedder=HashEmbedder(), report=False)
+    summary = (tmp_path / "summary.json").read_bytes()
+    claims = json.loads((tmp_path / "results.json").read_text())["claims"]
+    (tmp_path / "summary.json").unlink()
+    (tmp_path / "metrics.jsonl").unlink()
+    monkeypatch.setattr("overtonlite.backends.onnx.open_default_embedder", lambda *a, **k: HashEmbedder())
+    result = CliRunner().invoke(cli, ["report", str(tmp_path), "--rescore", "--no-plots"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "summary.json").read_bytes() == summary  # the same scoring as replicate's
+    assert json.loads((tmp_path / "results.json").read_text())["claims"] == claims
+    (tmp_path / "samples.jsonl").unlink()
+    result = CliRunner().invoke(cli, ["report", str(tmp_path), "--rescore"])
+    assert result.exit_code == 2 and "cannot rescore" in result.output
 
 
 def test_cli_report_prints_paths_and_verdicts(run_dir: Path) -> None:
@@ -540,9 +584,11 @@ def test_cli_report_prints_paths_and_verdicts(run_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     out = re.sub(r"\s+", " ", result.output)
     assert "report.md" in out and "report.html" in out
-    # the CLI refreshes the claims from the stored metrics before rendering, so the synthetic verdicts of
-    # results.json are recomputed; the verdict lines are printed either way
-    assert "overton:" in out and "recoverability:" in out
+    assert "overton: supported" in out and "recoverability: inconclusive" in out
+    result = CliRunner().invoke(cli, ["report", str(run_dir), "--no-plots", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["verdicts"] == {"overton": "supported", "recoverability": "inconclusive"}
 
 
 def test_cli_report_error_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

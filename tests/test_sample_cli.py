@@ -37,7 +37,7 @@ def test_fake_run_then_resume_json(tmp_path: Path) -> None:
     args = [*FAKE, "--prompts", "builtin:contested", "--limit", "3", "--out", str(out)]
     first = runner.invoke(cli, args)
     assert first.exit_code == 0, first.output
-    assert "signature" in first.stderr and "3 total" in first.stderr
+    assert "signature" in first.stdout and "3 total" in first.stdout  # the summary table: stdout
     assert len(read_groups(out)) == 3
     second = runner.invoke(cli, [*args[:-4], "--limit", "5", "--out", str(out), "--json"])
     assert second.exit_code == 0, second.output

@@ -34,7 +34,7 @@ def test_score_json(tmp_path, capsys, fake_embedder):
     data = json.loads(out)
     assert set(data) == {"systems"}
     assert set(data["systems"]) == {"base", "chat"}
-    assert set(data["systems"]["base"]["jaccard"]) >= {"mean", "ci"}
+    assert set(data["systems"]["base"]["sets"]["all"]["jaccard"]) == {"mean", "ci", "n_prompts"}
     assert (tmp_path / "o" / "metrics.jsonl").is_file()
 
 
@@ -56,9 +56,10 @@ def test_score_table_with_reference(tmp_path, capsys, fake_embedder):
         capsys,
     )
     assert code == 0, err
-    assert out == ""  # human output goes to stderr
-    for needle in ("Jaccard", "Vendi", "cos→ref", "base", "chat", "1 group(s) had generation errors"):
-        assert needle in err
+    # the tables (the command's result) go to stdout, notes and warnings to stderr
+    for needle in ("Jaccard", "Vendi", "cos→ref", "base", "chat", "prompts"):
+        assert needle in out
+    assert "1 group(s) had generation errors" in err and "Jaccard" not in err
     # the fake embedder has no registry calibration: the default thresholds are used, and the user is told
     assert "has no calibration in the registry" in " ".join(err.split())
     settings = json.loads((tmp_path / "o" / "summary.json").read_text())["settings"]
@@ -109,8 +110,8 @@ def test_score_cli_real_embedder(tmp_path, capsys, minilm_dir):
         ["score", str(src), "--out", str(tmp_path / "o"), "--json", "--reference-system", "chat"], capsys
     )
     assert code == 0, err
-    chat = json.loads(out)["systems"]["chat"]
-    base = json.loads(out)["systems"]["base"]
+    chat = json.loads(out)["systems"]["chat"]["sets"]["all"]
+    base = json.loads(out)["systems"]["base"]["sets"]["all"]
     assert chat["cosine"]["mean"] > base["cosine"]["mean"]
     assert -1 <= chat["bertscore_f1_to_ref_rescaled"]["mean"] <= 1
     settings = json.loads((tmp_path / "o" / "summary.json").read_text())["settings"]

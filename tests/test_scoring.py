@@ -181,10 +181,13 @@ def test_score_small_file(tmp_path):
     assert s.errors == [{"system": "chat", "prompt_id": "p4", "error": "prompt_too_long"}]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert set(summary["systems"]) == {"base", "chat"}
-    j = summary["systems"]["chat"]["jaccard"]
+    assert summary["schema_version"] == 2
+    j = summary["systems"]["chat"]["sets"]["all"]["jaccard"]
     assert j["mean"] == pytest.approx(np.mean([r["jaccard"] for r in recs[3:]]))
     assert j["ci"][0] <= j["mean"] <= j["ci"][1]
+    assert j["n_prompts"] == 3
     assert "chat - base" in summary["paired"]
+    assert summary["paired"]["chat - base"]["sets"]["all"]["jaccard"]["n_prompts"] == 3
     assert summary["settings"]["stance_scored"] is False
     # every distinct text embedded once
     assert len(emb.calls) == len(set(emb.calls))
@@ -214,7 +217,8 @@ def test_reference_system_metrics(tmp_path):
     assert all(m in (1, 2, 3, 4, 5) for m in base_p1["missing"])
     assert base_p1["truncation_rate"] == pytest.approx(0.2)
     assert s.settings["bertscore"]["baseline_source"].startswith("built-in neutral")
-    assert "base - chat" in s.paired and "cosine_to_ref" in s.paired["base - chat"]
+    assert "base - chat" in s.paired and "cosine_to_ref" in s.paired["base - chat"]["sets"]["all"]
+    assert "cosine_to_ref" in s.ratios["base / chat"]["sets"]["all"]
 
 
 def test_unknown_reference_system(tmp_path):
@@ -303,7 +307,7 @@ def test_real_embedder_reference_subset(tmp_path, reference_dir, minilm_dir):
     src.write_text("\n".join(keep) + "\n", encoding="utf-8")
     emb = OnnxEmbedder(minilm_dir, name="all-minilm-l6-v2")
     s = score_input(src, out=tmp_path / "o", embedder=emb, reference_system="llama-2-chat")
-    base, chat = s.systems["llama-2-base"], s.systems["llama-2-chat"]
+    base, chat = s.systems["llama-2-base"]["sets"]["all"], s.systems["llama-2-chat"]["sets"]["all"]
     # the paper's direction of effect: chat samples are lexically and semantically more alike than base samples
     assert chat["jaccard"]["mean"] > base["jaccard"]["mean"]
     assert chat["cosine"]["mean"] > base["cosine"]["mean"]
@@ -364,9 +368,10 @@ def test_property_any_texts_give_documented_values(tmp_path, groups, use_ref):
             assert 1.0 - 1e-6 <= r["vendi"] <= r["n"] + 1e-6
         assert all(isinstance(p, bool) for p in r["quality_pass"])
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
-    for metrics in summary["systems"].values():
-        for entry in metrics.values():
-            assert entry["mean"] is None or math.isfinite(entry["mean"])
+    for system in summary["systems"].values():
+        for metrics in system["sets"].values():
+            for entry in metrics.values():
+                assert entry["mean"] is None or math.isfinite(entry["mean"])
 
 
 def test_stance_auto_follows_the_prompt_set_of_each_group(tmp_path: Path) -> None:
@@ -383,9 +388,19 @@ def test_stance_auto_follows_the_prompt_set_of_each_group(tmp_path: Path) -> Non
     recs = {r["prompt_id"]: r for r in read_metrics(tmp_path / "o")}
     assert recs["oe-1"]["stance"] is None and recs["oe-1"]["yes_no_split"] is None
     assert recs["cq-1"]["stance"] == ["yes", "no"] and recs["cq-1"]["yes_no_split"] is True
+    # summary.json: stance values exist for the contested set only (not for open-ended, not mixed into "all")
+    sets = json.loads((tmp_path / "o" / "summary.json").read_text())["systems"]["chat"]["sets"]
+    assert set(sets) == {"open-ended", "contested", "all"}
+    assert sets["contested"]["yes_no_split"] == {"mean": 1.0, "ci": None, "n_prompts": 1}
+    assert sets["contested"]["stance_yes_share"]["mean"] == 0.5
+    for name in ("open-ended", "all"):
+        assert not [k for k in sets[name] if k.startswith("stance_") or k == "yes_no_split"]
+    assert sets["open-ended"]["jaccard"]["n_prompts"] == 1 and sets["all"]["jaccard"]["n_prompts"] == 2
     forced = tmp_path / "forced"
     score_input(src, out=forced, embedder=HashEmbedder(), stance=True)
     assert all(r["stance"] is not None for r in read_metrics(forced))
+    forced_sets = json.loads((forced / "summary.json").read_text())["systems"]["chat"]["sets"]
+    assert forced_sets["all"]["stance_both_share"]["n_prompts"] == 2
 
 
 def test_embedder_calibration_sets_thresholds(tmp_path):

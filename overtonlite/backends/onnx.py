@@ -27,26 +27,9 @@ from typing import Any
 import numpy as np
 
 from overtonlite.errors import ModelLoadError, missing_dependency
+from overtonlite.util import physical_cores
 
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "tokenizer_config.json")
-
-
-def physical_cores() -> int:
-    """Physical CPU cores available to this process (falls back to the logical count)."""
-    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cores: set[tuple[str, str]] = set()
-    try:
-        phys = core = ""
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("physical id"):
-                phys = line.split(":", 1)[1].strip()
-            elif line.startswith("core id"):
-                core = line.split(":", 1)[1].strip()
-                cores.add((phys, core))
-    except OSError:
-        pass
-    n = len(cores) if cores else logical
-    return max(1, min(n, logical))
 
 
 def text_key(model_id: str, text: str) -> str:

@@ -1,15 +1,39 @@
-"""Small helpers shared by the CLI modules."""
+"""Small helpers shared by the CLI modules.
+
+The conventions: a command's result (its tables, or ``--json``) goes to stdout; progress, warnings and banners go
+to stderr (:data:`console`), so ``overtonlite models list | grep NAME`` and ``... --json | jq`` work.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from functools import lru_cache
 from typing import Any
 
 from rich.console import Console
 
-# Human output goes to stderr so that --json output on stdout stays machine-readable.
 console = Console(stderr=True)
+"""Progress, warnings, banners and notes: stderr."""
+
+
+@lru_cache(maxsize=1)
+def _stdout_console(file_id: int) -> Console:
+    probe = Console()
+    if probe.is_terminal:
+        return probe
+    # piped or redirected: keep tables at their natural width (rich would squeeze them to 80 columns)
+    return Console(width=max(probe.width, 160), no_color=True, highlight=False)
+
+
+def out_console() -> Console:
+    """The console of a command's result: stdout (read at call time, so test runners that swap stdout see it)."""
+    return _stdout_console(id(sys.stdout))
+
+
+def print_result(renderable: Any, **kwargs: Any) -> None:
+    """Print a table or line of a command's result on stdout."""
+    out_console().print(renderable, **kwargs)
 
 
 def print_json(data: Any) -> None:

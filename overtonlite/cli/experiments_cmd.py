@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from overtonlite.cli.common import console, print_json
+from overtonlite.cli.common import console, print_json, print_result
 
 _VERDICT_STYLE = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
 
@@ -59,20 +59,29 @@ class _Progress:
         )
 
 
-def _render(results: dict[str, Any], *, seconds: float | None = None, out: Path | None = None) -> None:
+def _banner(results: dict[str, Any]) -> None:
+    """The cross-family warning, on stderr."""
     from rich.panel import Panel
+
+    if results.get("banner"):
+        console.print(Panel(results["banner"], title="warning", border_style="yellow"))
+
+
+def _render(results: dict[str, Any], *, seconds: float | None = None, out: Path | None = None) -> None:
+    """The banner and notes on stderr; the findings table of each claim and its verdict lines on stdout."""
     from rich.table import Table
 
-    banner = results.get("banner")
-    if banner:
-        console.print(Panel(banner, title="warning", border_style="yellow"))
+    _banner(results)
     pair = results.get("pair") or {}
-    console.print(f"pair: base [bold]{pair.get('base')}[/], chat [bold]{pair.get('chat')}[/]")
+    print_result(f"pair: base [bold]{pair.get('base')}[/], chat [bold]{pair.get('chat')}[/]")
     for name, claim in (results.get("claims") or {}).items():
         verdict = claim.get("verdict", "?")
         table = Table(title=f"claim: {name} -> [{_VERDICT_STYLE.get(verdict, 'white')}]{verdict}[/]",
                       title_justify="left")
         table.add_column("finding")
+        table.add_column("systems")
+        table.add_column("set")
+        table.add_column("prompts", justify="right")
         table.add_column("estimate", justify="right")
         table.add_column("95% CI", justify="right")
         table.add_column("verdict")
@@ -80,11 +89,12 @@ def _render(results: dict[str, Any], *, seconds: float | None = None, out: Path 
             ci = f.get("ci")
             ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
             est = f.get("estimate")
-            table.add_row(f.get("name", ""), f"{est:.3f}" if isinstance(est, int | float) else "-", ci_text,
-                          f"[{_VERDICT_STYLE.get(f.get('verdict'), 'white')}]{f.get('verdict')}[/]")
-        console.print(table)
+            table.add_row(f.get("name", ""), " vs ".join(f.get("systems") or []) or "-", f.get("set") or "-",
+                          str(f.get("n_prompts") or "-"), f"{est:.3f}" if isinstance(est, int | float) else "-",
+                          ci_text, f"[{_VERDICT_STYLE.get(f.get('verdict'), 'white')}]{f.get('verdict')}[/]")
+        print_result(table)
         for line in claim.get("lines") or []:
-            console.print(f"  - {line}", highlight=False)
+            print_result(f"  - {line}", highlight=False, markup=False)
     timings = results.get("timings") or {}
     if timings:
         console.print("[dim]seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items()) + "[/]", highlight=False)
@@ -112,9 +122,11 @@ def diversity(out: Path, pair: str, limit: int | None, seed: int, threads: int |
         res = run_diversity(pair, out=out, prompts=prompt_specs, n=n, max_tokens=max_tokens, limit=limit,
                             seed=seed, answer_cap_words=answer_cap, threads=threads, report=not no_report,
                             progress=progress)
-    _render(res.results, seconds=res.seconds, out=res.out)
     if as_json:
+        _banner(res.results)
         print_json(res.results)
+    else:
+        _render(res.results, seconds=res.seconds, out=res.out)
 
 
 @click.command("icl")
@@ -139,9 +151,11 @@ def icl(out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
         res = run_icl(pair, out=out, prompts=prompt_spec, conditions=conditions or DEFAULT_CONDITIONS, k=k, n=n,
                       max_tokens=max_tokens, limit=limit, seed=seed, answer_cap_words=answer_cap, threads=threads,
                       report=not no_report, progress=progress)
-    _render(res.results, seconds=res.seconds, out=res.out)
     if as_json:
+        _banner(res.results)
         print_json(res.results)
+    else:
+        _render(res.results, seconds=res.seconds, out=res.out)
 
 
 def _replicate(ctx: click.Context, *, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
@@ -156,8 +170,9 @@ def _replicate(ctx: click.Context, *, out: Path, pair: str, limit: int | None, s
     if not as_json:
         _render(res.results, seconds=res.seconds, out=res.out)
         if res.report is not None:
-            console.print(f"report: {res.report.md}, {res.report.html}")
+            console.print(f"report: {res.report.md}, {res.report.html}", soft_wrap=True)
     else:
+        _banner(res.results)
         print_json(res.claims if claims_only else res.results)
     if assert_:
         ctx.exit(exit_code(res.claims))

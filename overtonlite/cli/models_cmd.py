@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from overtonlite.cli.common import console, print_json
+from overtonlite.cli.common import console, out_console, print_json
 from overtonlite.errors import IntegrityError, OvertonliteError, SourceError, UsageError
 
 
@@ -21,12 +21,8 @@ def _fmt_size(n: int | None) -> str:
 
 
 def _table_console() -> Any:
-    """Tables keep their natural width when stderr is not a terminal (rich would squeeze them to 80 columns)."""
-    if console.is_terminal:
-        return console
-    from rich.console import Console
-
-    return Console(stderr=True, width=max(console.width, 140), no_color=console.no_color)
+    """Tables are the command's result: stdout, at their natural width when piped (see :mod:`.common`)."""
+    return out_console()
 
 
 class PullProgress:

@@ -253,12 +253,10 @@ def _pull_with_progress(spec: Any, ensure: Any) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """sha256 of a file (:func:`overtonlite.util.sha256_file`)."""
+    from overtonlite.util import sha256_file
+
+    return sha256_file(path)
 
 
 def _openai_generator(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from overtonlite.cli.common import console
+from overtonlite.cli.common import console, out_console
 
 
 class ProgressDisplay:
@@ -148,7 +148,7 @@ def print_summary(summary: Any, signature: str | None) -> None:
     )
     for key, value in rows:
         table.add_row(key, value)
-    console.print(table)
+    out_console().print(table)  # the result: stdout
     if not summary.complete:
         missing = summary.groups_total - summary.groups_done - summary.groups_failed - summary.groups_skipped
         console.print(

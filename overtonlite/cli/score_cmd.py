@@ -39,49 +39,73 @@ def _cell(entry: dict[str, Any] | None, digits: int) -> str:
     return f"{mean:.{digits}f}\n±{half:.{digits}f}"
 
 
-def _table(title: str, systems: dict[str, dict[str, Any]], columns: tuple[tuple[str, str], ...]) -> Any:
+def _table(
+    title: str,
+    systems: dict[str, dict[str, Any]],
+    columns: tuple[tuple[str, str], ...],
+    sets: list[str],
+) -> Any:
+    """One row per (system, prompt set) with the set's number of prompts beside the values."""
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
     table.add_column("system", style="bold", overflow="fold", max_width=24)
+    table.add_column("set", overflow="fold", max_width=16)
+    table.add_column("prompts", justify="right")
     for _, label in columns:
         table.add_column(label, justify="right")
-    for name, metrics in systems.items():
-        row = [name]
-        for key, _ in columns:
-            digits = 1 if key in ("words_mean", "tokens_mean") else 3
-            row.append(_cell(metrics.get(key), digits))
-        table.add_row(*row)
+    for name, entry in systems.items():
+        for set_name in sets:
+            metrics = (entry.get("sets") or {}).get(set_name)
+            if not metrics or not any(metrics.get(key) for key, _ in columns):
+                continue
+            n = max((m.get("n_prompts") or 0 for k, m in metrics.items() if k in dict(columns)), default=0)
+            row = [name, set_name, str(n)]
+            for key, _ in columns:
+                digits = 1 if key in ("words_mean", "tokens_mean") else 3
+                row.append(_cell(metrics.get(key), digits))
+            table.add_row(*row)
     return table
 
 
 def render_summary(summary: Any) -> None:
-    """Rich tables on stderr: diversity (lexical and semantic side by side), then stance and reference metrics."""
+    """Rich tables on stdout (one row per system and prompt set): diversity (lexical and semantic side by side),
+    then length and style, stance (on the sets it was scored on) and reference metrics; notes on stderr."""
+    from overtonlite import schema
+    from overtonlite.cli.common import print_result
+
     systems = summary.systems
     settings = summary.settings
-    console.print(
+    sets = schema.set_names({"systems": systems})
+    print_result(
         _table(
             "Diversity within prompt groups: lexical (Jaccard, distinct-2) and semantic (cosine, Vendi), mean±half"
             " of the 95% CI over prompts; higher Jaccard / cosine and lower Vendi = less diverse",
             systems,
             LEXICAL_COLUMNS + SEMANTIC_COLUMNS,
+            sets,
         )
     )
-    console.print(_table("Length, quality and style", systems, OTHER_COLUMNS))
-    if settings.get("stance_scored"):
-        console.print(
+    print_result(_table("Length, quality and style", systems, OTHER_COLUMNS, sets))
+    stance_sets = [s for s in settings.get("stance_sets") or [] if s in sets]
+    if stance_sets:
+        print_result(
             _table(
-                "Stance (share of 'both'; share of prompts with both a yes and a no)", systems, STANCE_COLUMNS
+                "Stance (share of 'both'; share of prompts with both a yes and a no)",
+                systems,
+                STANCE_COLUMNS,
+                stance_sets,
             )
         )
     ref = settings.get("reference_system")
     if ref:
-        console.print(
+        print_result(
             _table(
                 f"Against {ref} sample 0 ({ref} itself: samples 1..N-1, the self-baseline); F1 = BERTScore-style F1"
                 " (MiniLM token states), baseline-rescaled",
                 systems,
                 REF_COLUMNS,
+                sets,
             )
         )
     if summary.errors:

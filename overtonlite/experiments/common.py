@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overtonlite import schema
 from overtonlite.backends.base import Generator
 from overtonlite.errors import UsageError
-from overtonlite.rundir.records import read_json_object
+from overtonlite.util import sha256_file
 
-RESULTS_FILE = "results.json"
+RESULTS_FILE = schema.RESULTS_FILE
 BASE, CHAT, URIAL = "base", "chat", "urial"
 
 
@@ -106,14 +106,6 @@ def pair_info(pair: str | Any = "default", *, registry: Any = None) -> PairInfo:
     )
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def open_model(
     name: str, *, registry: Any = None, n_ctx: int = 2048, threads: int | None = None
 ) -> Generator:
@@ -125,7 +117,7 @@ def open_model(
     reg = registry or load_registry()
     spec = reg.model(name)
     path = Path(ensure_model(spec, pull=True))
-    sha = spec.file.sha256 or _file_sha256(path)
+    sha = spec.file.sha256 or sha256_file(path)
     return LlamaCppGenerator(path, name=spec.name, model_sha256=sha, n_ctx=n_ctx, n_threads=threads)
 
 
@@ -164,7 +156,7 @@ def ensure_writable(out: str | os.PathLike[str]) -> Path:
 
 def read_results(out: str | os.PathLike[str]) -> dict[str, Any]:
     """The run directory's results.json ({} when there is none)."""
-    return read_json_object(Path(out) / RESULTS_FILE, what="a results object") or {}
+    return schema.read_results(Path(out)) or {}
 
 
 def write_results(
@@ -175,12 +167,11 @@ def write_results(
     claims: dict[str, dict[str, Any]],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Merge claims (and settings) into ``out/results.json`` and write it atomically; returns the new content.
+    """Merge claims (and settings) into ``out/results.json`` and write it atomically (:func:`overtonlite.schema.
+    write_results`); returns the new content.
 
     Claims already in the file and not given here are kept, so ``diversity`` and ``icl`` can share a directory.
     """
-    from overtonlite.rundir.manifest import read_manifest, write_json_atomic
-
     path = Path(out)
     old = read_results(path)
     merged_claims = dict(old.get("claims") or {})
@@ -189,7 +180,7 @@ def write_results(
     for key, value in settings.items():
         prev = merged_settings.get(key)
         merged_settings[key] = {**prev, **value} if isinstance(prev, dict) and isinstance(value, dict) else value
-    manifest = read_manifest(path) or {}
+    manifest = schema.read_manifest(path) or {}
     data: dict[str, Any] = {
         "pair": pair.to_dict() if pair is not None else old.get("pair"),
         "settings": merged_settings,
@@ -201,5 +192,4 @@ def write_results(
         if key not in data:
             data[key] = value
     data.update(extra or {})
-    write_json_atomic(path / RESULTS_FILE, data)
-    return data
+    return schema.write_results(path / RESULTS_FILE, data)

@@ -110,68 +110,74 @@ def prompt_sets(run_dir: str | Path) -> dict[str, list[str]]:
     return ids
 
 
-def _paired(recs: dict[str, dict[str, Any]], metric: str, a: str, b: str, ids: Sequence[str], seed: int) -> ev.Estimate:
-    return ev.paired_diff_ci(ev.column(recs.get(a, {}), metric, ids), ev.column(recs.get(b, {}), metric, ids),
-                             seed=seed)
+CLAIM_PAIRS: tuple[tuple[str, str], ...] = ((CHAT, BASE),)
+"""Paired differences the findings read besides each system against the reference (``base - chat`` etc.)."""
 
 
-def _mean(recs: dict[str, dict[str, Any]], metric: str, system: str, ids: Sequence[str], seed: int) -> ev.Estimate:
-    return ev.mean_ci([v for v in ev.column(recs.get(system, {}), metric, ids) if v is not None], seed=seed)
+def _entry_value(entry: dict[str, Any] | None) -> str:
+    return fmt((entry or {}).get("mean"))
 
 
-def overton_claim(metrics: Sequence[dict[str, Any]], sets: dict[str, list[str]], *, seed: int = 0) -> Claim:
-    """Judge claim 1 from metrics.jsonl records and the prompt ids of each set (see the module docstring)."""
-    recs = ev.by_system(metrics)
-    oe, cq = sets.get("open-ended", []), sets.get("contested", [])
-    evidence: dict[str, dict[str, dict[str, Any]]] = {}
+def overton_claim(summary: dict[str, Any]) -> Claim:
+    """Judge claim 1 from summary.json (see the module docstring). The open-ended findings use the
+    ``open-ended`` set, the stance findings the set stance was scored on (``contested``); every estimate and every
+    evidence entry is the summary.json entry it names."""
+    oe = ev.choose_set(summary, ev.OPEN_ENDED, exclude=(ev.CONTESTED,))
+    cq = ev.stance_set(summary)
+    evidence: list[dict[str, Any]] = []
     for metric in EVIDENCE_METRICS:
-        ids = cq if metric in ("stance_both_share", "yes_no_split") else oe
-        row = {}
+        set_name = cq if metric in ("stance_both_share", "yes_no_split") else oe
         for system in SYSTEMS:
-            if system in recs:
-                est = _mean(recs, metric, system, ids, seed)
-                if est[0] is not None:
-                    row[system] = ev.entry(est)
-        if row:
-            evidence[metric] = row
+            entry = ev.mean_entry(summary, system, set_name, metric)
+            if entry is not None:
+                evidence.append(entry)
 
-    def val(metric: str, system: str) -> str:
-        return fmt((evidence.get(metric, {}).get(system) or {}).get("mean"))
+    def val(metric: str, system: str, set_name: str | None) -> str:
+        return _entry_value(ev.mean_entry(summary, system, set_name, metric))
 
-    findings = []
-    est = _paired(recs, "jaccard", CHAT, BASE, oe, seed)
-    findings.append(Finding(
-        "lexical_similarity", "Apparent diversity drop: chat minus base within-prompt Jaccard (open-ended)", "greater",
-        *est, detail=f"chat {val('jaccard', CHAT)} vs base {val('jaccard', BASE)}"))
-    est = _paired(recs, "words_mean", CHAT, BASE, oe, seed)
-    findings.append(Finding(
-        "length", "Chat answers are longer: chat minus base mean words (open-ended)", "greater", *est,
-        detail=f"chat {val('words_mean', CHAT)} vs base {val('words_mean', BASE)} words"))
-    est = _paired(recs, "stance_both_share", CHAT, BASE, cq, seed)
-    findings.append(Finding(
-        "both_share", "Overton answers: chat minus base share of 'both' stances (contested)", "greater", *est,
-        detail=f"chat {val('stance_both_share', CHAT)} vs base {val('stance_both_share', BASE)}"))
-    est = _paired(recs, "yes_no_split", BASE, CHAT, cq, seed)
-    findings.append(Finding(
-        "yes_no_split", "Distributional pluralism: base minus chat rate of prompts whose samples say both yes and no "
-        "(contested)", "greater", *est,
-        detail=f"base {val('yes_no_split', BASE)} vs chat {val('yes_no_split', CHAT)}"))
-    est = _mean(recs, "missing_le2_share", BASE, oe, seed)
-    findings.append(Finding(
-        "coverage", "Aggregation: share of base samples whose information is mostly in the chat answer "
-        "(missing-information proxy <= 2, open-ended; expected above 0.5)", "greater", *est, threshold=0.5,
-        detail=f"share of base sentences covered {val('coverage_union', BASE)}"))
+    def paired(a: str, b: str, set_name: str | None, metric: str) -> dict[str, Any] | None:
+        entry = ev.paired_entry(summary, a, b, set_name, metric)
+        if entry is not None:
+            evidence.append(entry)
+        return entry
+
+    findings = [
+        Finding.from_entry(
+            "lexical_similarity", f"Apparent diversity drop: chat minus base within-prompt Jaccard ({oe})", "greater",
+            paired(CHAT, BASE, oe, "jaccard"), systems=(CHAT, BASE), set_name=oe, metric="jaccard",
+            detail=f"chat {val('jaccard', CHAT, oe)} vs base {val('jaccard', BASE, oe)}"),
+        Finding.from_entry(
+            "length", f"Chat answers are longer: chat minus base mean words ({oe})", "greater",
+            paired(CHAT, BASE, oe, "words_mean"), systems=(CHAT, BASE), set_name=oe, metric="words_mean",
+            detail=f"chat {val('words_mean', CHAT, oe)} vs base {val('words_mean', BASE, oe)} words"),
+        Finding.from_entry(
+            "both_share", f"Overton answers: chat minus base share of 'both' stances ({cq})", "greater",
+            paired(CHAT, BASE, cq, "stance_both_share"), systems=(CHAT, BASE), set_name=cq,
+            metric="stance_both_share",
+            detail=f"chat {val('stance_both_share', CHAT, cq)} vs base {val('stance_both_share', BASE, cq)}"),
+        Finding.from_entry(
+            "yes_no_split", "Distributional pluralism: base minus chat rate of prompts whose samples say both yes "
+            f"and no ({cq})", "greater", paired(BASE, CHAT, cq, "yes_no_split"), systems=(BASE, CHAT), set_name=cq,
+            metric="yes_no_split",
+            detail=f"base {val('yes_no_split', BASE, cq)} vs chat {val('yes_no_split', CHAT, cq)}"),
+        Finding.from_entry(
+            "coverage", "Aggregation: share of base samples whose information is mostly in the chat answer "
+            f"(missing-information proxy <= 2, {oe}; expected above 0.5)", "greater",
+            ev.mean_entry(summary, BASE, oe, "missing_le2_share"), systems=(BASE, CHAT), set_name=oe,
+            metric="missing_le2_share", kind="mean", threshold=0.5,
+            detail=f"share of base sentences covered {val('coverage_union', BASE, oe)}"),
+    ]
 
     notes = []
-    sem = _paired(recs, "cosine", CHAT, BASE, oe, seed)
-    if sem[0] is not None:
-        notes.append(f"Semantic similarity within prompts, chat minus base (embedding cosine): {fmt(sem[0])} "
-                     f"({fmt_ci(sem[1])}); lexical and semantic diversity are reported separately.")
-    filt = _paired(recs, "jaccard_filtered", CHAT, BASE, oe, seed)
-    if filt[0] is not None:
-        notes.append(f"After the quality filter the chat-minus-base Jaccard gap is {fmt(filt[0])} ({fmt_ci(filt[1])}), "
-                     f"against {fmt(findings[0].estimate)} before it.")
-    if URIAL in recs:
-        notes.append(f"URIAL (base model + 3 human examples): Jaccard {val('jaccard', URIAL)}, "
-                     f"{val('words_mean', URIAL)} words, 'both' share {val('stance_both_share', URIAL)}.")
+    sem = paired(CHAT, BASE, oe, "cosine")
+    if sem is not None:
+        notes.append(f"Semantic similarity within prompts, chat minus base (embedding cosine): {fmt(sem['mean'])} "
+                     f"({fmt_ci(sem['ci'])}); lexical and semantic diversity are reported separately.")
+    filt = paired(CHAT, BASE, oe, "jaccard_filtered")
+    if filt is not None:
+        notes.append(f"After the quality filter the chat-minus-base Jaccard gap is {fmt(filt['mean'])} "
+                     f"({fmt_ci(filt['ci'])}), against {fmt(findings[0].estimate)} before it.")
+    if ev.has_system(summary, URIAL):
+        notes.append(f"URIAL (base model + 3 human examples): Jaccard {val('jaccard', URIAL, oe)}, "
+                     f"{val('words_mean', URIAL, oe)} words, 'both' share {val('stance_both_share', URIAL, cq)}.")
     return Claim("overton", findings, evidence, notes)

@@ -299,44 +299,45 @@ def overflow_counts(run_dir: str | Path) -> dict[str, dict[str, int]]:
     return out
 
 
+def claim_pairs(conditions: Sequence[str]) -> list[tuple[str, str]]:
+    """Paired differences the recoverability findings read: every condition against plain URIAL."""
+    return [(c, URIAL) for c in conditions if c != URIAL]
+
+
 def recoverability_claim(
-    metrics: Sequence[dict[str, Any]],
-    prompt_ids: Sequence[str],
+    summary: dict[str, Any],
     conditions: Sequence[str],
     *,
+    set_name: str | None = None,
     overflow: dict[str, dict[str, int]] | None = None,
-    seed: int = 0,
 ) -> Claim:
-    """Judge claim 2 from metrics.jsonl records scored with ``chat`` as the reference (module docstring).
+    """Judge claim 2 from summary.json scored with ``chat`` as the reference (module docstring), on the prompt set
+    ``set_name`` (default: ``open-ended``, or the only set there is).
 
     Findings: the best hinted condition (by its share of the chat self-similarity on embedding cosine) reaches the
     self-similarity on cosine and on Jaccard (a "reach" finding, see :mod:`overtonlite.experiments.verdicts`), and
-    beats plain URIAL on cosine.
+    beats plain URIAL on cosine. Every estimate is a summary.json entry (``ratios["COND / chat"]``,
+    ``paired["COND - urial"]``).
     """
-    recs = ev.by_system(metrics)
-    ids = list(prompt_ids)
-    chat = recs.get(CHAT, {})
-    evidence: dict[str, dict[str, dict[str, Any]]] = {}
-    ratios: dict[str, dict[str, ev.Estimate]] = {}
+    sset = set_name if set_name is not None else ev.choose_set(summary, ev.OPEN_ENDED, exclude=(ev.CONTESTED,))
+    evidence: list[dict[str, Any]] = []
+    ratios: dict[str, dict[str, dict[str, Any] | None]] = {}
     for measure, key in MEASURES.items():
-        self_col = ev.column(chat, key, ids)
-        sim_row = {f"{CHAT} (self)": ev.entry(ev.mean_ci([v for v in self_col if v is not None], seed=seed))}
-        ratio_row: dict[str, dict[str, Any]] = {}
+        if (own := ev.mean_entry(summary, CHAT, sset, key)) is not None:
+            evidence.append(own)
         for cond in conditions:
-            if cond not in recs:
+            if not ev.has_system(summary, cond):
                 continue
-            col = ev.column(recs[cond], key, ids)
-            sim_row[cond] = ev.entry(ev.mean_ci([v for v in col if v is not None], seed=seed))
-            est = ev.ratio_ci(*_pairs(col, self_col), seed=seed)
-            ratios.setdefault(cond, {})[measure] = est
-            ratio_row[cond] = ev.entry(est)
-        evidence[f"similarity_to_chat_s0_{measure}"] = sim_row
-        evidence[f"share_of_self_similarity_{measure}"] = ratio_row
-    if overflow:
-        evidence["prompt_too_long"] = {
-            s: {"mean": c["prompt_too_long"], "ci": None, "groups": c["groups"]}
-            for s, c in overflow.items() if s in conditions
-        }
+            if (sim := ev.mean_entry(summary, cond, sset, key)) is not None:
+                evidence.append(sim)
+            share = ev.ratio_entry(summary, cond, CHAT, sset, key)
+            ratios.setdefault(cond, {})[measure] = share
+            if share is not None:
+                evidence.append(share)
+
+    def mean(cond: str, measure: str) -> float:
+        entry = ratios[cond].get(measure)
+        return entry["mean"] if entry is not None else -1e9
 
     hinted = [c for c in conditions if "+" in c and c in ratios]
     pool = hinted or [c for c in conditions if c in ratios and c not in (BASE, URIAL)]
@@ -344,35 +345,37 @@ def recoverability_claim(
     notes: list[str] = []
     if not pool:
         findings.append(Finding("reaches_self_cosine", "No in-context condition with a hint was scored", "reach",
-                                None, None, threshold=1.0))
+                                None, None, threshold=1.0, set=sset, metric=MEASURES["cosine"], kind="ratio"))
     else:
-        best = max(pool, key=lambda c: ratios[c]["cosine"][0] if ratios[c]["cosine"][0] is not None else -1e9)
+        best = max(pool, key=lambda c: mean(c, "cosine"))
         for measure in ("cosine", "jaccard"):
-            est = ratios[best][measure]
-            findings.append(Finding(
+            findings.append(Finding.from_entry(
                 f"reaches_self_{measure}",
                 f"Best hinted condition '{best}' reaches the chat self-similarity ({measure} share of chat s1..s(N-1) "
-                "vs s0; expected: CI includes or exceeds 1 and excludes shares below 0.8)", "reach", *est, threshold=1.0))
+                f"vs s0, {sset}; expected: CI includes or exceeds 1 and excludes shares below 0.8)", "reach",
+                ratios[best].get(measure), systems=(best, CHAT), set_name=sset, metric=MEASURES[measure],
+                kind="ratio", threshold=1.0))
         key = MEASURES["cosine"]
-        if URIAL in recs and best != URIAL:
-            est = ev.paired_diff_ci(ev.column(recs[best], key, ids), ev.column(recs[URIAL], key, ids), seed=seed)
-            findings.append(Finding(
-                "beats_urial", f"'{best}' is closer to chat s0 than plain URIAL: cosine difference", "greater", *est))
+        if ev.has_system(summary, URIAL) and best != URIAL:
+            diff = ev.paired_entry(summary, best, URIAL, sset, key)
+            if diff is not None:
+                evidence.append(diff)
+            findings.append(Finding.from_entry(
+                "beats_urial", f"'{best}' is closer to chat s0 than plain URIAL: cosine difference ({sset})", "greater",
+                diff, systems=(best, URIAL), set_name=sset, metric=key))
     for cond in conditions:
         if cond in ratios:
-            r = ratios[cond]
-            notes.append(f"{cond}: {fmt(r['cosine'][0])} of the chat self-similarity on cosine "
-                         f"({fmt_ci(r['cosine'][1])}), {fmt(r['bertscore'][0])} on BERTScore-F1 "
-                         f"({fmt_ci(r['bertscore'][1])}), {fmt(r['jaccard'][0])} on Jaccard "
-                         f"({fmt_ci(r['jaccard'][1])}).")
+            r = {m: ratios[cond].get(m) or {} for m in MEASURES}
+            notes.append(f"{cond}: {fmt(r['cosine'].get('mean'))} of the chat self-similarity on cosine "
+                         f"({fmt_ci(r['cosine'].get('ci'))}), {fmt(r['bertscore'].get('mean'))} on BERTScore-F1 "
+                         f"({fmt_ci(r['bertscore'].get('ci'))}), {fmt(r['jaccard'].get('mean'))} on Jaccard "
+                         f"({fmt_ci(r['jaccard'].get('ci'))}).")
+    extra: dict[str, Any] = {}
     if overflow:
-        over = {s: c for s, c in overflow.items() if s in conditions and c["prompt_too_long"]}
-        total = sum(c["prompt_too_long"] for c in over.values())
-        detail = ", ".join(f"{s} {c['prompt_too_long']}/{c['groups']}" for s, c in over.items())
+        over = {s: c for s, c in overflow.items() if s in conditions}
+        extra["prompt_too_long"] = over
+        hit = {s: c for s, c in over.items() if c["prompt_too_long"]}
+        total = sum(c["prompt_too_long"] for c in hit.values())
+        detail = ", ".join(f"{s} {c['prompt_too_long']}/{c['groups']}" for s, c in hit.items())
         notes.append(f"Prompts over the context: {total}" + (f" ({detail})" if detail else "") + ".")
-    return Claim("recoverability", findings, evidence, notes)
-
-
-def _pairs(a: list[float | None], b: list[float | None]) -> tuple[list[float], list[float]]:
-    keep = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
-    return [x for x, _ in keep], [y for _, y in keep]
+    return Claim("recoverability", findings, evidence, notes, extra)

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overtonlite import schema
 from overtonlite.config import SamplingConfig
-from overtonlite.errors import UsageError
-from overtonlite.experiments import evidence as ev
+from overtonlite.errors import DataError, UsageError
 from overtonlite.experiments.common import (
     CHAT,
     PairInfo,
@@ -38,7 +38,8 @@ from overtonlite.experiments.common import (
     read_results,
     write_results,
 )
-from overtonlite.experiments.diversity import generate_diversity, overton_claim, prompt_sets
+from overtonlite.experiments.diversity import CLAIM_PAIRS as DIVERSITY_PAIRS
+from overtonlite.experiments.diversity import generate_diversity, overton_claim
 from overtonlite.experiments.icl import (
     DEFAULT_CONDITIONS,
     check_pool,
@@ -47,6 +48,7 @@ from overtonlite.experiments.icl import (
     parse_conditions,
     recoverability_claim,
 )
+from overtonlite.experiments.icl import claim_pairs as icl_pairs
 
 
 @dataclass(frozen=True)
@@ -104,48 +106,74 @@ def settings_for(*, quick: bool, n: int | None, max_tokens: int | None, limit: i
         "stops_base_prompts": ["```", "# Query"],
         "sets": {"diversity": ["open-ended", "contested"], "coverage": ["open-ended"], "stance": ["contested"],
                  "icl": ["open-ended"]},
+        "icl_set": "open-ended",
+        "n_boot": schema.N_BOOT,
     }
+
+
+def claim_pairs(conditions: Sequence[str]) -> list[tuple[str, str]]:
+    """The paired differences the claims read from summary.json besides every system against ``chat``."""
+    return [*DIVERSITY_PAIRS, *icl_pairs(conditions)]
 
 
 def compute_claims(
     run_dir: str | Path,
     *,
     conditions: Sequence[str],
-    seed: int = 0,
     which: Sequence[str] = ("overton", "recoverability"),
-    icl_prompt_ids: Sequence[str] | None = None,
+    icl_set: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The claims named in ``which`` from what the run directory stores (metrics.jsonl, samples.jsonl).
-
-    Nothing is generated. ICL prompts default to the open-ended prompt ids of the run.
-    """
+    """The claims named in ``which`` from the run directory's summary.json (nothing is generated or recomputed:
+    every estimate is a summary.json entry). The recoverability claim uses the prompt set ``icl_set`` (default:
+    ``open-ended``)."""
     path = Path(run_dir)
-    metrics = ev.read_jsonl(path / "metrics.jsonl")
-    sets = prompt_sets(path)
+    summary = schema.read_summary(path) or {}
     claims: dict[str, dict[str, Any]] = {}
     if "overton" in which:
-        claims["overton"] = overton_claim(metrics, sets, seed=seed).to_dict()
+        claims["overton"] = overton_claim(summary).to_dict()
     if "recoverability" in which:
-        ids = list(icl_prompt_ids) if icl_prompt_ids is not None else sets["open-ended"]
         claims["recoverability"] = recoverability_claim(
-            metrics, ids, list(conditions), overflow=overflow_counts(path), seed=seed
+            summary, list(conditions), set_name=icl_set, overflow=overflow_counts(path)
         ).to_dict()
     return claims
 
 
-def recompute_results(run_dir: str | Path) -> dict[str, Any] | None:
-    """Refresh the claims of ``run_dir/results.json`` from the stored metrics (used by ``overtonlite report``).
+def score_run(run_dir: str | Path, *, embedder: Any = None, seed: int | None = None) -> Any:
+    """Recompute metrics.jsonl / summary.json of a run directory from its stored samples (nothing is generated),
+    with ``chat`` as the reference when the run has it and the paired differences the claims read."""
+    from overtonlite.scoring import score_input
 
-    Only the claims already in results.json are recomputed. Does nothing (returns None) when the directory has no
-    results.json with claims, or no metrics.jsonl.
-    """
     path = Path(run_dir)
+    if not (path / schema.SAMPLES_FILE).is_file():
+        raise DataError(f"{path / schema.SAMPLES_FILE}: cannot rescore, the run has no stored samples")
     old = read_results(path)
     settings = old.get("settings") or {}
-    if not old.get("claims") or not (path / "metrics.jsonl").is_file():
+    systems = {str(g.get("system")) for g in schema.read_groups(path)}
+    reference = settings.get("reference_system") or CHAT
+    if reference not in systems:
+        reference = (old.get("pair") or {}).get("chat") if (old.get("pair") or {}).get("chat") in systems else None
+    seed = int(settings.get("seed", 0) or 0) if seed is None else seed
+    pairs = [p for p in claim_pairs(settings.get("conditions") or ()) if p[0] in systems and p[1] in systems]
+    return score_input(path, out=path, reference_system=reference, stance=None, embedder=embedder, seed=seed,
+                       pairs=pairs)
+
+
+def recompute_results(run_dir: str | Path, *, rescore: bool = False, embedder: Any = None) -> dict[str, Any] | None:
+    """Refresh the claims of ``run_dir/results.json`` from summary.json (``overtonlite report --rescore`` first
+    rescores the stored samples with :func:`score_run`).
+
+    Only the claims already in results.json are recomputed. Does nothing (returns None) when the directory has no
+    results.json with claims, or no summary.json.
+    """
+    path = Path(run_dir)
+    if rescore:
+        score_run(path, embedder=embedder)
+    old = read_results(path)
+    settings = old.get("settings") or {}
+    if not old.get("claims") or not (path / schema.SUMMARY_FILE).is_file():
         return None
-    claims = compute_claims(path, conditions=settings.get("conditions") or (), seed=int(settings.get("seed", 0)),
-                            which=list(old.get("claims") or ()), icl_prompt_ids=settings.get("icl_prompt_ids"))
+    claims = compute_claims(path, conditions=settings.get("conditions") or (), which=list(old.get("claims") or ()),
+                            icl_set=settings.get("icl_set"))
     # pair, banner and the other stored facts are kept as they are; only the claims are recomputed
     return write_results(path, pair=None, settings=settings, claims=claims)
 
@@ -155,7 +183,7 @@ def _build_report(out: Path) -> Any:
         from overtonlite.report import build_report
     except ImportError:
         return None
-    return build_report(out, refresh_results=False)
+    return build_report(out)
 
 
 class _Session:
@@ -185,24 +213,21 @@ class _Session:
 
 
 def _finish(outdir: Path, session: _Session, settings: dict[str, Any], *, which: Sequence[str], stance: bool | None,
-            report: bool, t0: float, timings: dict[str, float], icl_ids: Sequence[str] | None = None,
-            ) -> ReplicateResult:
+            report: bool, t0: float, timings: dict[str, float]) -> ReplicateResult:
     from overtonlite.scoring import score_input
 
     t = time.perf_counter()
-    if stance is None:  # score stance whenever the directory holds contested prompts (from this run or another)
-        stance = True if prompt_sets(outdir)["contested"] else None
-    score_input(outdir, out=outdir, reference_system=CHAT, stance=stance, embedder=session.embedder,
-                seed=settings["seed"])
-    timings["score"] = time.perf_counter() - t
-    # metrics.jsonl was rewritten for every system: refresh the claims an earlier command left in results.json too
     old = read_results(outdir)
-    which = list(dict.fromkeys([*(old.get("claims") or {}), *which]))
     old_settings = old.get("settings") or {}
     conditions = settings.get("conditions") or old_settings.get("conditions") or ()
-    icl_ids = icl_ids if icl_ids is not None else old_settings.get("icl_prompt_ids")
-    claims = compute_claims(outdir, conditions=conditions, seed=settings["seed"], which=which,
-                            icl_prompt_ids=icl_ids)
+    icl_set = settings.get("icl_set") or old_settings.get("icl_set")
+    # stance=None: stance labels for the groups of the contested set only (never for open-ended answers)
+    score_input(outdir, out=outdir, reference_system=CHAT, stance=stance, embedder=session.embedder,
+                seed=settings["seed"], pairs=claim_pairs(conditions))
+    timings["score"] = time.perf_counter() - t
+    # metrics.jsonl was rewritten for every system: refresh the claims an earlier command left in results.json too
+    which = list(dict.fromkeys([*(old.get("claims") or {}), *which]))
+    claims = compute_claims(outdir, conditions=conditions, which=which, icl_set=icl_set)
     timings["total_before_report"] = time.perf_counter() - t0
     results = write_results(outdir, pair=session.models.info, settings=settings, claims=claims,
                             extra={"timings": {k: round(v, 1) for k, v in timings.items()}})
@@ -345,7 +370,7 @@ def run_icl(
     settings: dict[str, Any] = {
         "prompts": {str(prompts): len(plist)}, "n": n, "max_tokens": max_tokens, "seed": seed, "k": k,
         "conditions": [c.name for c in conds], "answer_cap_words": answer_cap_words, "reference_system": CHAT,
-        "icl_prompt_ids": [p.id for p in plist],
+        "icl_prompt_ids": [p.id for p in plist], "icl_set": _set_of(plist),
     }
     session = _Session(pair, models=models, embedder=embedder, registry=registry, threads=threads)
     timings: dict[str, float] = {}
@@ -358,7 +383,13 @@ def run_icl(
     finally:
         session.close()
     return _finish(outdir, session, settings, which=("recoverability",), stance=None, report=report, t0=t0,
-                   timings=timings, icl_ids=[p.id for p in plist])
+                   timings=timings)
+
+
+def _set_of(prompts: Sequence[Any]) -> str:
+    """The prompt set the ICL prompts form: their common ``set`` name, else ``all``."""
+    names = {p.meta.get("set") for p in prompts}
+    return str(next(iter(names))) if len(names) == 1 and None not in names else schema.ALL
 
 
 def fake_pair_info(base: str, chat: str, *, same_family: bool = False) -> PairInfo:
@@ -371,11 +402,13 @@ __all__ = [
     "QUICK",
     "Preset",
     "ReplicateResult",
+    "claim_pairs",
     "compute_claims",
     "fake_pair_info",
     "pair_info",
     "recompute_results",
     "replicate",
+    "score_run",
     "run_diversity",
     "run_icl",
     "settings_for",

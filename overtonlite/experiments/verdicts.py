@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 SUPPORTED = "supported"
@@ -84,7 +84,9 @@ def fmt_ci(ci: Sequence[float] | None, digits: int = 3) -> str:
 
 @dataclass(frozen=True)
 class Finding:
-    """One judged expectation. ``estimate`` and ``ci`` are the tested quantity (a difference, a share, a ratio)."""
+    """One judged expectation. ``estimate`` and ``ci`` are the tested quantity (a difference, a share, a ratio),
+    read from the summary.json entry named by ``systems`` / ``set`` / ``metric`` / ``kind`` (see
+    :func:`overtonlite.schema.evidence`)."""
 
     name: str
     statement: str
@@ -93,6 +95,21 @@ class Finding:
     ci: tuple[float, float] | None
     threshold: float = 0.0
     detail: str = ""
+    systems: tuple[str, ...] = ()
+    set: str | None = None
+    metric: str | None = None
+    kind: str = "paired"
+    n_prompts: int | None = None
+
+    @classmethod
+    def from_entry(cls, name: str, statement: str, expected: Expected, entry: dict[str, Any] | None, *,
+                   systems: Sequence[str], set_name: str | None, metric: str, kind: str = "paired",
+                   threshold: float = 0.0, detail: str = "") -> Finding:
+        """A finding whose estimate and CI are those of a summary.json entry (None: nothing was measured)."""
+        entry = entry or {}
+        ci = entry.get("ci")
+        return cls(name, statement, expected, entry.get("mean"), tuple(ci) if _valid_ci(ci) else None,  # type: ignore[arg-type]
+                   threshold, detail, tuple(systems), set_name, metric, kind, entry.get("n_prompts"))
 
     @property
     def verdict(self) -> str:
@@ -110,10 +127,15 @@ class Finding:
         return {
             "name": self.name,
             "statement": self.statement,
+            "systems": list(self.systems),
+            "set": self.set,
+            "metric": self.metric,
+            "kind": self.kind,
             "expected": self.expected,
             "threshold": self.threshold,
             "estimate": self.estimate,
             "ci": list(self.ci) if self.ci is not None else None,
+            "n_prompts": self.n_prompts,
             "verdict": self.verdict,
             "line": self.line,
         }
@@ -121,12 +143,14 @@ class Finding:
 
 @dataclass
 class Claim:
-    """A claim's findings, its evidence table ``{metric: {system: {"mean", "ci"}}}``, and notes (extra lines)."""
+    """A claim's findings, its evidence (a list of :func:`overtonlite.schema.evidence` entries, each equal to the
+    summary.json entry it names), notes (extra lines) and extra fields for results.json."""
 
     name: str
     findings: list[Finding]
-    evidence: dict[str, dict[str, dict[str, Any]]]
+    evidence: list[dict[str, Any]]
     notes: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -142,6 +166,7 @@ class Claim:
             "evidence": self.evidence,
             "lines": self.lines,
             "findings": [f.to_dict() for f in self.findings],
+            **self.extra,
         }
 
 

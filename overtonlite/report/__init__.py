@@ -1,8 +1,11 @@
 """Reports of a run directory: ``report.md`` and a self-contained ``report.html`` with embedded plots.
 
-The report is rebuilt from what the run directory already holds (``results.json``, ``summary.json``,
-``metrics.jsonl``, ``manifest.json``, ``samples.jsonl``); nothing is generated. Every piece except the run directory
-itself is optional: whatever is absent is reported as "not measured".
+The report reads, it never computes: every number on the page is an entry of ``summary.json`` (per system and
+prompt set, with its number of prompts) or ``results.json`` (the claims, whose evidence entries name the
+summary.json entries they copy); ``manifest.json`` gives the settings and ``samples.jsonl`` the generation counts.
+Nothing is generated or rescored here (``overtonlite report DIR --rescore`` is a CLI step that calls the scoring
+library first). Every piece except the run directory itself is optional: whatever is absent is reported as "not
+measured".
 
     from overtonlite.report import build_report
     paths = build_report("runs/quick")
@@ -17,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overtonlite import schema
 from overtonlite.errors import DataError, OvertonliteError
-from overtonlite.rundir.records import read_groups, read_json_object, read_jsonl_objects
 
 __all__ = ["ReportPaths", "RunData", "Stat", "build_report", "load_run"]
 
@@ -57,6 +60,7 @@ class RunData:
     manifest: dict[str, Any] | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
     health: dict[str, GenerationHealth] | None = None
+    stance_set: str | None = None
 
     @property
     def systems(self) -> list[str]:
@@ -73,32 +77,49 @@ class RunData:
                     names.append(name)
         return names
 
-    def records(self, system: str) -> list[dict[str, Any]]:
-        """The metrics.jsonl records of one system."""
-        return [r for r in self.metrics if r.get("system") == system]
+    @property
+    def sets(self) -> list[str]:
+        """The prompt sets summary.json has values for (named sets first, ``all`` last)."""
+        return schema.set_names(self.summary)
 
-    def stat(self, system: str, *keys: str) -> Stat | None:
-        """(mean, ci) of a metric for one system: summary.json first (trying each alias in ``keys``), else the mean
-        over prompts of the metrics.jsonl records with a 95% bootstrap CI computed here."""
+    @property
+    def table_sets(self) -> list[str]:
+        """The sets the tables show: every named set, or ``all`` when the input had no named sets."""
+        named = [s for s in self.sets if s != schema.ALL]
+        return named or ([schema.ALL] if schema.ALL in self.sets else [])
+
+    @property
+    def primary_set(self) -> str | None:
+        """The set the plots show: ``open-ended`` when present, else the first set of the tables."""
+        sets = self.table_sets
+        return "open-ended" if "open-ended" in sets else (sets[0] if sets else None)
+
+    def entry(self, system: str, set_name: str | None, *keys: str) -> dict[str, Any] | None:
+        """The summary.json entry ``{"mean", "ci", "n_prompts"}`` of the first of ``keys`` it has."""
+        if set_name is None:
+            return None
         for key in keys:
-            found = self.summary_stat(system, key)
+            found = schema.summary_stat(self.summary, system, set_name, key)
             if found is not None:
                 return found
-        for key in keys:
-            values = [v for v in (record_value(r, key) for r in self.records(system)) if v is not None]
-            if values:
-                return sum(values) / len(values), bootstrap_ci(values)
         return None
 
-    def summary_stat(self, system: str, metric: str) -> Stat | None:
-        """(mean, ci) from summary.json, or None when summary.json does not have it."""
-        entry = (((self.summary or {}).get("systems") or {}).get(system) or {}).get(metric)
-        if not isinstance(entry, dict):
-            return None
-        mean = as_float(entry.get("mean"))
-        if mean is None:
-            return None
-        return mean, as_ci(entry.get("ci"))
+    def stat(self, system: str, set_name: str | None, *keys: str) -> Stat | None:
+        """(mean, ci) of a metric for one system and set, from summary.json only (None when it lacks it)."""
+        return as_stat(self.entry(system, set_name, *keys))
+
+    def n_prompts(self, system: str, set_name: str, *keys: str) -> int | None:
+        """The number of prompts behind the first of ``keys`` that summary.json has."""
+        found = self.entry(system, set_name, *keys)
+        return int(found["n_prompts"]) if found and isinstance(found.get("n_prompts"), int) else None
+
+    def records(self, system: str, set_name: str | None = None) -> list[dict[str, Any]]:
+        """The metrics.jsonl records of one system (of one prompt set; ``all`` or None: every set)."""
+        return [
+            r
+            for r in self.metrics
+            if r.get("system") == system and (set_name in (None, schema.ALL) or r.get("set") == set_name)
+        ]
 
 
 def as_float(value: Any) -> float | None:
@@ -118,34 +139,12 @@ def as_ci(value: Any) -> tuple[float, float] | None:
     return None
 
 
-def record_value(record: dict[str, Any], key: str) -> float | None:
-    """A per-prompt number from a metrics record: a scalar, the mean of a list of numbers, or the share of True in
-    a list of booleans."""
-    value = record.get(key)
-    if isinstance(value, bool):
-        return float(value)
-    number = as_float(value)
-    if number is not None:
-        return number
-    if isinstance(value, list) and value:
-        if all(isinstance(v, bool) for v in value):
-            return sum(value) / len(value)
-        nums = [f for f in (as_float(v) for v in value) if f is not None]
-        if nums:
-            return sum(nums) / len(nums)
-    return None
-
-
-def bootstrap_ci(values: list[float], *, seed: int = 0, resamples: int = 1000) -> tuple[float, float] | None:
-    """95% percentile bootstrap CI of the mean over prompts (only used when summary.json lacks a metric)."""
-    if len(values) < 2:
+def as_stat(entry: Any) -> Stat | None:
+    """(mean, ci) of a stored ``{"mean", "ci", ...}`` entry, or None."""
+    if not isinstance(entry, dict):
         return None
-    import numpy as np
-
-    arr = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = arr[rng.integers(0, len(arr), size=(resamples, len(arr)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    mean = as_float(entry.get("mean"))
+    return None if mean is None else (mean, as_ci(entry.get("ci")))
 
 
 def _health(groups: list[dict[str, Any]]) -> dict[str, GenerationHealth]:
@@ -165,119 +164,75 @@ def _health(groups: list[dict[str, Any]]) -> dict[str, GenerationHealth]:
     return out
 
 
-_OBJECT_FIELDS = {
-    "results.json": ("pair", "settings", "claims"),
-    "summary.json": ("systems", "paired", "settings"),
-    "manifest.json": ("systems", "packages"),
-}
-
-
-def _check_fields(path: Path, data: dict[str, Any] | None) -> dict[str, Any] | None:
-    """DataError when a field the report reads as an object holds something else (null is fine)."""
-    for key in _OBJECT_FIELDS.get(path.name, ()):
-        if data is not None and data.get(key) is not None and not isinstance(data[key], dict):
-            raise DataError(f"{path}:1: '{key}' must be a JSON object, got {type(data[key]).__name__}")
-    return data
-
-
-def load_run(run_dir: str | os.PathLike[str], *, require_content: bool = True) -> RunData:
+def load_run(
+    run_dir: str | os.PathLike[str], *, require_content: bool = True, stance_set: str | None = None
+) -> RunData:
     """Read a run directory. Raises DataError when the directory is missing, a file is not valid JSON, or (with
-    ``require_content``) there is nothing to report: none of results.json, summary.json, metrics.jsonl."""
+    ``require_content``) there is nothing to report: none of results.json, summary.json, metrics.jsonl.
+
+    ``stance_set``: the prompt set of the stance tables (default: the set stance was scored on, ``contested``).
+    """
     path = Path(run_dir)
     if not path.is_dir():
         raise DataError(f"{path}: run directory not found")
     data = RunData(
         run_dir=path,
-        results=_check_fields(path / "results.json", read_json_object(path / "results.json")),
-        summary=_check_fields(path / "summary.json", read_json_object(path / "summary.json")),
-        manifest=_check_fields(path / "manifest.json", read_json_object(path / "manifest.json")),
-        metrics=read_jsonl_objects(path / "metrics.jsonl") or [],
+        results=schema.read_results(path),
+        summary=schema.read_summary(path),
+        manifest=schema.read_manifest(path),
+        metrics=schema.read_metrics(path),
     )
-    samples = path / "samples.jsonl"
-    groups = read_groups(samples) if samples.is_file() else None
+    samples = path / schema.SAMPLES_FILE
+    groups = schema.read_groups(samples) if samples.is_file() else None
     data.health = _health(groups) if groups is not None else None
+    data.stance_set = stance_set or _default_stance_set(data)
     if require_content and data.results is None and data.summary is None and not data.metrics:
         raise DataError(f"{path}: nothing to report (no results.json, summary.json or metrics.jsonl)")
     return data
 
 
-def _refresh_results(path: Path) -> None:
-    """Let the experiments module recompute results.json from the stored metrics, when it offers that."""
-    try:
-        from overtonlite.experiments.replicate import recompute_results
-    except ImportError as exc:
-        if isinstance(exc, ModuleNotFoundError) and exc.name not in (
-            "overtonlite.experiments",
-            "overtonlite.experiments.replicate",
-        ):
-            raise
-        return
-    recompute_results(path)
-
-
-def _rescore(path: Path) -> None:
-    """Recompute metrics.jsonl / summary.json from the stored samples (the aligned system as reference)."""
-    if not (path / "samples.jsonl").is_file():
-        raise DataError(f"{path / 'samples.jsonl'}: cannot rescore, the run has no stored samples")
-    try:
-        from overtonlite.scoring import score_input
-    except ModuleNotFoundError as exc:
-        raise OvertonliteError(f"cannot rescore: the scoring module is unavailable ({exc.name})") from None
-    from overtonlite.report.sections import reference_system
-
-    data = load_run(path, require_content=False)
-    systems = sorted(data.health or {})
-    settings = (data.results or {}).get("settings")
-    seed = settings.get("seed", 0) if isinstance(settings, dict) else 0
-    score_input(path, out=path, reference_system=reference_system(data, systems), seed=int(seed or 0))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and a rename (the file gets the usual umask mode)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def _default_stance_set(data: RunData) -> str | None:
+    scored = ((data.summary or {}).get("settings") or {}).get("stance_sets") or []
+    if "contested" in scored or (not scored and "contested" in data.sets):
+        return "contested"
+    if scored:
+        return str(scored[0])
+    return schema.ALL if data.sets == [schema.ALL] else None
 
 
 def build_report(
     run_dir: str | os.PathLike[str],
     *,
-    rescore: bool = False,
-    refresh_results: bool = True,
     plots: bool = True,
+    stance_set: str | None = None,
 ) -> ReportPaths:
     """Write ``report.md`` and ``report.html`` into ``run_dir`` from the files it already holds.
 
-    ``rescore`` first recomputes metrics.jsonl / summary.json from the stored samples (nothing is generated).
-    ``refresh_results`` lets ``overtonlite.experiments.replicate.recompute_results`` refresh results.json from the
-    stored metrics when that function exists. ``plots=False`` leaves the plots out of the HTML (no matplotlib).
-    Raises DataError for a missing run directory or unreadable JSON.
+    ``plots=False`` leaves the plots out of the HTML (no matplotlib). ``stance_set`` names the prompt set of the
+    stance tables (default: ``contested``, or the set stance was scored on). Nothing is recomputed: to refresh a
+    run's metrics and claims first, use ``overtonlite report DIR --rescore`` (or
+    :func:`overtonlite.experiments.replicate.recompute_results`). Raises DataError for a missing run directory or
+    unreadable JSON, and UsageError for a stance set the run does not have.
     """
+    from overtonlite.errors import UsageError
     from overtonlite.report.document import build_document, verdict_lines
     from overtonlite.report.html import render_html
     from overtonlite.report.markdown import render_markdown
+    from overtonlite.util import write_text_atomic
 
     path = Path(run_dir)
     if not path.is_dir():
         raise DataError(f"{path}: run directory not found")
-    if rescore:
-        _rescore(path)
-    if refresh_results and (path / "metrics.jsonl").is_file():
-        _refresh_results(path)
-    data = load_run(path)
+    data = load_run(path, stance_set=stance_set)
+    if stance_set is not None and stance_set not in data.sets:
+        known = ", ".join(data.sets) or "none"
+        raise UsageError(f"{path}: no prompt set {stance_set!r} in summary.json (sets: {known})")
     doc = build_document(data)
     md_path, html_path = path / "report.md", path / "report.html"
     markdown, page = render_markdown(doc), render_html(doc, data, plots=plots)
     try:
-        _write_atomic(md_path, markdown)
-        _write_atomic(html_path, page)
+        write_text_atomic(md_path, markdown)
+        write_text_atomic(html_path, page)
     except OSError as exc:
         raise OvertonliteError(f"{path}: cannot write the report: {exc.strerror or exc}") from None
     results = path / "results.json"

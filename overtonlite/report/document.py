@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from overtonlite.report import RunData, as_ci, as_float
+from overtonlite.report import RunData, as_ci, as_float, as_stat
 from overtonlite.report.markdown import (
     MISSING,
     Block,
@@ -34,9 +34,10 @@ def _claims(data: RunData) -> dict[str, dict[str, Any]]:
     return {str(k): v for k, v in claims.items() if isinstance(v, dict)} if isinstance(claims, dict) else {}
 
 
-def _evidence_rows(evidence: Any) -> list[list[str]]:
+def _old_evidence_rows(evidence: dict[str, Any]) -> list[list[str]]:
+    """Evidence of a results.json written before schema version 2: ``{metric: {system: {mean, ci}}}``."""
     rows: list[list[str]] = []
-    for metric, per_system in (evidence if isinstance(evidence, dict) else {}).items():
+    for metric, per_system in evidence.items():
         for system, entry in (per_system if isinstance(per_system, dict) else {}).items():
             raw = entry.get("mean") if isinstance(entry, dict) else entry
             mean = as_float(raw)
@@ -48,11 +49,22 @@ def _evidence_rows(evidence: Any) -> list[list[str]]:
     return rows
 
 
+def _evidence_entries(evidence: Any) -> list[dict[str, Any]]:
+    return [e for e in evidence if isinstance(e, dict)] if isinstance(evidence, list) else []
+
+
 def _claim_lines(claim: dict[str, Any]) -> list[str]:
     lines = claim.get("lines")
     if isinstance(lines, list) and lines:
         return [str(line) for line in lines]
-    return [f"{m} / {s}: {v}" for m, s, v in _evidence_rows(claim.get("evidence"))]
+    evidence = claim.get("evidence")
+    if isinstance(evidence, dict):
+        return [f"{m} / {s}: {v}" for m, s, v in _old_evidence_rows(evidence)]
+    return [
+        f"{e.get('metric')} / {e.get('system')} ({e.get('set')}, n={e.get('n_prompts')}): "
+        f"{fmt_stat(as_stat(e))}"
+        for e in _evidence_entries(evidence)
+    ]
 
 
 def verdict_lines(data: RunData) -> list[str]:
@@ -93,21 +105,62 @@ def _verdicts(data: RunData) -> list[Block]:
         blocks.append(Para(f"**{name}**: {verdict}", kind="verdict", verdict=verdict))
         if lines := _claim_lines(claim):
             blocks.append(Bullets(lines))
+        if table := _findings_table(claim.get("findings"), f"findings-{anchor(name)}"):
+            blocks.append(table)
         if table := _evidence_table(claim.get("evidence"), f"evidence-{anchor(name)}"):
             blocks.append(table)
     return blocks
 
 
-def _evidence_table(evidence: Any, ident: str) -> Table | None:
-    """The evidence as one row per metric and one column per system (mean [95% CI], — where absent)."""
-    rows = _evidence_rows(evidence)
+def _findings_table(findings: Any, ident: str) -> Table | None:
+    """One row per finding: the systems compared, the prompt set and its number of prompts, estimate [CI]."""
+    rows = []
+    for f in findings if isinstance(findings, list) else []:
+        if not isinstance(f, dict) or "set" not in f:
+            continue
+        systems = f.get("systems") or []
+        op = {"paired": " − ", "ratio": " / "}.get(str(f.get("kind")), ", ")
+        rows.append(
+            [
+                str(f.get("name", "")),
+                op.join(str(s) for s in systems) or MISSING,
+                str(f.get("set") or MISSING),
+                str(f.get("n_prompts") or MISSING),
+                fmt_stat(as_stat({"mean": f.get("estimate"), "ci": f.get("ci")})),
+                str(f.get("verdict", "")),
+            ]
+        )
     if not rows:
         return None
-    systems = list(dict.fromkeys(system for _, system, _ in rows))
-    cells = {(metric, system): value for metric, system, value in rows}
-    metrics = list(dict.fromkeys(metric for metric, _, _ in rows))
-    body = [[m, *(cells.get((m, s), MISSING) for s in systems)] for m in metrics]
-    return Table(["evidence", *systems], body, id=ident)
+    return Table(["finding", "systems", "set", "prompts", "estimate [95% CI]", "verdict"], rows, id=ident)
+
+
+def _evidence_table(evidence: Any, ident: str) -> Table | None:
+    """The evidence entries, one row each: metric, system (or comparison), set, prompts, mean [95% CI]. Evidence
+    of an earlier results.json (no sets) is one row per metric and one column per system."""
+    if isinstance(evidence, dict):
+        rows = _old_evidence_rows(evidence)
+        if not rows:
+            return None
+        systems = list(dict.fromkeys(system for _, system, _ in rows))
+        cells = {(metric, system): value for metric, system, value in rows}
+        metrics = list(dict.fromkeys(metric for metric, _, _ in rows))
+        body = [[m, *(cells.get((m, s), MISSING) for s in systems)] for m in metrics]
+        return Table(["evidence", *systems], body, id=ident)
+    body = [
+        [
+            str(e.get("metric")),
+            str(e.get("system")),
+            str(e.get("set")),
+            str(e.get("n_prompts") if e.get("n_prompts") is not None else MISSING),
+            fmt_stat(as_stat(e)),
+        ]
+        for e in _evidence_entries(evidence)
+        if as_stat(e) is not None
+    ]
+    if not body:
+        return None
+    return Table(["evidence", "system", "set", "prompts", "mean [95% CI]"], body, id=ident)
 
 
 # ----------------------------------------------------------------------------------------------- settings
@@ -247,7 +300,9 @@ def _notes(data: RunData) -> list[Block]:
                 "judges; treat them as proxies.",
                 "Length is an outcome: every system has the same max_tokens cap, and the share of samples cut at the "
                 "cap is reported above.",
-                "CIs are 95% bootstrap intervals over prompts.",
+                "CIs are 95% percentile bootstrap intervals over the prompts of a set "
+                f"({_lookup(data, 'n_boot', scoring_first=True) or 'N'} resamples); every number comes from "
+                "summary.json or results.json, and each table names its prompt set and number of prompts.",
             ]
         ),
     ]

@@ -14,11 +14,8 @@ The signature is one line that a report can print, e.g.::
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
@@ -27,8 +24,8 @@ from typing import Any
 
 from overtonlite import __version__
 from overtonlite.config import stable_hash
-from overtonlite.errors import DataError, OvertonliteError, UsageError
-from overtonlite.rundir.records import read_json_object
+from overtonlite.errors import OvertonliteError, UsageError
+from overtonlite.util import write_json_atomic
 
 # module name -> distribution name
 TRACKED_PACKAGES: dict[str, str] = {
@@ -94,14 +91,11 @@ def environment() -> dict[str, Any]:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any] | None:
-    """The manifest at ``path`` (a file or a run directory), or None when there is none."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "manifest.json"
-    data = read_json_object(p, what="a manifest (a JSON object)")
-    if data is not None and not isinstance(data.get("systems", {}), dict):
-        raise DataError(f"{p}: a manifest must be a JSON object with a 'systems' object")
-    return data
+    """The manifest at ``path`` (a file or a run directory), or None when there is none
+    (:func:`overtonlite.schema.read_manifest`)."""
+    from overtonlite.schema import read_manifest as read
+
+    return read(path)
 
 
 def check_system(manifest: dict[str, Any] | None, system: str, entry: dict[str, Any], *, where: str) -> None:
@@ -146,26 +140,12 @@ def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dic
     systems[system] = entry
     manifest["systems"] = systems
     manifest["signature"] = signature(manifest)
-    ordered = {k: manifest[k] for k in _ORDER if k in manifest}
-    ordered.update({k: v for k, v in manifest.items() if k not in ordered})
+    from overtonlite.schema import write_manifest
+
     try:
-        write_json_atomic(p, ordered)
+        return write_manifest(p, manifest)
     except OSError as exc:
         raise OvertonliteError(f"cannot write {p}: {exc.strerror or exc}") from None
-    return ordered
-
-
-_ORDER = (
-    "overtonlite_version",
-    "created",
-    "updated",
-    "git_revision",
-    "python",
-    "platform",
-    "packages",
-    "systems",
-    "signature",
-)
 
 
 def signature(manifest: dict[str, Any]) -> str:
@@ -205,46 +185,6 @@ def _settings_text(entry: dict[str, Any]) -> str:
 
 def _num(x: Any) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same directory, fsync it, and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a manifest is as readable as samples.jsonl
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 __all__ = [

@@ -2,8 +2,8 @@
 
 Input: a run directory (its ``samples.jsonl``) or any responses JSONL (see :mod:`overtonlite.scoring.inputs`).
 Output: ``OUT/metrics.jsonl`` (one record per (system, prompt_id) with every key of :data:`RECORD_KEYS`, ``null``
-when absent) and ``OUT/summary.json`` (per-system means with seeded bootstrap 95% CIs over prompts, paired
-differences, and the settings). Scoring never generates text, and it is idempotent: the same input and options give
+when absent) and ``OUT/summary.json`` (per system and prompt set, means with seeded bootstrap 95% CIs over prompts;
+paired differences and ratios per set; the settings; layout in :mod:`overtonlite.schema`). Scoring never generates text, and it is idempotent: the same input and options give
 byte-identical files. Every distinct text (samples, prompts, and the sentences of samples when coverage is
 computed) goes through the embedder once; the embedder caches by text hash.
 
@@ -18,59 +18,28 @@ threshold tau and the missing-information cut points come from the embedder's re
 
 from __future__ import annotations
 
-import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overtonlite import schema
 from overtonlite.errors import UsageError
 from overtonlite.metrics import coverage as cov_mod
 from overtonlite.scoring.agg import build_summary
 from overtonlite.scoring.group import GroupContext, score_group, single_thread_blas
-from overtonlite.scoring.inputs import Group, file_sha256, read_input
+from overtonlite.scoring.inputs import Group, read_input
+from overtonlite.util import sha256_file
 
 # cross-prompt 95th percentile 0.237 (module docstring); benchmarks/reference_check.py recomputes it
 DEFAULT_QUALITY_THRESHOLD = 0.24
 UNCALIBRATED = "defaults (all-minilm-l6-v2); this embedder has no calibration"
 """``settings["calibration"]`` when the embedder has no registry calibration and the defaults above are used."""
 
-RECORD_KEYS: tuple[str, ...] = (
-    "system",
-    "prompt_id",
-    "n",
-    "jaccard",
-    "cosine",
-    "vendi",
-    "words_mean",
-    "tokens_mean",
-    "words",
-    "relevance",
-    "stance",
-    "coverage",
-    "missing",
-    "stance_both_share",
-    "yes_no_split",
-    "distinct_1",
-    "distinct_2",
-    "bertscore_f1_to_ref",
-    "bertscore_f1_to_ref_rescaled",
-    "cosine_to_ref",
-    "jaccard_to_ref",
-    "coverage_union",
-    "missing_mean",
-    "missing_le2_share",
-    "quality_pass",
-    "quality_pass_rate",
-    "jaccard_filtered",
-    "cosine_filtered",
-    "relevance_mean",
-    "list_rate",
-    "refusal_rate",
-    "truncation_rate",
-    "empty_rate",
-)
+RECORD_KEYS: tuple[str, ...] = schema.METRIC_KEYS
+"""Every metrics.jsonl record has these keys (see :data:`overtonlite.schema.METRIC_KEYS`)."""
 
 _AUX = (
     "is",
@@ -110,10 +79,11 @@ _YESNO = re.compile(
 
 @dataclass
 class ScoreSummary:
-    """What :func:`score_input` computed; ``systems`` is the ``summary.json["systems"]`` dict."""
+    """What :func:`score_input` computed: ``systems``, ``paired`` and ``ratios`` are those blocks of summary.json
+    (``systems[SYSTEM]["sets"][SET][METRIC] = {"mean", "ci", "n_prompts"}``)."""
 
-    systems: dict[str, dict[str, dict[str, Any]]]
-    paired: dict[str, dict[str, dict[str, Any]]]
+    systems: dict[str, dict[str, Any]]
+    paired: dict[str, dict[str, Any]]
     settings: dict[str, Any]
     errors: list[dict[str, Any]]
     n_groups: int
@@ -121,6 +91,8 @@ class ScoreSummary:
     summary_path: Path
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    ratios: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def is_yes_no_question(text: str | None) -> bool:
@@ -156,7 +128,8 @@ def score_input(
     seed: int = 0,
     quality_threshold: float | None = None,
     tau: float | None = None,
-    n_boot: int = 1000,
+    n_boot: int = schema.N_BOOT,
+    pairs: Sequence[tuple[str, str]] = (),
 ) -> ScoreSummary:
     """Score INPUT and write ``out/metrics.jsonl`` and ``out/summary.json``.
 
@@ -164,6 +137,9 @@ def score_input(
     scores stance when the prompts are yes/no questions (see :func:`should_score_stance`), ``True`` forces it,
     ``False`` skips it. ``reference_system`` names the aligned system whose sample 0 is the reference for coverage,
     the missing-information proxy and similarity-to-reference. ``tau`` overrides the calibrated coverage threshold.
+    ``pairs``: extra ``(A, B)`` paired differences for summary.json besides every system against the reference.
+    Summary values are per prompt set (each ``set`` of the input, and ``all``); stance metrics only exist for the
+    sets whose groups had stance scored.
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -216,22 +192,22 @@ def score_input(
     outdir.mkdir(parents=True, exist_ok=True)
     metrics_path = outdir / "metrics.jsonl"
     summary_path = outdir / "summary.json"
-    tmp = metrics_path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(
-                json.dumps({k: rec.get(k) for k in RECORD_KEYS} | _extras(rec), ensure_ascii=False) + "\n"
-            )
-    tmp.replace(metrics_path)
+    schema.write_metrics(metrics_path, records)
 
     t2 = time.perf_counter()
-    sys_summary, paired = build_summary(
-        records, systems=systems, reference_system=reference_system, seed=seed, n_boot=n_boot
+    blocks = build_summary(
+        records,
+        systems=systems,
+        reference_system=reference_system,
+        seed=seed,
+        n_boot=n_boot,
+        stance_groups={(s, str(p)) for s, p in stance_groups},
+        pairs=pairs,
     )
     timings["bootstrap"] = time.perf_counter() - t2
     settings = {
         "input": str(path),
-        "input_sha256": file_sha256(path),
+        "input_sha256": sha256_file(path),
         "embedder": emb.describe() if hasattr(emb, "describe") else {"name": getattr(emb, "name", "?")},
         "lexical_tokenizer": _lexical_identity(),
         "lowercase": lowercase,
@@ -243,18 +219,31 @@ def score_input(
         "calibration": cal_source,
         "quality_threshold": threshold,
         "stance_scored": do_stance,
+        "stance_sets": [
+            name
+            for name in schema.set_names({"systems": blocks["systems"]})
+            if any("stance_both_share" in (e["sets"].get(name) or {}) for e in blocks["systems"].values())
+        ],
+        "pairs": [list(p) for p in pairs],
         "reference_system": reference_system,
         "bertscore": ctx.bertscore_settings(),
         "n_groups_scored": len(scored),
         "n_groups_failed": len(errors),
     }
-    summary = {"systems": sys_summary, "paired": paired, "settings": settings, "errors": errors}
-    tmp = summary_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(summary_path)
+    summary = {
+        "systems": blocks["systems"],
+        "paired": blocks["paired"],
+        "ratios": blocks["ratios"],
+        "sets": blocks["sets"],
+        "settings": settings,
+        "errors": errors,
+    }
+    schema.write_summary(summary_path, summary)
     return ScoreSummary(
-        systems=sys_summary,
-        paired=paired,
+        systems=blocks["systems"],
+        paired=blocks["paired"],
+        ratios=blocks["ratios"],
+        sets=blocks["sets"],
         settings=settings,
         errors=errors,
         n_groups=len(scored),
@@ -263,10 +252,6 @@ def score_input(
         seconds=time.perf_counter() - t0,
         timings=timings,
     )
-
-
-def _extras(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in rec.items() if k not in RECORD_KEYS}
 
 
 def _lexical_identity() -> str:

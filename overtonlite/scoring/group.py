@@ -142,7 +142,7 @@ def score_group(g: Group, ctx: GroupContext) -> dict[str, Any]:
     """One metrics.jsonl record (see :data:`overtonlite.scoring.RECORD_KEYS`)."""
     texts = g.texts
     n = len(texts)
-    rec: dict[str, Any] = {"system": g.system, "prompt_id": g.pid, "n": n}
+    rec: dict[str, Any] = {"system": g.system, "prompt_id": g.pid, "set": g.prompt_set, "n": n}
     lc = ctx.lowercase
     rec["jaccard"] = lexical.mean_pairwise_jaccard(texts, lowercase=lc)
     rec["distinct_1"] = lexical.distinct_n(texts, 1)

@@ -14,7 +14,6 @@ stripped again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,14 +58,6 @@ def resolve_input(input_path: str | Path) -> Path:
     if not p.is_file():
         raise DataError(f"{p}: no such file (expected a run directory or a responses JSONL)")
     return p
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _parse_samples(

@@ -10,15 +10,14 @@ use and their hash is kept in ``hashes.json``. Used by :mod:`overtonlite.sources
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from overtonlite import util
 from overtonlite.errors import IntegrityError
 from overtonlite.registry import FileSpec
 
@@ -37,17 +36,8 @@ def cache_home() -> Path:
 
 # ------------------------------------------------------------------------------------------- small helpers
 def sha256_file(path: Path, *, progress: Progress | None = None, stage: str = "") -> str:
-    """Stream ``path`` through sha256."""
-    h = hashlib.sha256()
-    total = path.stat().st_size
-    done = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            h.update(block)
-            done += len(block)
-            if progress:
-                progress(stage or f"hash {path.name}", done, total)
-    return h.hexdigest()
+    """Stream ``path`` through sha256 (:func:`overtonlite.util.sha256_file`)."""
+    return util.sha256_file(path, progress=progress, stage=stage)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -60,17 +50,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to a temp file beside ``path`` and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` atomically beside ``path`` (:func:`overtonlite.util.write_json_atomic`)."""
+    util.write_json_atomic(path, data, indent=1, sort_keys=True)
 
 
 @contextlib.contextmanager

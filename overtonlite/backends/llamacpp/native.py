@@ -18,48 +18,10 @@ if TYPE_CHECKING:
 
 from overtonlite.config import SamplingConfig
 from overtonlite.errors import ModelLoadError, missing_dependency
+from overtonlite.util import physical_cores as physical_cores  # re-exported: one implementation, in util
 
 _QUIET_CALLBACK: Any = None  # keep the ctypes callback alive for the life of the process
 _BACKEND_READY = False
-
-
-def physical_cores() -> int:
-    """Number of physical cores available to this process (hyper-threads not counted); falls back to cpu_count."""
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        allowed = list(range(os.cpu_count() or 1))
-    cores: set[tuple[str, str]] = set()
-    for cpu in allowed:
-        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            pkg = (topo / "physical_package_id").read_text().strip()
-            core = (topo / "core_id").read_text().strip()
-        except OSError:
-            cores = set()
-            break
-        cores.add((pkg, core))
-    if cores:
-        return len(cores)
-    try:  # /proc/cpuinfo: unique (physical id, core id) pairs
-        pairs, phys, core_id = set(), "0", None
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key, value = key.strip(), value.strip()
-            if key == "physical id":
-                phys = value
-            elif key == "core id":
-                core_id = value
-            elif not line.strip() and core_id is not None:
-                pairs.add((phys, core_id))
-                core_id = None
-        if core_id is not None:
-            pairs.add((phys, core_id))
-        if pairs:
-            return max(1, min(len(pairs), len(allowed)))
-    except OSError:
-        pass
-    return max(1, len(allowed))
 
 
 def _cpu_is_busy() -> bool:
