@@ -64,7 +64,9 @@ def test_cohort_texts_do_not_depend_on_what_ran_before(tiny_gguf: Path) -> None:
         whole = _texts(list(gen.generate(plan)))
         assert gen.stats["prefix_tokens_evaluated"] > 0  # the preamble is shared within a cohort
         kept = gen.stats["prefix_tokens_evaluated"]
-        last = _texts(list(gen.generate(plan[4:])))  # a resumed run: only the last cohort, prefix still cached
+        last = _texts(
+            list(gen.generate(plan[4:]))
+        )  # a resumed run: only the last cohort, prefix still cached
         assert gen.stats["prefix_tokens_evaluated"] == kept  # ... reused, not evaluated again
     finally:
         gen.close()
@@ -163,3 +165,29 @@ def test_kill_9_at_three_moments_then_resume_gives_the_uninterrupted_texts(
     resumed = {r["prompt_id"]: [s["text"] for s in r["samples"]] for r in lines}
     differing = [pid for pid in reference if resumed[pid] != reference[pid]]
     assert not differing, f"groups whose texts differ from the uninterrupted run: {differing}"
+
+
+@pytest.mark.realmodel
+def test_real_model_cohort_after_a_kept_prefix_matches_a_fresh_start(default_chat_path: Path) -> None:
+    # a shared preamble (cached as a prefix and kept into the next cohort) on a quantized model: the last cohort
+    # gives the same texts after the whole plan, alone on the same generator and alone on a fresh one
+    pre = "You answer questions about daily life. Keep answers short, concrete and friendly. " * 4
+    plan = [
+        _req(f"g{i}", f"{pre}Question {i}: how do I keep a plant alive?", i // 2, 24, seeds=(i, i + 9))
+        for i in range(4)
+    ]
+    gen = LlamaCppGenerator(default_chat_path, n_ctx=512, max_seqs=4, n_threads=1)
+    try:
+        whole = _texts(list(gen.generate(plan)))
+        kept = gen.stats["prefix_tokens_evaluated"]
+        again = _texts(list(gen.generate(plan[2:])))
+        assert gen.stats["prefix_tokens_evaluated"] == kept  # the prefix was kept, not evaluated again
+    finally:
+        gen.close()
+    fresh = LlamaCppGenerator(default_chat_path, n_ctx=512, max_seqs=4, n_threads=1)
+    try:
+        alone = _texts(list(fresh.generate(plan[2:])))
+        assert fresh.stats["prefix_tokens_evaluated"] > 0
+    finally:
+        fresh.close()
+    assert again == alone == {k: whole[k] for k in ("g2", "g3")}
