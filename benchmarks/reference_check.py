@@ -72,13 +72,13 @@ def lexical_section(responses: list[dict], summary) -> tuple[list[str], dict]:
     out = {}
     for system in dict.fromkeys(r["system"] for r in responses):
         groups = [[clean_text(t) for t in r["samples"]] for r in responses if r["system"] == system]
-        j = summary.systems[system]["jaccard"]["mean"]
+        j = summary.systems[system]["sets"]["all"]["jaccard"]["mean"]
         jl = float(
             np.mean(
                 [v for g in groups if (v := lexical.mean_pairwise_jaccard(g, lowercase=True)) is not None]
             )
         )
-        words = summary.systems[system]["words_mean"]["mean"]
+        words = summary.systems[system]["sets"]["all"]["words_mean"]["mean"]
         p = PAPER_LEXICAL.get(system)
         out[system] = {"jaccard": j, "jaccard_lowercase": jl, "words_mean": words, "paper": p}
         ps = [f"{v:.4f}" if p else "–" for v in (p or (0, 0, 0))[:2]]
@@ -183,9 +183,10 @@ def similarity_section(summary) -> tuple[list[str], dict]:
         "|---|---|---|---|---|---|---|---|",
     ]
     out = {}
-    order = sorted(summary.systems, key=lambda s: -(summary.systems[s]["bertscore_f1_to_ref"]["mean"] or 0))
+    every = {s: e["sets"]["all"] for s, e in summary.systems.items()}  # the "all" set of summary.json
+    order = sorted(every, key=lambda s: -(every[s]["bertscore_f1_to_ref"]["mean"] or 0))
     for s in order:
-        m = summary.systems[s]
+        m = every[s]
         vals = {
             k: m[k]["mean"]
             for k in (

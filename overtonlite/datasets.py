@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from overtonlite.errors import DataError, UsageError
+from overtonlite.errors import DataError, UsageError, utf8_error
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -97,7 +97,7 @@ def _read_lines(path: Path) -> Iterator[str]:
         with path.open("r", encoding="utf-8-sig", newline="") as fh:
             yield from fh
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise utf8_error(path, exc) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 

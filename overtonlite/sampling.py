@@ -19,19 +19,21 @@ samples, counted as failed, and not retried on resume unless ``retry_errors=True
 
 Ctrl-C: the first one lets the next group finish and be written, then stops; groups in flight that finish right
 with it (within a tenth of one group's token budget, ``n * max_tokens / 10`` more tokens) are written too, since
-groups decoded together tend to finish together. A second Ctrl-C stops at once (the groups in flight are
-discarded). Either way everything written is kept and :class:`SampleInterrupted` (a ``KeyboardInterrupt``) is
-raised with the summary so far; if every group got written, the run simply completes.
+groups decoded together tend to finish together. A second Ctrl-C stops within a second: at the engine's next step
+boundary (the token callback), or, when no step ends within :data:`overtonlite.interrupts.HARD_STOP_SECONDS`,
+wherever the main thread is (the groups in flight are discarded); an engine inside a long native call is asked to
+return early through :mod:`overtonlite.backends.stop`. Two presses that arrive while the main thread is inside one
+native call are counted as two (see :mod:`overtonlite.interrupts`). Either way everything written is kept and
+:class:`SampleInterrupted` (a ``KeyboardInterrupt``) is raised with the summary so far; if every group got written,
+the run simply completes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +41,8 @@ from typing import Any, Literal
 from overtonlite.backends.base import Generator, GenRequest, GroupResult
 from overtonlite.config import SamplingConfig, derive_seed, stable_hash
 from overtonlite.datasets import Prompt
-from overtonlite.errors import UsageError
+from overtonlite.errors import UsageError, warn
+from overtonlite.interrupts import graceful_sigint
 from overtonlite.rundir.manifest import update_manifest
 from overtonlite.rundir.records import RunDir
 from overtonlite.schema import group_record
@@ -213,6 +216,7 @@ def sample_run(
         update_manifest(run.manifest_path, spec.system, spec.manifest_entry(generator.describe()))
         todo = _todo(run, spec, jobs, retry_errors=retry_errors)
         summary.groups_skipped = len(jobs) - len(todo)
+        _warn_short_context(generator, todo, spec.sampling.max_tokens)
         requests = _requests(generator, spec, jobs, todo)
         _generate(generator, run, spec, todo, requests, summary, progress)
     return summary
@@ -294,6 +298,29 @@ def _todo(run: RunDir, spec: SampleSpec, jobs: list[_Job], *, retry_errors: bool
     return [job for job in jobs if job.key not in done]
 
 
+def _warn_short_context(generator: Generator, todo: list[_Job], max_tokens: int) -> None:
+    """One warning when prompts leave less room in the context than ``max_tokens`` (their samples would be cut
+    by the context, not by ``max_tokens``). Prompts that do not fit at all are recorded as ``prompt_too_long``."""
+    n_ctx = getattr(generator, "n_ctx", None)
+    if not isinstance(n_ctx, int) or n_ctx <= 0 or not todo:
+        return
+    short: list[tuple[str, int]] = []
+    for job in todo:
+        try:
+            used = int(generator.count_tokens(job.rendered))
+        except Exception:  # noqa: BLE001 - a check only: the generator reports real failures itself
+            return
+        if 0 < n_ctx - used < max_tokens:
+            short.append((job.prompt.id, used))
+    if short:
+        pid, used = min(short, key=lambda x: n_ctx - x[1])
+        warn(
+            f"{len(short)} prompt(s) leave less than --max-tokens {max_tokens} of the {n_ctx}-token context for "
+            f"the samples, which will be cut short; e.g. prompt {pid!r} uses {used} tokens ({n_ctx - used} left); "
+            "raise --ctx or shorten the prompts"
+        )
+
+
 def _record(spec: SampleSpec, job: _Job, result: GroupResult) -> dict[str, Any]:
     return group_record(
         system=spec.system,
@@ -355,6 +382,8 @@ def _generate(
         nonlocal live_tokens, since_stop, reports_tokens
         live_tokens += count
         reports_tokens = True
+        if hard.is_set():
+            raise KeyboardInterrupt  # second Ctrl-C: stop at this step boundary
         if since_stop is not None:
             since_stop += count
             if since_stop > grace_tokens:
@@ -367,10 +396,10 @@ def _generate(
         emit("end")
         return
     jobs = {job.key: job for job in todo}  # groups regenerated only to rebuild a cohort are not written again
-    stop = threading.Event()
+    stop, hard = threading.Event(), threading.Event()
     stream: Iterator[GroupResult] | None = None
     try:
-        with _graceful_sigint(stop, lambda: emit("stopping")):
+        with graceful_sigint(stop, hard, lambda: emit("stopping"), lambda: reports_tokens):
             stream = generator.generate(requests, on_tokens=on_tokens)
             for result in stream:
                 job = jobs.pop(result.key, None)
@@ -386,6 +415,8 @@ def _generate(
                 summary.seconds = time.perf_counter() - t0
                 live_tokens = max(live_tokens, summary.tokens)
                 emit("group", record=record)
+                if hard.is_set():
+                    raise KeyboardInterrupt
                 if stop.is_set() and since_stop is None:
                     if not reports_tokens:
                         raise KeyboardInterrupt
@@ -410,28 +441,3 @@ def _close(stream: Iterator[GroupResult] | None) -> None:
             close()
         except Exception:  # noqa: BLE001 - closing must not hide the original stop
             pass
-
-
-@contextmanager
-def _graceful_sigint(stop: threading.Event, on_first: Callable[[], None]) -> Iterator[None]:
-    """First Ctrl-C sets ``stop`` (finish the current group); a second raises KeyboardInterrupt at once.
-
-    Only installed in the main thread and when SIGINT has Python's default handler; otherwise a no-op.
-    """
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        on_first()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -61,7 +61,7 @@ def test_tiny_gguf_run_files_log_and_resume(tmp_path: Path, tiny_gguf: Path) -> 
     # stderr is a pipe here: plain lines, no progress-bar redraws and no stray blank lines
     assert "\r" not in first.stderr and "\x1b[" not in first.stderr
     assert first.stderr.startswith(f"{tiny_gguf.stem}: 4 of 4 groups to sample\n")
-    assert "signature" in first.stderr
+    assert "signature" in first.stdout and "\x1b[" not in first.stdout  # the summary table: stdout, plain
     records = check_run(out, system=tiny_gguf.stem, n=3, max_tokens=8, groups=4)
     assert {r["set"] for r in records} == {"open-ended"}
     second = run_cli(*args, "--limit", "6")

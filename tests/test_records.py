@@ -206,5 +206,5 @@ def test_read_json_object(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"results\.json:1: expected a results object, got list"):
         read_json_object(path, what="a results object")
     path.write_bytes(b'{"a": "\xff"}')
-    with pytest.raises(DataError, match=r"results\.json: cannot read"):
+    with pytest.raises(DataError, match=r"results\.json:1: not valid UTF-8 \(byte 0xff at column 8\)"):
         read_json_object(path)

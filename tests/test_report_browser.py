@@ -54,7 +54,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]
     browser = _chromium()
     root = tmp_path_factory.mktemp("browser")
     # the synthetic claims are rendered as written (not recomputed from the synthetic metrics)
-    paths = build_report(write_run(root / "run"), refresh_results=False)
+    paths = build_report(write_run(root / "run"))
     url = paths.html.resolve().as_uri()
     dom = _run(browser, root / "profile-dom", "--virtual-time-budget=5000", "--dump-dom", url).stdout
     shot = root / "shot.png"

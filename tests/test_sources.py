@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from overtonlite.sources import pypi as sources_pypi
 from overtonlite.errors import IntegrityError, SourceError
 from overtonlite.registry import EmbedderSpec, FileSpec, ModelSpec
 from overtonlite.sources import (
@@ -21,7 +20,8 @@ from overtonlite.sources import (
     sha_status,
     verify_entry,
 )
-from tests.registry_fakes import make_hf_cache, make_wheel, offline_pip, sha, zip_bytes
+from overtonlite.sources import pypi as sources_pypi
+from tests.registry_fakes import make_hf_cache, make_wheel, offline_pip, sha, write_tiny_gguf, zip_bytes
 
 CHUNKS = [b"GGUF-chunk-one|" * 1000, b"chunk-two|" * 777, b"three"]
 WHOLE = b"".join(CHUNKS)
@@ -207,9 +207,14 @@ def test_path_source(home: Path, tmp_path: Path) -> None:
     assert local.exists()  # never delete a user's own file
     with pytest.raises(SourceError, match="does not exist"):
         ensure_model(model("gone", FileSpec("x.gguf", "path", None, path=str(tmp_path / "x.gguf"))))
-    # no sha256: trusted on first use, then enforced
+    # no sha256: a file that does not load is refused and its hash never recorded
     tofu = model("tofu", FileSpec("local.gguf", "path", None, path=str(local)))
     assert sha_status(tofu.file) == "tofu"
+    with pytest.raises(SourceError, match="cannot be loaded .*not a valid GGUF.*its hash was not recorded"):
+        ensure_model(tofu)
+    assert sha_status(tofu.file) == "tofu"
+    # a loadable one is trusted on first use, then enforced
+    write_tiny_gguf(local)
     ensure_model(tofu)
     assert sha_status(tofu.file) == "recorded"
     local.write_bytes(b"changed model bytes")
@@ -221,7 +226,7 @@ def test_hf_source_from_prefilled_cache_offline(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hub = tmp_path / "hf" / "hub"
-    data = b"GGUF pretend weights" * 100
+    data = write_tiny_gguf(tmp_path / "tiny.gguf").read_bytes()
     make_hf_cache(hub, "org/tiny-GGUF", "tiny-Q4_K_M.gguf", data)
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 import click
 
 from overtonlite import __version__
-from overtonlite.errors import OvertonliteError
+from overtonlite.errors import OvertonliteError, OvertonliteWarning, io_error
 
 # command name -> "module:attribute"; modules are imported only when the command runs or help is listed
 COMMANDS: dict[str, str] = {
@@ -21,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "icl": "overtonlite.cli.experiments_cmd:icl",
     "replicate": "overtonlite.cli.experiments_cmd:replicate",
     "check": "overtonlite.cli.experiments_cmd:check",
+    "sweep": "overtonlite.cli.sweep_cmd:sweep",
     "report": "overtonlite.cli.report_cmd:report",
 }
 
@@ -33,13 +35,38 @@ class _UserError(click.ClickException):
         self.exit_code = exc.exit_code
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Library warnings (OvertonliteWarning) as one ``Warning: ...`` line on stderr; others as Python shows them."""
+    if issubclass(category, OvertonliteWarning):
+        click.echo(f"Warning: {message}", err=True)
+    else:
+        click.echo(warnings.formatwarning(message, category, filename, lineno, line).rstrip(), err=True)
+
+
+def to_user_error(exc: BaseException) -> OvertonliteError | None:
+    """The one place that maps an exception to the user's one-line error: library errors as they are, and any
+    OSError that escaped the library (disk full, read-only file system, no permission) naming its path and
+    reason. None for anything else (a bug: its traceback is shown)."""
+    if isinstance(exc, OvertonliteError):
+        return exc
+    if isinstance(exc, OSError):
+        action = "access" if isinstance(exc, (FileNotFoundError, NotADirectoryError)) else "write"
+        return io_error(exc, action=action)
+    return None
+
+
 class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         # Library errors become one-line Click errors here, so `main()` and click.testing.CliRunner agree.
-        try:
-            return super().invoke(ctx)
-        except OvertonliteError as exc:
-            raise _UserError(exc) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", OvertonliteWarning)
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except (OvertonliteError, OSError) as exc:
+                err = to_user_error(exc)
+                assert err is not None
+                raise _UserError(err) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name in COMMANDS if self._load(name, quiet=True) is not None)
@@ -84,9 +111,11 @@ def main(argv: list[str] | None = None) -> None:
         # with standalone_mode=False, click returns the code of a click.exceptions.Exit instead of exiting
         if isinstance(rc, int) and not isinstance(rc, bool) and rc != 0:
             sys.exit(rc)
-    except OvertonliteError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    except (OvertonliteError, OSError) as exc:
+        err = to_user_error(exc)
+        assert err is not None
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(err.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

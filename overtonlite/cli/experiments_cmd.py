@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from overtonlite.cli.common import console, print_json, print_result
+from overtonlite.cli.common import at_least, console, print_json, print_result
 
 _VERDICT_STYLE = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
 
@@ -26,7 +26,8 @@ def _common(func: Callable[..., Any], *, default_out: str | None = None) -> Call
         click.option("--pair", default="default", show_default=True, help="Registry pair (see `models list`)."),
         click.option("--limit", type=int, default=None, help="Use only the first K prompts of each set."),
         click.option("--seed", type=int, default=0, show_default=True, help="Run seed."),
-        click.option("--threads", type=int, default=None, help="CPU threads (default: physical cores)."),
+        click.option("--threads", type=int, default=None, callback=at_least(1),
+                     help="CPU threads (default: physical cores)."),
         click.option("--no-report", is_flag=True, help="Skip report.md / report.html."),
     ]
     for opt in reversed(options):
@@ -94,7 +95,7 @@ def _render(results: dict[str, Any], *, seconds: float | None = None, out: Path 
                           ci_text, f"[{_VERDICT_STYLE.get(f.get('verdict'), 'white')}]{f.get('verdict')}[/]")
         print_result(table)
         for line in claim.get("lines") or []:
-            print_result(f"  - {line}", highlight=False, markup=False)
+            print_result(f"  - {line}", highlight=False, markup=False, soft_wrap=True)
     timings = results.get("timings") or {}
     if timings:
         console.print("[dim]seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items()) + "[/]", highlight=False)

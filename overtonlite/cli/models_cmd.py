@@ -303,6 +303,19 @@ def verify_cmd(names: tuple[str, ...], as_json: bool) -> None:
         console.print("nothing is pulled yet; run: overtonlite models pull --default")
 
 
+@models.command("forget")
+@click.argument("names", nargs=-1, required=True)
+def forget_cmd(names: tuple[str, ...]) -> None:
+    """Forget the sha256 recorded on first use for NAME (a model, embedder or pair without a pinned sha256), e.g.
+    after a broken file was trusted: the next use checks that the file loads and records its hash again."""
+    from overtonlite.sources import forget_entry
+
+    reg = _registry()
+    for spec in _resolve_targets(reg, names, False, False):
+        dropped = forget_entry(spec)
+        console.print(f"{spec.name}: forgot the recorded sha256 of {', '.join(dropped)}", soft_wrap=True)
+
+
 def _in_cache(path: Path) -> bool:
     from overtonlite.sources import cache_home
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from overtonlite.cli.common import console, print_json
+from overtonlite.cli.common import at_least, console, print_json
 from overtonlite.cli.sample_view import ProgressDisplay, print_summary
 from overtonlite.errors import UsageError
 
@@ -67,7 +67,9 @@ class _BackendChoice(click.Choice):
 @click.option(
     "--system", "system", default=None, help="Name of this system in the run (default: the model name)."
 )
-@click.option("--threads", type=int, default=None, help="CPU threads (default: physical cores).")
+@click.option(
+    "--threads", type=int, default=None, callback=at_least(1), help="CPU threads (default: physical cores)."
+)
 @click.option(
     "--ctx",
     "ctx",
@@ -80,6 +82,7 @@ class _BackendChoice(click.Choice):
     type=int,
     default=16,
     show_default=True,
+    callback=at_least(1),
     help="Sequences decoded together (llama.cpp); about max-seqs / n groups are in flight.",
 )
 @click.option(
@@ -105,10 +108,20 @@ class _BackendChoice(click.Choice):
     help="API key for --backend openai (default: $OPENAI_API_KEY).",
 )
 @click.option(
-    "--concurrency", type=int, default=4, show_default=True, help="Requests in flight (--backend openai)."
+    "--concurrency",
+    type=int,
+    default=4,
+    show_default=True,
+    callback=at_least(1),
+    help="Requests in flight (--backend openai).",
 )
 @click.option(
-    "--timeout", type=float, default=600.0, show_default=True, help="Seconds per request (--backend openai)."
+    "--timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    callback=at_least(0, exclusive=True),
+    help="Seconds per request (--backend openai).",
 )
 @click.option("--fake-delay", type=float, default=0.0, hidden=True, help="Seconds per group (fake backend).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")

@@ -142,10 +142,19 @@ def open_pair(
 
 
 def ensure_writable(out: str | os.PathLike[str]) -> Path:
-    """Create ``out`` if needed and check that files can be written there; UsageError with the reason if not."""
+    """Check that files can be written to ``out``; UsageError with the reason if not. A missing ``out`` is not
+    created here (the first write creates it), so a run that fails on its arguments leaves no empty directory."""
     path = Path(out).expanduser()
+    if not path.exists():  # the nearest existing parent must be a writable directory
+        probe = path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise UsageError(f"cannot write to the output directory {path}: {probe} is not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write to the output directory {path}: {probe} is not writable")
+        return path
     try:
-        path.mkdir(parents=True, exist_ok=True)
         probe = path / ".overtonlite-write-test"
         probe.write_text("ok", encoding="utf-8")
         probe.unlink()

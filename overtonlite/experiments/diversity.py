@@ -7,7 +7,8 @@ Three systems sample N answers per prompt into one run directory:
 * ``urial``: the base model with the instructions paragraph and the three human-written examples.
 
 ``overtonlite score`` then measures them with ``chat`` as the reference system, and :func:`overton_claim` judges
-the paper's expected directions on the stored metrics:
+the paper's expected directions on summary.json's entries (open-ended findings on the ``open-ended`` set, stance
+findings on the set stance was scored on, ``contested``):
 
 1. the apparent diversity drop: chat samples are lexically more alike than base samples (paired Jaccard, open-ended);
 2. chat answers are longer (paired mean words, open-ended);
@@ -94,20 +95,6 @@ def generate_diversity(
         else:
             raise ValueError(f"unknown diversity system {system!r}")
     return done
-
-
-def prompt_sets(run_dir: str | Path) -> dict[str, list[str]]:
-    """Prompt ids per prompt set ("open-ended" / "contested") from samples.jsonl, in file order.
-
-    Groups without a set count as open-ended.
-    """
-    ids: dict[str, list[str]] = {"open-ended": [], "contested": []}
-    for rec in ev.read_samples(run_dir):
-        kind = "contested" if rec.get("set") == "contested" else "open-ended"
-        pid = str(rec.get("prompt_id"))
-        if pid not in ids[kind]:
-            ids[kind].append(pid)
-    return ids
 
 
 CLAIM_PAIRS: tuple[tuple[str, str], ...] = ((CHAT, BASE),)

@@ -25,6 +25,7 @@ from overtonlite.report.sections import (
     similarity_section,
     stance_section,
 )
+from overtonlite.report.sweep import sweep_section
 
 # ----------------------------------------------------------------------------------------------- claims
 
@@ -334,6 +335,7 @@ def build_document(data: RunData) -> list[Block]:
         _verdicts(data) + _settings(data) + diversity_section(data, systems) + coverage_section(data, systems)
     )
     doc += stance_section(data, systems) + similarity_section(data, systems) + paired_section(data, systems)
+    doc += sweep_section(data, systems)
     doc += health_section(data, systems) + _notes(data)
     sig = signature(data)
     doc.append(

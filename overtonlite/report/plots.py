@@ -173,4 +173,8 @@ def render_plot(kind: str, payload: dict[str, Any], *, title: str, order: Sequen
         return stance(payload["counts"], title=title, order=order)
     if kind == "coverage":
         return coverage(payload["values"], title=title, order=order)
+    if kind.startswith("sweep_"):
+        from overtonlite.report.sweep_plots import render
+
+        return render(kind, payload, title=title, order=order)
     raise ValueError(f"unknown plot kind {kind!r}")

@@ -14,6 +14,7 @@ The signature is one line that a report can print, e.g.::
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from typing import Any
 
 from overtonlite import __version__
 from overtonlite.config import stable_hash
-from overtonlite.errors import OvertonliteError, UsageError
+from overtonlite.errors import UsageError, io_error
 from overtonlite.util import write_json_atomic
 
 # module name -> distribution name
@@ -137,7 +138,7 @@ def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dic
     manifest.setdefault("created", now)
     manifest["updated"] = now
     systems = dict(manifest.get("systems") or {})
-    systems[system] = entry
+    systems[system] = {k: v if k == "config" else portable(v) for k, v in entry.items()}  # no home paths
     manifest["systems"] = systems
     manifest["signature"] = signature(manifest)
     from overtonlite.schema import write_manifest
@@ -145,7 +146,44 @@ def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dic
     try:
         return write_manifest(p, manifest)
     except OSError as exc:
-        raise OvertonliteError(f"cannot write {p}: {exc.strerror or exc}") from None
+        raise io_error(exc, p, kept="the previous manifest and samples are unchanged") from None
+
+
+def portable_path(path: str | Path) -> str:
+    """A path as an output file may record it: under ``$OVERTONLITE_HOME`` (the model cache) as
+    ``$OVERTONLITE_HOME/models/x.gguf``, under the user's home as ``~/...``, anything else unchanged."""
+    from overtonlite.sources.store import cache_home
+
+    text = str(path)
+    if not os.path.isabs(text):
+        return text
+    p = Path(os.path.normpath(text))
+    for root, name in ((cache_home(), "$OVERTONLITE_HOME"), (Path.home(), "~")):
+        for base in dict.fromkeys((Path(os.path.normpath(root)), _resolved(root))):
+            try:
+                rel = p.relative_to(base)
+            except ValueError:
+                continue
+            return name if str(rel) == "." else f"{name}/{rel.as_posix()}"
+    return text
+
+
+def portable(value: Any) -> Any:
+    """``value`` with every absolute path string made :func:`portable_path` (dicts and lists walked)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if isinstance(value, Path) or (isinstance(value, str) and value.startswith("/")):
+        return portable_path(value)
+    return value
+
+
+def _resolved(root: Path) -> Path:
+    try:
+        return root.resolve()
+    except OSError:
+        return root
 
 
 def signature(manifest: dict[str, Any]) -> str:
@@ -192,6 +230,8 @@ __all__ = [
     "environment",
     "git_revision",
     "package_versions",
+    "portable",
+    "portable_path",
     "read_manifest",
     "signature",
     "update_manifest",

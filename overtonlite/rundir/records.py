@@ -21,12 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from overtonlite.errors import DataError, OvertonliteError, RunLockedError, UsageError
+from overtonlite.errors import DataError, RunLockedError, UsageError, io_error, utf8_error, warn
 
 SAMPLES_FILE = "samples.jsonl"
 MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"
+_NOTHING = "nothing was written"
 
 
 class RunDir:
@@ -45,7 +46,9 @@ class RunDir:
         if not self.path.is_dir():
             raise UsageError(f"cannot use {self.path} as a run directory: it is not a directory")
         if not os.access(self.path, os.W_OK | os.X_OK):
-            raise UsageError(f"run directory {self.path} is not writable")
+            raise UsageError(
+                f"run directory {self.path} is not writable (no permission, or a read-only file system)"
+            )
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -107,7 +110,7 @@ class RunDir:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise UsageError(f"cannot create lock file {self.lock_path}: {exc.strerror or exc}") from None
+            raise io_error(exc, self.lock_path, action="create lock file", kept=_NOTHING) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -119,12 +122,17 @@ class RunDir:
                 raise RunLockedError(
                     f"run directory {self.path} is in use by {who}; wait for it to finish or stop it"
                 ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError as exc:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                raise io_error(exc, self.lock_path, action="write lock file", kept=_NOTHING) from None
             try:
                 yield self
             finally:
-                os.ftruncate(fd, 0)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
@@ -147,9 +155,11 @@ class RunDir:
             if size is not None:  # roll back a partly written line so the file keeps only whole records
                 with contextlib.suppress(OSError):
                     os.truncate(path, size)
-            raise OvertonliteError(
-                f"cannot write to {path}: {exc.strerror or exc}; the groups written before are kept "
-                "(free the space or fix the permissions, then rerun the same command to resume)"
+            raise io_error(
+                exc,
+                path,
+                action="write to",
+                kept="the groups written before are kept; rerun the same command to resume",
             ) from None
 
     def _drop_torn_tail(self) -> None:
@@ -222,11 +232,15 @@ def _read_pid(fd: int) -> int | None:
         return None
 
 
-def read_groups(path: str | Path) -> list[dict[str, Any]]:
+def read_groups(path: str | Path, *, strict: bool = False) -> list[dict[str, Any]]:
     """Read and validate group records from a run directory or a JSONL file.
 
     Samples may be dicts with a ``text`` or plain strings (normalised to ``{"text": s}``); ``prompt_id`` becomes a
     string. A torn last line is ignored. For repeated (system, prompt_id) pairs the last record wins.
+
+    ``strict`` (what ``score`` reads with): a torn last line is reported with an :class:`OvertonliteWarning`, and
+    a repeated (system, prompt_id) is a DataError naming both lines, unless the earlier record is a failed group
+    (``error`` set) that a later run retried.
     """
     p = Path(path).expanduser()
     if p.is_dir():
@@ -240,6 +254,7 @@ def read_groups(path: str | Path) -> list[dict[str, Any]]:
     lines = data.split(b"\n")
     torn_tail = not data.endswith(b"\n")
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    line_of: dict[tuple[str, str], int] = {}
     for index, raw in enumerate(lines):
         lineno = index + 1
         if not raw.strip():
@@ -249,12 +264,24 @@ def read_groups(path: str | Path) -> list[dict[str, Any]]:
             obj = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             if last and torn_tail:
+                if strict:
+                    warn(
+                        f"{p}:{lineno}: the last line is incomplete (an interrupted write?) and was skipped; "
+                        "complete or remove it"
+                    )
                 break  # an interrupted write: ignore it (the next append removes it)
             reason = _json_reason(exc) if isinstance(exc, json.JSONDecodeError) else "not valid UTF-8"
             raise DataError(f"{p}:{lineno}: invalid JSON ({reason}); fix or remove that line") from None
         record = validate_group(obj, where=f"{p}:{lineno}")
-        by_key.pop((record["system"], record["prompt_id"]), None)
-        by_key[(record["system"], record["prompt_id"])] = record
+        key = (record["system"], record["prompt_id"])
+        previous = by_key.pop(key, None)
+        if strict and previous is not None and previous.get("error") is None:
+            raise DataError(
+                f"{p}:{lineno}: duplicate record for system {key[0]!r}, prompt {key[1]!r} (also at line "
+                f"{line_of[key]}); keep one of the two lines"
+            )
+        by_key[key] = record
+        line_of[key] = lineno
     return list(by_key.values())
 
 
@@ -275,8 +302,10 @@ def read_jsonl_objects(path: str | Path) -> list[dict[str, Any]] | None:
                 if not line.strip():
                     continue
                 rows.append(_json_object(line, f"{p}:{lineno}"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p}: cannot read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise utf8_error(p, exc) from None
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from None
     return rows
 
 
@@ -291,8 +320,10 @@ def read_json_object(path: str | Path, *, what: str = "a JSON object") -> dict[s
         return None
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p}: cannot read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise utf8_error(p, exc) from None
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from None
     return _json_object(text, str(p), what=what, multiline=True)
 
 
@@ -304,7 +335,9 @@ def _json_object(
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         line = f":{exc.lineno}" if multiline else ""
-        raise DataError(f"{where}{line}: invalid JSON: {exc.msg}") from None
+        raise DataError(
+            f"{where}{line}: invalid JSON ({_json_reason(exc)}); fix or remove the file"
+        ) from None
     if not isinstance(data, dict):
         line = ":1" if multiline else ""
         raise DataError(f"{where}{line}: expected {what}, got {type(data).__name__}")

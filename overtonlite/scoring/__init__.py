@@ -3,7 +3,8 @@
 Input: a run directory (its ``samples.jsonl``) or any responses JSONL (see :mod:`overtonlite.scoring.inputs`).
 Output: ``OUT/metrics.jsonl`` (one record per (system, prompt_id) with every key of :data:`RECORD_KEYS`, ``null``
 when absent) and ``OUT/summary.json`` (per system and prompt set, means with seeded bootstrap 95% CIs over prompts;
-paired differences and ratios per set; the settings; layout in :mod:`overtonlite.schema`). Scoring never generates text, and it is idempotent: the same input and options give
+paired differences and ratios per set; the settings; the inter-system similarity of
+:mod:`overtonlite.scoring.crosssys`; layout in :mod:`overtonlite.schema`). Scoring never generates text, and it is idempotent: the same input and options give
 byte-identical files. Every distinct text (samples, prompts, and the sentences of samples when coverage is
 computed) goes through the embedder once; the embedder caches by text hash.
 
@@ -28,7 +29,11 @@ from typing import Any
 from overtonlite import schema
 from overtonlite.errors import UsageError
 from overtonlite.metrics import coverage as cov_mod
+from overtonlite.rundir.atomic import holding_run_lock, storage_errors
+from overtonlite.rundir.manifest import portable_path
 from overtonlite.scoring.agg import build_summary
+from overtonlite.scoring.beyond import settings as beyond_settings
+from overtonlite.scoring.crosssys import similarity_summary
 from overtonlite.scoring.group import GroupContext, score_group, single_thread_blas
 from overtonlite.scoring.inputs import Group, read_input
 from overtonlite.util import sha256_file
@@ -117,6 +122,7 @@ def _open_embedder(embedder: Any) -> Any:
     return embedder
 
 
+@holding_run_lock
 def score_input(
     input_path: str | Path,
     *,
@@ -192,7 +198,8 @@ def score_input(
     outdir.mkdir(parents=True, exist_ok=True)
     metrics_path = outdir / "metrics.jsonl"
     summary_path = outdir / "summary.json"
-    schema.write_metrics(metrics_path, records)
+    with storage_errors(metrics_path):  # disk full / read-only: one line naming the file; no temp file left
+        schema.write_metrics(metrics_path, records)
 
     t2 = time.perf_counter()
     blocks = build_summary(
@@ -206,7 +213,7 @@ def score_input(
     )
     timings["bootstrap"] = time.perf_counter() - t2
     settings = {
-        "input": str(path),
+        "input": portable_path(path),  # no home paths in output files
         "input_sha256": sha256_file(path),
         "embedder": emb.describe() if hasattr(emb, "describe") else {"name": getattr(emb, "name", "?")},
         "lexical_tokenizer": _lexical_identity(),
@@ -227,6 +234,7 @@ def score_input(
         "pairs": [list(p) for p in pairs],
         "reference_system": reference_system,
         "bertscore": ctx.bertscore_settings(),
+        "distinct": beyond_settings(getattr(emb, "name", None)),
         "n_groups_scored": len(scored),
         "n_groups_failed": len(errors),
     }
@@ -237,8 +245,10 @@ def score_input(
         "sets": blocks["sets"],
         "settings": settings,
         "errors": errors,
+        "similarity": similarity_summary(scored, ctx.vec, systems),  # inter-system matrix, histograms
     }
-    schema.write_summary(summary_path, summary)
+    with storage_errors(summary_path):
+        schema.write_summary(summary_path, summary)
     return ScoreSummary(
         systems=blocks["systems"],
         paired=blocks["paired"],

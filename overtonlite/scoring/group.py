@@ -22,6 +22,7 @@ import numpy as np
 from overtonlite.metrics import coverage as cov_mod
 from overtonlite.metrics import lexical, semantic, stance, style
 from overtonlite.metrics.sentences import split_sentences
+from overtonlite.scoring.beyond import group_metrics as beyond_metrics
 from overtonlite.scoring.inputs import Group
 
 
@@ -193,6 +194,7 @@ def score_group(g: Group, ctx: GroupContext) -> dict[str, Any]:
     kept = [t for t, ok in zip(texts, passing, strict=True) if ok]
     rec["jaccard_filtered"] = lexical.mean_pairwise_jaccard(kept, lowercase=lc) if len(kept) >= 2 else None
     rec["cosine_filtered"] = semantic.mean_pairwise_cosine(_vectors(ctx, kept)) if len(kept) >= 2 else None
+    rec.update(beyond_metrics(texts, ctx.vec, passing))
 
     rec["stance"] = rec["stance_both_share"] = rec["yes_no_split"] = None
     if (g.system, g.pid) in ctx.stance:

@@ -98,13 +98,14 @@ def _sibling_prompts(path: Path) -> dict[str, str]:
 
 def read_input(input_path: str | Path) -> tuple[Path, list[Group]]:
     """Parse INPUT into groups in file order (records validated by :func:`overtonlite.rundir.records.read_groups`;
-    malformed lines raise ``DataError("path:line: reason")``; for a repeated (system, prompt_id) the last record
-    wins). ``prompt_id`` is read as a string.
+    malformed lines raise ``DataError("path:line: reason")``). Nothing is dropped in silence: a repeated
+    (system, prompt_id) is a DataError naming both lines (a failed group retried later is the one exception: the
+    retry counts), and a torn last line is skipped with a warning naming it. ``prompt_id`` is read as a string.
     """
     from overtonlite.rundir.records import read_groups
 
     path = resolve_input(input_path)
-    records = read_groups(path)
+    records = read_groups(path, strict=True)
     out: list[Group] = []
     for rec in records:
         where = f"{path}: system {rec['system']!r}, prompt {rec['prompt_id']!r}"

@@ -24,6 +24,7 @@ from overtonlite.sources.store import (
     Progress,
     cache_home,
     expected_sha,
+    forget,
     read_json,
     sha256_file,
     sha_status,
@@ -43,6 +44,7 @@ __all__ = [
     "ensure_model",
     "entry_files",
     "file_status",
+    "forget_entry",
     "model_dir",
     "model_sha256",
     "sha256_file",
@@ -192,3 +194,21 @@ def verify_entry(spec: ModelSpec | EmbedderSpec, *, progress: Progress | None = 
             VerifyResult(spec.name, f.local_name, st.path, "ok" if expected else "recorded", expected, actual)
         )
     return results
+
+
+def forget_entry(spec: ModelSpec | EmbedderSpec) -> list[str]:
+    """Reset trust on first use for every sha-less file of a model or embedder: the recorded hashes are dropped,
+    so the next use checks that the file loads and records its hash again. Returns the files whose hash was
+    dropped; UsageError when the entry has nothing to forget (every sha256 pinned, or nothing recorded yet)."""
+    from overtonlite.errors import UsageError
+
+    files, _ = entry_files(spec)
+    if all(f.sha256 for f in files):
+        raise UsageError(
+            f"{spec.name}: its sha256 is pinned in models.toml, nothing was trusted on first use; "
+            f"run: overtonlite models verify {spec.name}"
+        )
+    dropped = [f.local_name for f in files if not f.sha256 and forget(f)]
+    if not dropped:
+        raise UsageError(f"{spec.name}: no hash was recorded for it yet; nothing to forget")
+    return dropped

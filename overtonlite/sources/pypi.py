@@ -34,6 +34,7 @@ from overtonlite.sources.store import (
     sha256_file,
     sidecar,
     stamp_matches,
+    warn_if_stale,
     write_json_atomic,
 )
 
@@ -157,7 +158,9 @@ def cached_ok(f: FileSpec, path: Path, label: str, *, full: bool, progress: Prog
     if not path.is_file():
         return False
     side = sidecar(path)
-    if not full and stamp_matches(read_json(side), path, f.sha256):
+    stamp = read_json(side)
+    if not full and stamp_matches(stamp, path, f.sha256):
+        warn_if_stale(stamp, path, label, side)
         return True
     actual = sha256_file(path, progress=progress, stage=f"{label}: verify {f.local_name}")
     if actual == f.sha256:

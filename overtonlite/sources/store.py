@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from overtonlite import util
-from overtonlite.errors import IntegrityError
+from overtonlite.errors import IntegrityError, ModelLoadError, SourceError
 from overtonlite.registry import FileSpec
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -71,10 +71,40 @@ def locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+STALE_DAYS = 30
+"""A cached file that was last rehashed longer ago than this gets a one-time warning when it is used."""
+
+_warned_stale: set[str] = set()
+
+
 def make_stamp(path: Path, sha: str) -> dict[str, Any]:
-    """What a sidecar / ``verified.json`` records about a verified file: sha256, size and mtime."""
+    """What a sidecar / ``verified.json`` records about a verified file: sha256, size, mtime and when the file
+    was last rehashed (``verified_at``, Unix seconds)."""
     st = path.stat()
-    return {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "verified_at": int(time.time())}
+
+
+def warn_if_stale(record: dict[str, Any], path: Path, label: str, stamp_file: Path) -> None:
+    """Warn (once per file and process) when ``path`` passed only the cheap size + mtime check and was last
+    rehashed more than :data:`STALE_DAYS` days ago; the time comes from ``verified_at`` (or, for stamps written
+    before it existed, the stamp file's mtime)."""
+    when = record.get("verified_at")
+    if not isinstance(when, (int, float)):
+        try:
+            when = stamp_file.stat().st_mtime
+        except OSError:
+            return
+    days = (time.time() - float(when)) / 86400
+    key = str(path)
+    if days < STALE_DAYS or key in _warned_stale:
+        return
+    _warned_stale.add(key)
+    from overtonlite.errors import warn
+
+    warn(
+        f"{label}: {path} was last rehashed {int(days)} days ago (only its size and mtime are checked on use); "
+        f"run: overtonlite models verify {label}"
+    )
 
 
 def stamp_matches(record: dict[str, Any], path: Path, sha: str | None) -> bool:
@@ -124,6 +154,31 @@ def expected_sha(f: FileSpec) -> str | None:
     return rec.get("sha256") if isinstance(rec, dict) else None
 
 
+def check_loads(path: Path, label: str) -> None:
+    """SourceError unless ``path`` parses as what its name says (a GGUF header and tensor table, a JSON
+    document, a non-empty ONNX file): a broken file's hash must never be trusted on first use."""
+    name = path.name.lower()
+    reason = None
+    try:
+        if name.endswith(".gguf"):
+            from overtonlite.gguf_info import validate_gguf
+
+            validate_gguf(path)
+        elif name.endswith(".json"):
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.stat().st_size == 0:
+            reason = "the file is empty"
+    except ModelLoadError as exc:
+        reason = str(exc)
+    except (OSError, ValueError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    if reason is not None:
+        raise SourceError(
+            f"{label}: {path} cannot be loaded ({reason}); its hash was not recorded: "
+            "replace the file and run the command again"
+        )
+
+
 def record_tofu(f: FileSpec, sha: str, size: int) -> None:
     """Remember the sha256 of a sha-less file at its first use."""
     path = cache_home() / "hashes.json"
@@ -145,17 +200,34 @@ def verify_foreign(f: FileSpec, path: Path, label: str, *, full: bool, progress:
     expected = expected_sha(f)
     known = read_json(stamps_path).get(str(real))
     if not full and isinstance(known, dict) and expected and stamp_matches(known, real, expected):
+        warn_if_stale(known, real, label, stamps_path)
         return expected
     actual = sha256_file(real, progress=progress, stage=f"{label}: verify {f.local_name}")
     if expected and actual != expected:
         how = (
-            "models.toml" if f.sha256 else f"the hash recorded on first use in {cache_home() / 'hashes.json'}"
+            "models.toml"
+            if f.sha256
+            else f"the hash recorded on first use in {cache_home() / 'hashes.json'} "
+            f"(if that file was broken: overtonlite models forget {label})"
         )
         raise mismatch(label, path, expected, actual, f" (expected value from {how}); the file was not used")
     if not expected:
+        check_loads(real, label)
         record_tofu(f, actual, real.stat().st_size)
     with locked(cache_home() / ".hashes.lock"):
         stamps = read_json(stamps_path)
         stamps[str(real)] = make_stamp(real, actual)
         write_json_atomic(stamps_path, stamps)
     return actual
+
+
+def forget(f: FileSpec) -> bool:
+    """Drop the hash trust on first use recorded for ``f`` in ``hashes.json``, so the next use checks that the
+    file loads, hashes it and records it again. False when nothing was recorded."""
+    home = cache_home()
+    with locked(home / ".hashes.lock"):
+        hashes = read_json(home / "hashes.json")
+        if hashes.pop(tofu_key(f), None) is None:
+            return False
+        write_json_atomic(home / "hashes.json", hashes)
+    return True

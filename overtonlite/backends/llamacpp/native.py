@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+from overtonlite.backends.stop import native_abort_callback, stop_requested
 from overtonlite.config import SamplingConfig
 from overtonlite.errors import ModelLoadError, missing_dependency
 from overtonlite.util import physical_cores as physical_cores  # re-exported: one implementation, in util
@@ -113,6 +114,9 @@ class NativeModel:
                 f"cannot create a llama.cpp context for {self.path} (n_kv={n_kv}, n_seq_max={n_seq_max})"
             )
         self.ctx = ctx
+        self._abort = native_abort_callback(ll.ggml_abort_callback)  # a second Ctrl-C ends a long decode early
+        if self._abort is not None:
+            ll.llama_set_abort_callback(ctx, *self._abort)
         self.mem = ll.llama_get_memory(ctx)
         self.n_kv = int(ll.llama_n_ctx(ctx))
         self.n_batch = int(ll.llama_n_batch(ctx))
@@ -260,6 +264,8 @@ class NativeModel:
             b.logits[i] = logits
         b.n_tokens = len(entries)
         rc = self.ll.llama_decode(self.ctx, b)
+        if rc == 2 and stop_requested():
+            raise KeyboardInterrupt  # aborted by the stop flag (second Ctrl-C); the caller discards this batch
         if rc != 0:
             from overtonlite.errors import OvertonliteError
 
