@@ -72,7 +72,7 @@ values and the cache's insertion point are then the same as after evaluating it 
 What else decides the texts is returned by :meth:`LlamaCppGenerator.schedule_settings` (``max_seqs``, the cohort
 fill, ``n_ctx``, ``n_kv``, ``n_batch``, ``min_prefix``, ``lookahead``); it goes into the cache key and the run
 directory's settings check. Thread count does not change texts (measured: 1 and 2 threads identical on 12 groups
-of SmolLM2-135M Q4_1; llama.cpp computes each output element in one thread). The llama.cpp build and the CPU's
+of SmolLM2-135M Q4_1 and 4 of gemma-3-270m Q4_K_M; llama.cpp computes each output element in one thread). The llama.cpp build and the CPU's
 instruction set do: a run resumed on another machine or llama-cpp-python version is not guaranteed identical
 (both are recorded in the manifest).
 """
