@@ -70,7 +70,7 @@ when it was itself evaluated into a cleared cache and is exactly the prefix that
 values and the cache's insertion point are then the same as after evaluating it afresh.
 
 What else decides the texts is returned by :meth:`LlamaCppGenerator.schedule_settings` (``max_seqs``, the cohort
-fill, ``n_ctx``, ``n_kv``, ``n_batch``, ``min_prefix``, ``lookahead``); it goes into the cache key and the run
+fill, ``n_kv``, ``n_batch``, ``min_prefix``, ``lookahead``); it goes into the cache key and the run
 directory's settings check. Thread count does not change texts (measured: 1 and 2 threads identical on 12 groups
 of SmolLM2-135M Q4_1 and 4 of gemma-3-270m Q4_K_M; llama.cpp computes each output element in one thread). The llama.cpp build and the CPU's
 instruction set do: a run resumed on another machine or llama-cpp-python version is not guaranteed identical
@@ -202,14 +202,15 @@ class LlamaCppGenerator:
         """The engine settings that, beside (model, rendered prompt, sampling, seed, N), decide a group's texts.
 
         They go into the run directory's cache key and settings check, so a resume with other values is refused
-        instead of silently mixing texts that a single run would not have produced.
+        instead of silently mixing texts that a single run would not have produced. ``n_ctx`` is not among them:
+        it only caps a sample's length (recorded as ``finish_reason="length"``) and, through the default
+        ``n_kv``, the cache size, which is listed; so ``--retry-errors`` with a larger ``--ctx`` stays possible.
         """
         return {
             "engine": "llama.cpp",
             "schedule": SCHEDULE_VERSION,
             "max_seqs": self.max_seqs,
             "cohort_fill": COHORT_FILL,
-            "n_ctx": self.n_ctx,
             "n_kv": self.n_kv,
             "n_batch": self.native.n_batch,
             "min_prefix": self.min_prefix,
@@ -225,7 +226,6 @@ class LlamaCppGenerator:
             "llama_cpp_python": llama_cpp.__version__,
             "system_info": self.native.system_info(),
             "n_threads": self.n_threads,
-            "n_ctx": self.n_ctx,
             "n_kv": self.n_kv,
             "max_seqs": self.max_seqs,
             "n_batch": self.native.n_batch,
