@@ -1,21 +1,27 @@
-"""Calibrate overtonlite's rule-feature stance classifier against the paper's GPT-4 stance labels.
+"""Leave-one-system-out validation of overtonlite's stance classifier against the paper's GPT-4 stance labels.
 
-Reads ``conflictingqa/stance-calibration.jsonl`` and ``conflictingqa/prompts.jsonl`` from the authors' reference
-data (validation only; nothing from it is stored in the repository) and prints accuracy and Cohen's kappa on the
-development half (even prompt ids), the held-out half (odd prompt ids) and all responses, the confusion matrix and
-the "both" rate against GPT-4's.
+Reads the authors' ConflictingQA reference data (validation only; nothing from it is stored in the repository):
+``conflictingqa/stance-calibration.jsonl`` (gpt-3.5-turbo) and ``conflictingqa/stance-extra.jsonl`` (three
+URIAL-style Llama-2-7B systems), 8,680 GPT-4-labelled answers to 434 questions from four systems.
 
-    python benchmarks/stance_calibration.py --data ../shared/reference
-    python benchmarks/stance_calibration.py --data ../shared/reference --fit   # refit WEIGHTS on even ids
-    python benchmarks/stance_calibration.py --data ../shared/reference --fit-embedding   # refit the .npz
-    python benchmarks/stance_calibration.py --data ../shared/reference --no-embedding    # cue-only, no model
+For every system S, the linear model (multinomial logistic regression, yes / no / both, plain numpy) is fitted on
+the other three systems and tested on S, which it never saw. Printed per held-out system: accuracy and Cohen's
+kappa against GPT-4; the "both" share and the yes/no split rate (share of prompts whose five answers include a yes
+and a no) of GPT-4 and the error of ours, raw and corrected for the classifier's confusion
+(:mod:`overtonlite.metrics.stance_shares`, with confusion matrices measured out-of-system on the three fitting
+systems only: each of them predicted by a model fitted on the other two), and whether the corrected CI (prompt
+bootstrap + confusion redraws) contains GPT-4's value.
 
-``--fit`` runs L2-regularised multinomial logistic regression (plain numpy, full-batch gradient descent) on the
-even prompt ids only and prints the weight table to paste into ``overtonlite/metrics/stance.py``.
-``--fit-embedding`` fits the embedding variant of ``overtonlite/metrics/stance_model.py`` (34 cues + opening
-sentence minus question embedding, plain numpy, full-batch Adam) on the even prompt ids and writes
-``overtonlite/metrics/stance_weights.npz``. Both variants are also scored by 5-fold cross-validation by prompt
-(fold = prompt id mod 5; refitted per fold), and timed.
+    python benchmarks/stance_calibration.py --data ../shared/reference                 # cue model
+    python benchmarks/stance_calibration.py --data ../shared/reference --embedding     # + MiniLM opening term
+    python benchmarks/stance_calibration.py --data ../shared/reference --fit           # refit on all four systems
+    python benchmarks/stance_calibration.py --data ../shared/reference --fit --embedding   # refit the .npz
+
+``--fit`` fits the cue model on all four systems, prints the ``WEIGHTS`` table for
+``overtonlite/metrics/stance.py`` and writes the out-of-system confusion counts of the leave-one-system-out run
+(the shipped model's form, fitted without the system it labels) to ``overtonlite/metrics/stance_confusion.json``.
+``--fit --embedding`` refits the opt-in embedding variant (``overtonlite/metrics/stance_weights.npz``) on all four
+systems. ``--features-cache FILE.npz`` stores the feature matrix outside the repository so that reruns skip the cues.
 """
 
 from __future__ import annotations
@@ -33,26 +39,18 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO))
 
+from overtonlite.metrics import stance_shares  # noqa: E402
 from overtonlite.metrics.stance import (  # noqa: E402
     FEATURES,
-    STANCE_LABELS,
     _is_refusal,
-    _sentences,
     _short_label,
-    classify_stance,
     cohen_kappa,
-    confusion,
     stance_features,
-    stance_summary,
-)
-from overtonlite.metrics.stance_model import (  # noqa: E402
-    WEIGHTS_FILE,
-    classify_stances,
-    embedding_inputs,
-    load_weights,
 )
 
+LABELS = stance_shares.LABELS  # yes, no, both, other
 SCORED = ("yes", "no", "both")
+CONFUSION_FILE = REPO / "overtonlite" / "metrics" / "stance_confusion.json"
 
 
 def find_reference(arg: str | None) -> Path:
@@ -61,50 +59,52 @@ def find_reference(arg: str | None) -> Path:
         candidates.append(Path(os.environ["OVERTONLITE_REFERENCE"]))
     candidates += [REPO.parent / "shared" / "reference", Path("/work/shared/reference")]
     for c in candidates:
-        if (c / "conflictingqa" / "stance-calibration.jsonl").is_file():
+        if (c / "conflictingqa" / "stance-extra.jsonl").is_file():
             return c
     sys.exit("reference data not found; pass --data DIR (the folder holding conflictingqa/)")
 
 
 def load(ref: Path) -> list[dict]:
-    prompts = {}
+    """All GPT-4-labelled answers: gpt-3.5-turbo first, then the three URIAL-style systems."""
     with open(ref / "conflictingqa" / "prompts.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            rec = json.loads(line)
-            prompts[rec["id"]] = rec["prompt"]
+        prompts = {(r := json.loads(line))["id"]: r["prompt"] for line in fh}
     rows = []
     with open(ref / "conflictingqa" / "stance-calibration.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            rec = json.loads(line)
-            rec["question"] = prompts[rec["prompt_id"]]
-            rows.append(rec)
+        rows += [{**json.loads(line), "system": "gpt-3.5-turbo"} for line in fh]
+    with open(ref / "conflictingqa" / "stance-extra.jsonl", encoding="utf-8") as fh:
+        rows += [json.loads(line) for line in fh]
+    for r in rows:
+        r["question"] = prompts[r["prompt_id"]]
     return rows
 
 
-def fit_weights_matrix(x: np.ndarray, y: np.ndarray, *, l2: float = 5.0, iters: int = 4000, lr: float = 0.5):
-    """Multinomial logistic regression (yes/no/both), L2 on the weights, full-batch gradient descent from zeros."""
-    onehot = np.eye(3)[y]
-    n = len(y)
-    w = np.zeros((x.shape[1], 3))
-    b = np.zeros(3)
-    for _ in range(iters):
-        z = x @ w + b
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        g = p - onehot
-        w -= lr * (x.T @ g / n + l2 * w / n)
-        b -= lr * g.mean(axis=0)
-    return w, b
-
-
-def fit_weights(rows: list[dict], *, l2: float = 5.0, iters: int = 4000, lr: float = 0.5):
-    """The cue WEIGHTS table fitted on ``rows`` (row-centred: softmax ignores a per-row shift)."""
+def cue_matrix(rows: list[dict]) -> np.ndarray:
     names = [n for n, _ in FEATURES]
-    w, b = fit_weights_matrix(cue_matrix(rows), labels_of(rows), l2=l2, iters=iters, lr=lr)
-    w -= w.mean(axis=1, keepdims=True)
-    b -= b.mean()
-    return names, w, b
+    feats = (stance_features(r["question"], r["response"]) for r in rows)
+    return np.array([[float(f[n]) for n in names] for f in feats], dtype=np.float64).reshape(
+        len(rows), len(names)
+    )
+
+
+def embedding_term(rows: list[dict], embedder) -> np.ndarray:
+    """``embed(opening sentence) - embed(question)``, as in :mod:`overtonlite.metrics.stance_model`."""
+    from overtonlite.metrics.stance_model import embedding_inputs
+
+    return embedding_inputs([r["question"] for r in rows], [r["response"] for r in rows], embedder)[1]
+
+
+def ruled(rows: list[dict]) -> np.ndarray:
+    """Label index the short-answer / refusal rules give, -1 where the linear model decides."""
+    out = []
+    for r in rows:
+        text = r["response"].strip()
+        if len(text.split()) < 3:
+            out.append(LABELS.index(_short_label(text)))
+        elif _is_refusal(r["question"], text):
+            out.append(LABELS.index("other"))
+        else:
+            out.append(-1)
+    return np.array(out, dtype=int)
 
 
 def fit_adam(x: np.ndarray, y: np.ndarray, *, l2: float = 5.0, iters: int = 400, lr: float = 0.05):
@@ -125,219 +125,187 @@ def fit_adam(x: np.ndarray, y: np.ndarray, *, l2: float = 5.0, iters: int = 400,
         c1, c2 = 1 - 0.9**t, 1 - 0.999**t
         w -= lr * (m_w / c1) / (np.sqrt(v_w / c2) + 1e-8)
         b -= lr * (m_b / c1) / (np.sqrt(v_b / c2) + 1e-8)
+    w -= w.mean(axis=1, keepdims=True)  # softmax ignores a per-row shift
+    b -= b.mean()
     return w, b
 
 
-def labels_of(rows: list[dict]) -> np.ndarray:
-    return np.array(
-        [SCORED.index(r["stance"]) if r["stance"] in SCORED else SCORED.index("both") for r in rows]
-    )
+class Data:
+    def __init__(self, rows: list[dict], x: np.ndarray, l2: float) -> None:
+        self.rows, self.x, self.l2 = rows, x, l2
+        self.gold = np.array([LABELS.index(r["stance"]) for r in rows])
+        self.system = np.array([r["system"] for r in rows])
+        self.systems = list(dict.fromkeys(self.system))
+        self.pid = np.array([r["prompt_id"] for r in rows])
+        self.rule = ruled(rows)
+
+    def fit(self, train: np.ndarray):
+        keep = train & (self.rule < 0)
+        y = np.minimum(self.gold[keep], 2)  # GPT-4 "other" answers that pass the rules train as "both"
+        return fit_adam(self.x[keep], y, l2=self.l2)
+
+    def predict(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        w, b = self.fit(train)
+        p = np.argmax(self.x[test] @ w + b, axis=1)
+        return np.where(self.rule[test] >= 0, self.rule[test], p)
+
+    def groups(self, mask: np.ndarray, labels: np.ndarray) -> list[list[str]]:
+        pids = self.pid[mask]
+        return [[LABELS[k] for k in labels[pids == q]] for q in np.unique(pids)]
 
 
-def ruled(rows: list[dict]) -> list[str | None]:
-    """The label the short-answer / refusal rules give (None: the linear model decides)."""
-    out: list[str | None] = []
-    for r in rows:
-        text = r["response"].strip()
-        if len(text.split()) < 3:
-            out.append(_short_label(text))
-        elif _is_refusal(r["question"], text):
-            out.append("other")
-        else:
-            out.append(None)
-    return out
+def confusion_counts(gold: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    c = np.zeros((len(LABELS), len(LABELS)))
+    np.add.at(c, (gold, pred), 1)
+    return c
 
 
-def cross_validate(x: np.ndarray, rows: list[dict], fitter, k: int = 5) -> list[str]:
-    """Predictions of k-fold cross-validation by prompt (fold = prompt_id mod k), rules applied first."""
-    pids = np.array([r["prompt_id"] for r in rows])
-    y = labels_of(rows)
-    pred = np.zeros(len(rows), dtype=int)
-    for fold in range(k):
-        train, test = pids % k != fold, pids % k == fold
-        w, b = fitter(x[train], y[train])
-        pred[test] = np.argmax(x[test] @ w + b, axis=1)
-    rule = ruled(rows)
-    return [r if r is not None else SCORED[int(p)] for r, p in zip(rule, pred, strict=True)]
+def split_rate(groups: list[list[str]]) -> float:
+    return float(np.mean([("yes" in g) and ("no" in g) for g in groups]))
 
 
-def cue_matrix(rows: list[dict]) -> np.ndarray:
-    names = [n for n, _ in FEATURES]
-    return np.array(
-        [[float(stance_features(r["question"], r["response"])[n]) for n in names] for r in rows],
-        dtype=np.float64,
-    )
+def split_counts(gold_groups: list[list[str]], pred_groups: list[list[str]]) -> np.ndarray:
+    """Prompt-level 2x2: rows GPT-4's labels split (1) or not, columns ours."""
+    c = np.zeros((2, 2))
+    for g, p in zip(gold_groups, pred_groups, strict=True):
+        c[int("yes" in g and "no" in g), int("yes" in p and "no" in p)] += 1
+    return c
 
 
-def report(name: str, gold: list[str], pred: list[str]) -> str:
-    acc = sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold)
-    kappa = cohen_kappa(gold, pred)
-    both_ours = pred.count("both") / len(pred)
-    both_gpt4 = gold.count("both") / len(gold)
-    return f"{name:<26} {len(gold):>5} {acc:>8.1%} {kappa:>7.3f} {both_ours:>9.1%} {both_gpt4:>9.1%}"
+def loso(d: Data, *, n_boot: int, inner: bool = True) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+    """Per held-out system: metrics dict; each system's out-of-system confusion counts and split counts."""
+    results, outer_counts, outer_split = [], {}, {}
+    for s in d.systems:
+        test, train = d.system == s, d.system != s
+        pred = d.predict(train, test)
+        gold = d.gold[test]
+        outer_counts[s] = confusion_counts(gold, pred)
+        g_groups, p_groups = d.groups(test, gold), d.groups(test, pred)
+        outer_split[s] = split_counts(g_groups, p_groups)
+        res = {
+            "system": s,
+            "n": int(test.sum()),
+            "accuracy": float((gold == pred).mean()),
+            "kappa": float(cohen_kappa([LABELS[k] for k in gold], [LABELS[k] for k in pred])),
+            "both_gpt4": float(np.mean([g.count("both") / len(g) for g in g_groups])),
+            "split_gpt4": split_rate(g_groups),
+            "both_raw": float(np.mean([g.count("both") / len(g) for g in p_groups])),
+            "split_raw": split_rate(p_groups),
+        }
+        if inner:  # confusion of the three fitting systems, each predicted by a model fitted on the other two
+            counts, splits = [], []
+            for s2 in d.systems:
+                if s2 == s:
+                    continue
+                t2 = d.system == s2
+                p2 = d.predict(train & ~t2, t2)
+                counts.append(confusion_counts(d.gold[t2], p2))
+                splits.append(split_counts(d.groups(t2, d.gold[t2]), d.groups(t2, p2)))
+            est = stance_shares.stance_share_estimates(
+                p_groups, np.stack(counts), np.stack(splits), n_boot=n_boot, seed=0
+            )
+            res["both_corrected"], res["both_ci"] = est["both_share"]["mean"], est["both_share"]["ci"]
+            res["split_corrected"], res["split_ci"] = est["yes_no_split"]["mean"], est["yes_no_split"]["ci"]
+        results.append(res)
+    return results, outer_counts, outer_split
 
 
-def print_table(title: str, rows: list[dict], preds: list[str], cv: list[str]) -> None:
+def print_loso(title: str, results: list[dict]) -> None:
     print(f"\n{title}")
-    print(f"{'subset':<26} {'n':>5} {'accuracy':>8} {'kappa':>7} {'both ours':>9} {'both GPT4':>9}")
-    for name, keep in (
-        ("even ids (fit)", lambda r: r["prompt_id"] % 2 == 0),
-        ("odd ids (held out)", lambda r: r["prompt_id"] % 2 == 1),
-        ("all", lambda r: True),
-    ):
-        idx = [i for i, r in enumerate(rows) if keep(r)]
-        print(report(name, [rows[i]["stance"] for i in idx], [preds[i] for i in idx]))
-    print(report("5-fold CV by prompt (all)", [r["stance"] for r in rows], cv))
+    print(
+        "| held-out system | n | accuracy | κ | both GPT-4 | Δ raw | Δ corrected | corrected CI has GPT-4 | split GPT-4 |"
+        " Δ raw |"
+        " Δ corrected | corrected CI has GPT-4 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        cells = [r["system"], f"{r['n']:,}", f"{r['accuracy']:.1%}", f"{r['kappa']:.3f}"]
+        for key in ("both", "split"):
+            gpt4 = r[f"{key}_gpt4"]
+            cells += [f"{gpt4:.3f}", f"{r[f'{key}_raw'] - gpt4:+.3f}"]
+            if f"{key}_corrected" in r:
+                lo, hi = r[f"{key}_ci"]
+                has = "yes" if lo <= gpt4 <= hi else "no"
+                cells += [f"{r[f'{key}_corrected'] - gpt4:+.3f}", f"{has} [{lo:.2f}, {hi:.2f}]"]
+            else:
+                cells += ["–", "–"]
+        print("| " + " | ".join(cells) + " |")
+    acc = np.mean([r["accuracy"] for r in results])
+    kap = np.mean([r["kappa"] for r in results])
+    print(f"mean over held-out systems: accuracy {acc:.1%}, κ {kap:.3f}")
 
 
-def judge_consistency(rows: list[dict]) -> None:
-    """How consistent GPT-4's labels are with themselves: a rough ceiling for any text classifier.
-
-    Pairs of answers to the same prompt are compared; when two answers are nearly the same text, a label that is a
-    function of the text gives both the same label, so their agreement rate bounds what any classifier can reach.
-    """
-    import difflib
-
-    by_prompt: dict[int, list[dict]] = {}
-    for r in rows:
-        by_prompt.setdefault(r["prompt_id"], []).append(r)
-    buckets: dict[str, list[bool]] = {
-        "all pairs": [],
-        "same opening sentence": [],
-        "text similarity >= 0.9": [],
-    }
-    for group in by_prompt.values():
-        for i, a in enumerate(group):
-            for b in group[i + 1 :]:
-                same = a["stance"] == b["stance"]
-                buckets["all pairs"].append(same)
-                if _sentences(a["response"].strip())[:1] == _sentences(b["response"].strip())[:1]:
-                    buckets["same opening sentence"].append(same)
-                ratio = difflib.SequenceMatcher(None, a["response"], b["response"]).ratio()
-                if ratio >= 0.9:
-                    buckets["text similarity >= 0.9"].append(same)
-    print("\nGPT-4 label agreement between two answers to the same prompt (a ceiling for text classifiers):")
-    for name, vals in buckets.items():
-        print(f"  {name:<24} {len(vals):>5} pairs  {sum(vals) / max(1, len(vals)):.1%} same label")
+def print_weights(w: np.ndarray, b: np.ndarray) -> None:
+    names = [n for n, _ in FEATURES]
+    print("WEIGHTS: dict[str, tuple[float, float, float]] = {")
+    for n, row in zip(names, w, strict=True):
+        print(f'    "{n}": ({row[0]:.2f}, {row[1]:.2f}, {row[2]:.2f}),')
+    print("}")
+    print(f"BIAS: tuple[float, float, float] = ({b[0]:.2f}, {b[1]:.2f}, {b[2]:.2f})")
 
 
-def by_opening(rows: list[dict], preds: list[str]) -> None:
-    """Accuracy split by the answer's first word, beside the accuracy of always giving that subset's top label."""
-    groups: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        words = r["response"].split()
-        first = words[0].strip(",.!").lower() if words else ""
-        groups.setdefault(first if first in ("yes", "no") else "other opening", []).append(i)
-    print("\naccuracy by opening word (majority = always the subset's most common GPT-4 label):")
-    for name, idx in sorted(groups.items()):
-        gold = [rows[i]["stance"] for i in idx]
-        acc = sum(gold[j] == preds[i] for j, i in enumerate(idx)) / len(idx)
-        top = max(set(gold), key=gold.count)
-        print(
-            f"  {name:<14} {len(idx):>5}  ours {acc:.1%}  majority ({top}) {gold.count(top) / len(idx):.1%}"
-        )
+def features(rows: list[dict], cache: Path | None, use_embedding: bool) -> np.ndarray:
+    stored = dict(np.load(cache)) if cache and cache.is_file() else {}
+    if "cues" not in stored or len(stored["cues"]) != len(rows):
+        t0 = time.perf_counter()
+        stored["cues"] = cue_matrix(rows)
+        print(f"cue features: {time.perf_counter() - t0:.1f} s for {len(rows)} answers", file=sys.stderr)
+    x = stored["cues"]
+    if use_embedding:
+        if "emb" not in stored or len(stored["emb"]) != len(rows):
+            from overtonlite.backends.onnx import open_default_embedder
 
-
-def open_embedder(cache: bool):
-    from overtonlite.backends.onnx import open_default_embedder
-
-    return open_default_embedder(cache=cache)
+            stored["emb"] = embedding_term(rows, open_default_embedder(cache=True))
+        x = np.hstack([x, stored["emb"]])
+    if cache:
+        np.savez(cache, **stored)
+    return x
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="reference folder (holds conflictingqa/)")
-    ap.add_argument(
-        "--fit", action="store_true", help="refit the cue WEIGHTS on even prompt ids and print them"
-    )
-    ap.add_argument(
-        "--fit-embedding",
-        action="store_true",
-        help="refit the embedding variant on even ids and write its .npz",
-    )
-    ap.add_argument("--no-embedding", action="store_true", help="cue-only numbers (no embedder needed)")
-    ap.add_argument("--cache", action="store_true", help="use the on-disk embedding cache (timings then lie)")
+    ap.add_argument("--fit", action="store_true", help="refit the cue model on all four systems")
+    ap.add_argument("--embedding", action="store_true", help="add the MiniLM opening-sentence term")
+    ap.add_argument("--features-cache", type=Path, help="npz file (outside the repository) for the features")
     ap.add_argument("--l2", type=float, default=5.0)
+    ap.add_argument("--n-boot", type=int, default=300)
     args = ap.parse_args()
     rows = load(find_reference(args.data))
-    even = [r for r in rows if r["prompt_id"] % 2 == 0]
+    x = features(rows, args.features_cache, args.embedding)
+    d = Data(rows, x, args.l2)
+    counts = {s: int((d.system == s).sum()) for s in d.systems}
+    print(f"stance, leave one system out: {len(rows)} GPT-4-labelled answers from {counts}")
+    what = "cues + MiniLM opening term" if args.embedding else "cue model (34 cues)"
+    results, outer, outer_split = loso(
+        d, n_boot=args.n_boot, inner=not args.fit
+    )  # --fit: no inner confusion (faster)
+    print_loso(f"{what}, fitted on three systems, tested on the fourth (l2 {args.l2})", results)
+    pooled = sum(outer.values())
+    print("\nout-of-system confusion, pooled (rows GPT-4, columns ours):")
+    print(" " * 8 + "".join(f"{lab:>8}" for lab in LABELS))
+    for i, g in enumerate(LABELS):
+        print(f"{g:<8}" + "".join(f"{int(v):>8}" for v in pooled[i]))
+    if args.fit and args.embedding:
+        from overtonlite.metrics.stance_model import WEIGHTS_FILE
 
-    if args.fit:
-        names, w, b = fit_weights(even, l2=args.l2)
-        print("WEIGHTS: dict[str, tuple[float, float, float]] = {")
-        for n, row in zip(names, w, strict=True):
-            print(f'    "{n}": ({row[0]:.2f}, {row[1]:.2f}, {row[2]:.2f}),')
-        print("}")
-        print(f"BIAS: tuple[float, float, float] = ({b[0]:.2f}, {b[1]:.2f}, {b[2]:.2f})")
-        return
-
-    gold = [r["stance"] for r in rows]
-    questions = [r["question"] for r in rows]
-    responses = [r["response"] for r in rows]
-    y = labels_of(rows)
-    is_even = np.array([r["prompt_id"] % 2 == 0 for r in rows])
-    print(f"stance calibration: {len(rows)} GPT-3.5 answers to ConflictingQA, GPT-4 labels as reference")
-
-    t0 = time.perf_counter()
-    preds = [classify_stance(q, t) for q, t in zip(questions, responses, strict=True)]
-    secs_cue = time.perf_counter() - t0
-    cues = cue_matrix(rows)
-    cv_cue = cross_validate(cues, rows, lambda x, yy: fit_weights_matrix(x, yy, l2=args.l2))
-    print_table("cue-only (classify_stance; frozen WEIGHTS fitted on even ids)", rows, preds, cv_cue)
-    print(f"time: {secs_cue:.2f} s for {len(rows)} answers")
-
-    if not args.no_embedding:
-        emb_model = open_embedder(args.cache)
-        if args.fit_embedding:
-            _, emb = embedding_inputs(questions, responses, emb_model)
-            x = np.hstack([cues, emb])
-            w, b = fit_adam(x[is_even], y[is_even], l2=args.l2)
-            w -= w.mean(axis=1, keepdims=True)
-            b -= b.mean()
-            n_cue = cues.shape[1]
-            np.savez(WEIGHTS_FILE, w_cue=w[:n_cue], w_emb=w[n_cue:], bias=b)
-            load_weights.cache_clear()
-            print(f"wrote {WEIGHTS_FILE}")
-        t0 = time.perf_counter()
-        preds_emb = classify_stances(questions, responses, embedder=emb_model)
-        secs_emb = time.perf_counter() - t0
-        _, emb = embedding_inputs(questions, responses, emb_model)  # cached in the embedder now
-        x = np.hstack([cues, emb])
-        cv_emb = cross_validate(x, rows, lambda xx, yy: fit_adam(xx, yy, l2=args.l2))
-        print_table(
-            "embedding variant (classify_stances with all-MiniLM-L6-v2; frozen weights fitted on even ids)",
-            rows,
-            preds_emb,
-            cv_emb,
-        )
-        print(f"time: {secs_emb:.2f} s for {len(rows)} answers, embedding included (cache: {args.cache})")
-        changed = sum(a != b for a, b in zip(preds, preds_emb, strict=True))
-        print(f"labels that differ from cue-only: {changed}")
-        preds = preds_emb
-
-    table = confusion(gold, preds)
-    labels = list(table)
-    print("\nconfusion (rows GPT-4, columns overtonlite, last variant above), all responses:")
-    print(" " * 8 + "".join(f"{lab:>8}" for lab in labels))
-    for g in labels:
-        print(f"{g:<8}" + "".join(f"{table[g][p]:>8}" for p in labels))
-    print("\nper-prompt aggregates (paper-protocol E3, gpt-3.5-turbo row), ours vs GPT-4's labels:")
-    for who, labels in (("overtonlite", preds), ("GPT-4", gold)):
-        groups: dict[int, list[str]] = {}
-        for r, lab in zip(rows, labels, strict=True):
-            groups.setdefault(r["prompt_id"], []).append(lab)
-        summaries = [stance_summary(g) for g in groups.values()]
-        k = len(summaries)
-        split = sum(s["yes_no_split"] for s in summaries) / k
-        same = sum(max(s["distribution"].values()) == 1.0 for s in summaries) / k
-        entropy = sum(s["entropy_bits"] for s in summaries) / k
-        both = sum(s["both_share"] for s in summaries) / k
-        print(
-            f"  {who:<12} both {both:.3f}  yes+no split {split:.3f}  all 5 equal {same:.3f}  entropy {entropy:.3f} bits"
-        )
-    by_opening(rows, preds)
-    judge_consistency(rows)
-    print(f"\nlabels: {', '.join(STANCE_LABELS)}")
+        w, b = d.fit(np.ones(len(rows), dtype=bool))
+        n_cue = len(FEATURES)
+        np.savez(WEIGHTS_FILE, w_cue=w[:n_cue], w_emb=w[n_cue:], bias=b)
+        print(f"wrote {WEIGHTS_FILE} (fitted on all four systems)")
+    if args.fit and not args.embedding:
+        w, b = d.fit(np.ones(len(rows), dtype=bool))
+        print_weights(w, b)
+        payload = {
+            "labels": list(LABELS),
+            "rows": "GPT-4 label",
+            "columns": "overtonlite cue classifier, fitted without the system it labels (leave one system out)",
+            "counts": {s: c.astype(int).tolist() for s, c in outer.items()},
+            "split_rows": "GPT-4's five labels of a prompt include a yes and a no (row 1) or not (row 0)",
+            "split_counts": {s: c.astype(int).tolist() for s, c in outer_split.items()},
+        }
+        CONFUSION_FILE.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {CONFUSION_FILE}")
 
 
 if __name__ == "__main__":

@@ -97,3 +97,16 @@ def test_split_sentences_empty_and_unicode():
 def test_split_sentences_never_crashes(text):
     out = split_sentences(text)
     assert all(s and s == s.strip() for s in out)
+
+
+def test_length_adjusted_coverage_by_hand():
+    # coverage 0.5 of a 99-word alternative: 0.5 - 0.1252 * ln(100)
+    assert cv.length_adjusted_coverage(0.5, 99) == pytest.approx(0.5 - 0.1252 * math.log(100))
+    assert cv.length_adjusted_coverage(0.5, 0) == 0.5
+    assert cv.length_adjusted_coverage(None, 10) is None
+    with pytest.raises(ValueError):
+        cv.length_adjusted_coverage(0.5, -1)
+    # the same coverage reads as more missing information for a longer alternative
+    short, long = cv.length_adjusted_coverage(0.3, 20), cv.length_adjusted_coverage(0.3, 400)
+    assert cv.missing_proxy(short, cv.ADJUSTED_CUTS) < cv.missing_proxy(long, cv.ADJUSTED_CUTS)
+    assert list(cv.ADJUSTED_CUTS) == sorted(cv.ADJUSTED_CUTS, reverse=True)

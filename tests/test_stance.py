@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -274,62 +276,111 @@ def test_kappa_and_summary_properties(labels: list[str], rnd) -> None:
     assert sum(sum(row.values()) for row in confusion(labels, other).values()) == len(labels)
 
 
-# --- agreement with the paper's GPT-4 judge (ConflictingQA, GPT-3.5 answers) -----------------------------------
+# --- agreement with the paper's GPT-4 judge (ConflictingQA, four systems) ----------------------------------------
 
 
-def _calibration(reference_dir):
-    prompts = {}
-    with open(reference_dir / "conflictingqa" / "prompts.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            rec = json.loads(line)
-            prompts[rec["id"]] = rec["prompt"]
-    gold, pred, ids = [], [], []
-    with open(reference_dir / "conflictingqa" / "stance-calibration.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            rec = json.loads(line)
-            gold.append(rec["stance"])
-            pred.append(classify_stance(prompts[rec["prompt_id"]], rec["response"]))
-            ids.append(rec["prompt_id"])
-    return gold, pred, ids
+def _bench():
+    """benchmarks/stance_calibration.py, loaded as a module (its loaders and the leave-one-system-out fit)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "stance_calibration.py"
+    spec = importlib.util.spec_from_file_location("stance_calibration_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.fixture(scope="module")
-def calibration(reference_dir):
-    return _calibration(reference_dir)
+def four_systems(reference_dir):
+    bench = _bench()
+    rows = bench.load(reference_dir)
+    return bench, bench.Data(rows, bench.cue_matrix(rows), 5.0)
+
+
+def _per_system(bench, data, pred):
+    out = {}
+    for s in data.systems:
+        m = data.system == s
+        gold = [bench.LABELS[k] for k in data.gold[m]]
+        got = [bench.LABELS[k] for k in pred[m]]
+        out[s] = (
+            _acc(gold, got),
+            cohen_kappa(gold, got),
+            (got.count("both") - gold.count("both")) / len(gold),
+        )
+    return out
 
 
 def _acc(gold, pred):
     return sum(g == p for g, p in zip(gold, pred, strict=True)) / len(gold)
 
 
-def test_reference_stance_agreement_measured_floor(calibration) -> None:
-    """Regression guard at the measured agreement (all: 85.9%, kappa 0.764; held-out odd ids: 83.6%, 0.728)."""
-    gold, pred, ids = calibration
-    assert len(gold) == 2170
-    assert _acc(gold, pred) >= 0.85
-    assert cohen_kappa(gold, pred) >= 0.75
-    odd = [i for i, pid in enumerate(ids) if pid % 2 == 1]
-    assert _acc([gold[i] for i in odd], [pred[i] for i in odd]) >= 0.82
-    assert cohen_kappa([gold[i] for i in odd], [pred[i] for i in odd]) >= 0.70
-    # both-rate close to GPT-4's 52.6%
-    assert abs(pred.count("both") / len(pred) - gold.count("both") / len(gold)) <= 0.06
+@pytest.mark.slow
+def test_reference_stance_shipped_weights(four_systems) -> None:
+    """The shipped WEIGHTS (fitted on all four systems) on the 8,680 answers they were fitted on. Measured:
+    gpt-3.5-turbo 83.9 % / kappa 0.733, llama-2-icl 67.1 % / 0.436, llama-2-icl-gpt-3.5 74.7 % / 0.533,
+    ...-knn-prompt_similar 73.0 % / 0.524; "both" share too high by 0.029 / 0.142 / 0.099 / 0.073."""
+    bench, data = four_systems
+    assert len(data.rows) == 8680 and len(data.systems) == 4
+    w = np.array([WEIGHTS[n] for n, _ in FEATURES])
+    pred = np.argmax(data.x @ w + np.array(BIAS), axis=1)
+    pred = np.where(data.rule >= 0, data.rule, pred)
+    for i in range(0, 8680, 97):  # the matrix form is what classify_stance computes
+        r = data.rows[i]
+        assert classify_stance(r["question"], r["response"]) == bench.LABELS[pred[i]]
+    floors = {
+        "gpt-3.5-turbo": (0.835, 0.73, 0.035),
+        "llama-2-icl": (0.67, 0.43, 0.145),
+        "llama-2-icl-gpt-3.5": (0.745, 0.53, 0.10),
+        "llama-2-icl-gpt-3.5-knn-prompt_similar": (0.725, 0.52, 0.075),
+    }
+    for s, (acc, kappa, both_err) in _per_system(bench, data, pred).items():
+        assert acc >= floors[s][0] and kappa >= floors[s][1] and abs(both_err) <= floors[s][2], s
 
 
-def test_reference_stance_target_is_not_claimed(calibration) -> None:
-    """The issue's target (>= 88%, kappa >= 0.80 on all 2,170) is NOT reached by the cue-only classifier; the
-    embedding variant (test below) does not reach it on held-out prompts either. This pins the measured gap so a
-    change that closes it has to update this test and the module docstring together."""
-    gold, pred, _ = calibration
-    assert _acc(gold, pred) < 0.88 or cohen_kappa(gold, pred) < 0.80
+@pytest.fixture(scope="module")
+def leave_one_out(four_systems):
+    bench, data = four_systems
+    results, counts, split_counts = bench.loso(data, n_boot=0, inner=False)
+    return {r["system"]: r for r in results}, counts, split_counts
+
+
+@pytest.mark.slow
+def test_reference_stance_leave_one_system_out(leave_one_out) -> None:
+    """Fitted on three systems, tested on the fourth. Measured: 81.9 % / 0.702, 65.7 % / 0.404, 74.2 % / 0.526,
+    72.7 % / 0.519; "both" share error +0.021 / +0.169 / +0.098 / +0.072; yes/no split error +0.007 / -0.074 /
+    -0.035 / +0.012. The issue's target (>= 88 %, kappa >= 0.80, "both" within 0.03) is NOT reached on any held-out
+    system; this pins the gap, so a change that closes it has to update this test and the README together."""
+    results, _, _ = leave_one_out
+    floors = {
+        "gpt-3.5-turbo": (0.815, 0.70, 0.025, 0.01),
+        "llama-2-icl": (0.655, 0.40, 0.17, 0.075),
+        "llama-2-icl-gpt-3.5": (0.74, 0.525, 0.10, 0.04),
+        "llama-2-icl-gpt-3.5-knn-prompt_similar": (0.725, 0.515, 0.075, 0.015),
+    }
+    for s, (acc, kappa, both_err, split_err) in floors.items():
+        r = results[s]
+        assert r["accuracy"] >= acc and r["kappa"] >= kappa, s
+        assert abs(r["both_raw"] - r["both_gpt4"]) <= both_err, s
+        assert abs(r["split_raw"] - r["split_gpt4"]) <= split_err, s
+    assert all(r["accuracy"] < 0.88 for r in results.values())
+
+
+@pytest.mark.slow
+def test_shipped_confusion_is_the_leave_one_system_out_output(leave_one_out) -> None:
+    from overtonlite.metrics import stance_shares
+
+    _, counts, split_counts = leave_one_out
+    shipped, shipped_split = stance_shares.shipped_confusion()
+    assert np.array_equal(shipped, np.stack(list(counts.values())))
+    assert np.array_equal(shipped_split, np.stack(list(split_counts.values())))
 
 
 @pytest.mark.realmodel
 def test_reference_stance_agreement_embedding_variant(reference_dir, minilm) -> None:
-    """Embedding variant on held-out prompts (odd ids below 200: 100 prompts, 500 answers).
+    """Embedding variant on GPT-3.5 answers to odd prompt ids below 200 (100 prompts, 500 answers).
 
-    Measured on this subset: 88.0% / kappa 0.806, the same labels as cue-only (an easier-than-average subset:
-    this is a regression guard, not the issue's target). Full benchmark (benchmarks/stance_calibration.py): odd ids 83.6% / 0.727,
-    all 86.4% / 0.773, 5-fold CV by prompt 85.3% / 0.754.
+    The weights are fitted on all four systems, so these answers were seen in fitting: a regression guard, not a
+    held-out number (held out by system, see test_reference_stance_leave_one_system_out and the README). Measured:
+    87.8% / kappa 0.803 (cue-only 85.8% / 0.770); 96.4% of labels equal the cue-only ones.
     """
     prompts = {}
     with open(reference_dir / "conflictingqa" / "prompts.jsonl", encoding="utf-8") as fh:
@@ -347,6 +398,6 @@ def test_reference_stance_agreement_embedding_variant(reference_dir, minilm) -> 
     assert len(gold) == 500
     pred = classify_stances(qs, rs, embedder=minilm)
     cue = [classify_stance(q, r) for q, r in zip(qs, rs, strict=True)]
-    assert _acc(gold, pred) >= 0.86
-    assert cohen_kappa(gold, pred) >= 0.78
-    assert _acc(cue, pred) >= 0.95  # the embedding term changes few labels (about 1% on all answers)
+    assert _acc(gold, pred) >= 0.875
+    assert cohen_kappa(gold, pred) >= 0.80
+    assert _acc(cue, pred) >= 0.96  # the embedding term changes few labels

@@ -15,24 +15,26 @@ statements, positive-evidence statements, balance markers in the rest of the tex
 "some ... others", "critics"), whether those balancing sentences are only caveats ("more research is needed",
 "consult a doctor") or real counter-claims, polarity of the conclusion sentence, and whether the claim sentences
 disagree with each other. Each label's score is a bias plus the sum of the weights of the active cues
-(:data:`WEIGHTS`, a 34 x 3 table), and the highest score wins. The weights were fitted once by L2-regularised
-multinomial logistic regression on the even-numbered prompts of the authors' 2,170 GPT-4-labelled GPT-3.5 answers
-(ConflictingQA) and are frozen here; ``benchmarks/stance_calibration.py`` refits them and reports agreement on the
-held-out odd-numbered prompts. Rules come before the scores: a response of fewer than 3 words is yes / no / both
-when it is a bare "Yes." / "No." / "It depends.", else ``other`` (so is empty text); refusals ("as an AI ...",
-"I cannot provide ...") that do not restate the question are ``other``.
+(:data:`WEIGHTS`, a 34 x 3 table), and the highest score wins. The weights were fitted by L2-regularised
+multinomial logistic regression on all 8,680 GPT-4-labelled answers of the authors' four ConflictingQA systems
+(gpt-3.5-turbo and three URIAL-style Llama-2-7B systems) and are frozen here; ``benchmarks/stance_calibration.py``
+refits them and validates the model leave-one-system-out. Rules come before the scores: a response of fewer than 3
+words is yes / no / both when it is a bare "Yes." / "No." / "It depends.", else ``other`` (so is empty text);
+refusals ("as an AI ...", "I cannot provide ...") that do not restate the question are ``other``.
 
-**Agreement with GPT-4** (2,170 answers; weights fitted on even prompt ids; 5-fold CV by prompt refits per fold):
-even 88.1% / kappa 0.801, held-out odd 83.6% / 0.728, all 85.9% / 0.764, CV 84.8% / 0.747. The issue's target
-(88%, kappa 0.80) is therefore met only on the data the weights were fitted on, not on held-out prompts.
+**Agreement with GPT-4 on a system the model never saw** (fitted on the other three; accuracy / kappa):
+gpt-3.5-turbo 81.9% / 0.702, llama-2-icl 65.7% / 0.404, llama-2-icl-gpt-3.5 74.2% / 0.526,
+llama-2-icl-gpt-3.5-knn-prompt_similar 72.7% / 0.519. The issue's target (88%, kappa 0.80) is not reached. The
+model labels too many answers "both" on the URIAL-style systems (+0.07 to +0.17); most errors are GPT-4 yes / no
+answers called "both". Aggregate shares can be corrected for this confusion with
+:mod:`overtonlite.metrics.stance_shares` (out-of-system confusion shipped in ``stance_confusion.json``).
 
 **Embedding variant.** :func:`classify_stances` (batched) adds, when given the default sentence embedder
 (all-MiniLM-L6-v2), one more input to the same logistic regression: ``embed(opening sentence) - embed(question)``
 (384 numbers; subtracting the question takes most of the topic out). Weights are in ``stance_weights.npz``, fitted
-on even ids (see :mod:`overtonlite.metrics.stance_model`). It agrees with GPT-4 on 89.1% / 0.818 (even, fitted),
-83.6% / 0.727 (held-out odd), 86.4% / 0.773 (all), 85.3% / 0.754 (CV): no real held-out gain; it changes about 1%
-of the labels. Larger embedding inputs (closing sentence, whole answer, question x opening products) fit the
-even prompts better (up to 98%) but lose 3-8 points on held-out prompts, because they learn each question's topic.
+on all four systems (see :mod:`overtonlite.metrics.stance_model`). Leave one system out it reaches 83.6% / 0.728,
+65.9% / 0.418, 75.3% / 0.539 and 73.7% / 0.530 on the four systems (mean 74.6% against 73.6% for the cues alone):
+about one point better, not a different class of model. It is opt-in; ``score`` uses the cue model.
 
 Also here: :func:`stance_summary` (per-group "both" share, yes/no split, label distribution, entropy) and the
 agreement statistics :func:`cohen_kappa` and :func:`confusion`.
@@ -170,44 +172,44 @@ FEATURES: tuple[tuple[str, str], ...] = (
 )
 """(name, description) of every cue feature, in :data:`WEIGHTS` order."""
 
-# Fitted by benchmarks/stance_calibration.py --fit (even prompt ids only); columns: yes, no, both.
+# Fitted by benchmarks/stance_calibration.py --fit on all four GPT-4-labelled systems; columns: yes, no, both.
 WEIGHTS: dict[str, tuple[float, float, float]] = {
-    "open_yes": (1.77, -0.94, -0.83),
-    "open_no": (-0.40, 0.96, -0.56),
-    "open_yes_but": (-0.47, -0.24, 0.70),
-    "open_hedge": (-0.46, -0.53, 0.99),
-    "open_while": (-0.25, 0.11, 0.13),
-    "v_neg": (-1.06, 1.13, -0.07),
-    "v_hedge": (-0.14, -0.31, 0.45),
-    "v_weak": (-0.15, -0.27, 0.42),
-    "v_neg_weak": (-0.05, -0.01, 0.06),
-    "v_noevid": (-0.24, 0.77, -0.53),
-    "v_posevid": (0.57, -0.17, -0.40),
-    "v_limevid": (-0.13, -0.04, 0.16),
-    "v_but": (-0.58, -0.15, 0.73),
-    "v_neg_but": (0.17, -0.26, 0.09),
-    "ov_high": (0.12, -0.29, 0.17),
-    "ov_full": (0.10, 0.12, -0.22),
-    "rest_bal": (-0.73, -0.26, 0.99),
-    "rest_bal2": (-0.13, 0.06, 0.07),
-    "rest_while": (0.03, 0.25, -0.29),
-    "others": (-0.20, -0.34, 0.54),
-    "someshow": (-0.34, -0.20, 0.53),
-    "rest_hedge": (-0.19, 0.06, 0.13),
-    "rest_noevid": (-0.34, 0.62, -0.28),
-    "rest_neg": (-0.25, 0.19, 0.06),
-    "c_hedge": (-0.07, -0.16, 0.23),
-    "c_neg": (0.01, -0.09, 0.08),
-    "short": (-0.28, 0.22, 0.07),
-    "claim_neg_any": (-0.72, 0.80, -0.08),
-    "claim_neg_later": (0.28, -0.22, -0.06),
-    "claim_pos_multi": (0.32, -0.50, 0.17),
-    "claim_last_neg": (-0.15, 0.14, 0.00),
-    "claim_mixed": (-0.23, 0.01, 0.21),
-    "bal_caveat_only": (0.53, -0.22, -0.30),
-    "bal_counter": (-0.01, -0.14, 0.15),
+    "open_yes": (1.73, -1.38, -0.35),
+    "open_no": (-0.93, 1.36, -0.44),
+    "open_yes_but": (-0.40, -0.25, 0.65),
+    "open_hedge": (-0.59, -0.15, 0.73),
+    "open_while": (-0.38, -0.02, 0.40),
+    "v_neg": (-1.30, 1.38, -0.08),
+    "v_hedge": (-0.15, -0.27, 0.42),
+    "v_weak": (-0.20, -0.27, 0.47),
+    "v_neg_weak": (0.22, -0.13, -0.08),
+    "v_noevid": (-0.59, 0.51, 0.07),
+    "v_posevid": (0.18, -0.07, -0.11),
+    "v_limevid": (-0.12, -0.01, 0.13),
+    "v_but": (-0.66, 0.36, 0.30),
+    "v_neg_but": (0.32, -0.61, 0.29),
+    "ov_high": (0.41, -0.25, -0.17),
+    "ov_full": (0.30, -0.06, -0.24),
+    "rest_bal": (-0.57, -0.15, 0.72),
+    "rest_bal2": (-0.03, -0.15, 0.18),
+    "rest_while": (-0.35, 0.31, 0.04),
+    "others": (-0.04, -0.71, 0.76),
+    "someshow": (-0.31, 0.01, 0.30),
+    "rest_hedge": (0.05, -0.14, 0.09),
+    "rest_noevid": (-0.84, 0.79, 0.05),
+    "rest_neg": (-0.23, 0.24, -0.01),
+    "c_hedge": (-0.43, -0.01, 0.44),
+    "c_neg": (-0.21, 0.18, 0.03),
+    "short": (-0.23, 0.34, -0.11),
+    "claim_neg_any": (-0.66, 0.46, 0.20),
+    "claim_neg_later": (0.11, -0.06, -0.04),
+    "claim_pos_multi": (0.06, -0.15, 0.08),
+    "claim_last_neg": (-0.05, -0.01, 0.06),
+    "claim_mixed": (0.03, -0.05, 0.02),
+    "bal_caveat_only": (0.59, -0.67, 0.07),
+    "bal_counter": (-0.17, -0.09, 0.26),
 }
-BIAS: tuple[float, float, float] = (0.53, -0.43, -0.11)
+BIAS: tuple[float, float, float] = (0.51, -0.43, -0.08)
 
 
 def _stem(word: str) -> str:

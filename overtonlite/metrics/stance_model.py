@@ -4,9 +4,9 @@ The embedding variant scores each response with the same 34 cue features and, in
 ``embed(opening sentence) - embed(question)`` from the default sentence embedder (all-MiniLM-L6-v2, mean-pooled and
 L2-normalised). Subtracting the question removes most of the topic from the opening sentence, so what is left is
 mostly how the answer opens (restating, negating, hedging). The 34 + 384 inputs go into one multinomial logistic
-regression (yes / no / both, L2-regularised, fitted in plain numpy by ``benchmarks/stance_calibration.py
---fit-embedding`` on the even-numbered prompts only); its weights are frozen in ``stance_weights.npz`` (numbers
-only). The short-answer and refusal rules of :func:`overtonlite.metrics.stance.classify_stance` apply first, as in
+regression (yes / no / both, L2-regularised, fitted in plain numpy by ``benchmarks/stance_calibration.py --fit
+--embedding`` on all four GPT-4-labelled ConflictingQA systems); its weights are frozen in ``stance_weights.npz``
+(numbers only). The short-answer and refusal rules of :func:`overtonlite.metrics.stance.classify_stance` apply first, as in
 the cue-only classifier.
 
 The weights belong to one embedding space: any other embedder (by name, or by vector width) falls back to the

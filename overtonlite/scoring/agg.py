@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from overtonlite import schema
-from overtonlite.metrics import stats
+from overtonlite.metrics import stance_shares, stats
 
 
 def _extra_keys(records: list[dict[str, Any]]) -> list[str]:
@@ -53,6 +53,12 @@ def _ratio(a: list[float], b: list[float], seed: int, n_boot: int) -> dict[str, 
         return None
     ci = (float(lo), float(hi)) if len(a) >= 2 and lo == lo and hi == hi else None
     return schema.stat(float(mean), ci, len(a))
+
+
+def _stance_corrected(rows: list[dict[str, Any]], seed: int, n_boot: int) -> dict[str, Any]:
+    """Confusion-corrected "both" share and yes/no split with CIs that include the classifier's uncertainty
+    (:func:`overtonlite.metrics.stance_shares.summary_metrics`); ``{}`` when no group has stance labels."""
+    return stance_shares.summary_metrics([r.get("stance") or [] for r in rows], seed=seed, n_boot=n_boot)
 
 
 def set_members(records: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -112,6 +118,8 @@ def build_summary(
                 vals = [v for r in rows if (v := schema.per_prompt_value(r.get(key))) is not None]
                 if vals:
                     entry[name] = _ci(vals, seed, n_boot)
+            if stance_ok(s, ids):
+                entry.update(_stance_corrected(rows, seed, n_boot))
             sets[set_name] = entry
         out[s] = {"sets": sets}
 
