@@ -226,6 +226,7 @@ class LlamaCppGenerator:
             "llama_cpp_python": llama_cpp.__version__,
             "system_info": self.native.system_info(),
             "n_threads": self.n_threads,
+            "n_ctx": self.n_ctx,
             "n_kv": self.n_kv,
             "max_seqs": self.max_seqs,
             "n_batch": self.native.n_batch,
