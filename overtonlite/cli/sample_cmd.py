@@ -155,7 +155,8 @@ def sample(
 ) -> None:
     """Generate N samples per prompt into --out (samples.jsonl + manifest.json).
 
-    Rerunning the same command resumes: only groups missing from samples.jsonl are generated. A prompt that does
+    Rerunning the same command resumes: only groups missing from samples.jsonl are written, with the texts an
+    uninterrupted run gives (llama.cpp regenerates the batch of groups they belong to). A prompt that does
     not fit the context is recorded with error "prompt_too_long" and no samples (see --retry-errors). Ctrl-C stops
     once the next group is written, keeping groups that finish with it (press it twice to stop at once); what is
     written is kept.
