@@ -210,6 +210,12 @@ SUMMARY_METRICS: dict[str, str] = {
     "words_mean_finished": "words_mean_finished",
     "missing_le2_share_finished": "missing_le2_share_finished",
     "coverage_union_finished": "coverage_union_finished",
+    # an LLM judge's values beside the proxy's (``score --judge``; overtonlite.judges.apply)
+    "stance_judge_both_share": "stance_judge_both_share",
+    "yes_no_split_judge": "yes_no_split_judge",
+    "missing_judge_mean": "missing_judge_mean",
+    "missing_judge_le2_share": "missing_judge_le2_share",
+    "quality_judge_mean": "quality_judge_mean",
 }
 """summary.json metric name -> metrics.jsonl key. Other numeric per-group keys (style rates, stance label shares)
 are summarised under their own name."""
@@ -241,7 +247,7 @@ RATIO_METRICS: tuple[str, ...] = ("cosine_to_ref", "bertscore_f1_to_ref_rescaled
 
 def is_stance_metric(name: str) -> bool:
     """Metrics that exist only where stance was scored (the contested set, or what the user asked for)."""
-    return name == "yes_no_split" or name.startswith("stance_")
+    return name.startswith(("yes_no_split", "stance_"))
 
 
 def stat(mean: float | None, ci: tuple[float, float] | list[float] | None, n_prompts: int) -> dict[str, Any]:

@@ -206,3 +206,14 @@ def test_cli_from_with_assert_writes_junit_and_exits_by_its_failures(tmp_path: P
     assert cases and any(c.get("name", "").startswith("replay") is False for c in cases)
     assert code == (1 if failures else 0)
     assert proc.stderr.strip().splitlines()[-1].endswith(f"(exit {code})")
+
+
+def test_limit_applies_per_prompt_set(tmp_path: Path) -> None:
+    """--limit keeps the first K prompts of each set, so a mixed file keeps its contested prompts."""
+    src = write_generations(tmp_path / "gens.jsonl", contested=True)
+    res = replicate_from(src, roles=["base=m-base", "chat=m-chat"], out=tmp_path / "run", embedder=HashEmbedder(),
+                         limit=2, report=False)
+    kept = {(r["set"], r["prompt_id"]) for r in (json.loads(x) for x in
+                                                  (tmp_path / "run" / "samples.jsonl").read_text().splitlines())}
+    assert {s for s, _ in kept} == {"open-ended", "contested"} and len({p for _, p in kept}) == 4
+    assert res.claims["overton"]["findings"]

@@ -653,7 +653,7 @@ def test_judge_section_shows_proxy_and_judge_side_by_side(tmp_path: Path) -> Non
     rows = [
         {"system": s, "prompt_id": p, "set": "contested", "stance": ["yes"] * 5, "stance_both_share": both,
          "yes_no_split": 0.0,
-         "stance_judge_both_share": jb, "yes_no_split_judge": 1.0}
+         "stance_judge_both_share": jb, "yes_no_split_judge": True}
         for s, both, jb in (("base", 0.2, 0.4), ("chat", 0.8, 0.6))
         for p in ("cq1", "cq2")
     ]
@@ -671,3 +671,27 @@ def test_judge_section_shows_proxy_and_judge_side_by_side(tmp_path: Path) -> Non
 
 def test_no_judge_section_without_a_judge(run_dir: Path) -> None:
     assert "Judge and proxy" not in build_report(run_dir, plots=False).md.read_text()
+
+
+def test_stance_table_shows_the_confusion_corrected_values(run_dir: Path) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    entry = summary["systems"][BASE]["sets"]["contested"]["stance_both_share_corrected"]
+    md = build_report(run_dir, plots=False).md.read_text()
+    assert '"both" share, corrected | split rate, corrected |' in md
+    row = next(line for line in md.splitlines() if line.startswith(f"| {BASE} | contested |") and "%" in line)
+    assert _cell(entry) in row
+
+
+def test_truncation_column_reads_results_json_and_is_not_measured_without_finish_reasons(tmp_path: Path) -> None:
+    from overtonlite.report.markdown import MISSING
+
+    run = _summary_only_run(tmp_path / "run", [{"system": s, "prompt_id": p, "jaccard": 0.2}
+                                               for s in ("base", "chat") for p in ("a", "b")])
+    groups = [{"system": s, "prompt_id": p, "samples": [{"text": "x"}, {"text": "y"}]}
+              for s in ("base", "chat") for p in ("a", "b")]
+    (run / "samples.jsonl").write_text("".join(json.dumps(g) + "\n" for g in groups))
+    md = build_report(run, plots=False).md.read_text()
+    assert f"| base | 2 | 0 | 0 | 4 | {MISSING} |" in md  # no finish reasons: not 0 %
+    (run / "results.json").write_text(json.dumps({"truncation": {"base": 0.25}, "claims": {}}))
+    md = build_report(run, plots=False).md.read_text()
+    assert "| base | 2 | 0 | 0 | 4 | 25.0% |" in md

@@ -131,3 +131,24 @@ def test_writers_are_atomic_and_ordered(tmp_path: Path) -> None:
     (rec,) = schema.read_metrics(tmp_path)
     assert list(rec)[: len(schema.METRIC_KEYS)] == list(schema.METRIC_KEYS) and rec["x"] == 2
     assert math.isclose(rec["jaccard"], 0.5)
+
+
+def test_judge_values_as_the_judge_writes_them_reach_summary_json() -> None:
+    """The judge stores its yes/no split as a bool per group and its counts as ints: the split is summarised (on
+    the stance set only), the error count is not a metric."""
+    from overtonlite.scoring.agg import build_summary
+
+    recs = []
+    for i, split in enumerate((True, False, True, True)):
+        recs.append({"system": "base", "prompt_id": f"c{i}", "set": "contested", "stance": ["yes", "no"],
+                     "yes_no_split": split, "yes_no_split_judge": split, "stance_judge_both_share": 0.5,
+                     "missing_judge_mean": None, "judge_errors": 1})
+        recs.append({"system": "base", "prompt_id": f"o{i}", "set": "open-ended", "stance": None,
+                     "missing_judge_mean": 2.0 + i, "missing_judge_le2_share": 0.5, "judge_errors": 0})
+    summary = build_summary(recs, systems=["base"], reference_system=None, seed=0)
+    sets = summary["systems"]["base"]["sets"]
+    assert sets["contested"]["yes_no_split_judge"]["mean"] == pytest.approx(0.75)
+    assert sets["contested"]["yes_no_split_judge"]["n_prompts"] == 4
+    assert "yes_no_split_judge" not in sets["open-ended"]
+    assert sets["open-ended"]["missing_judge_mean"]["mean"] == pytest.approx(3.5)
+    assert all("judge_errors" not in metrics for metrics in sets.values())

@@ -125,6 +125,6 @@ def open_embedder(spec_or_name: Any = None, *, registry: Any = None, cache: bool
     return OpenAIEmbedder(
         list(ep.base_urls), model=ep.model, name=spec.name, api_key=endpoint_api_key(spec.name, ep),
         timeout=ep.timeout, retries=ep.retries, max_concurrency=ep.concurrency, dim=spec.dim or None,
-        calibration=spec.calibration, token_embedder=token_embedder,
+        calibration=spec.calibration, token_embedder=token_embedder if local is not None else None,
         token_embedder_name=local.name if local is not None else None,
     )

@@ -77,8 +77,10 @@ def check_output_paths(*paths: Path | None) -> None:
         if p.is_dir():
             raise UsageError(f"{p} is a directory; give a file name")
         parent = p.expanduser().resolve().parent
-        if not parent.is_dir():
-            raise UsageError(f"cannot write {p}: the folder {parent} does not exist")
+        try:  # a CI job asks for ci-out/check.xml before ci-out exists: create the folder
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot write {p}: cannot create the folder {parent} ({exc.strerror or exc})") from None
 
 
 def render_check(result: Any) -> None:

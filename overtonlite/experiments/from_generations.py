@@ -127,7 +127,15 @@ def _select(records: list[dict[str, Any]], roles: Roles, path: Path, *, limit: i
     if limit is not None:
         if limit < 1:
             raise UsageError(f"--limit must be >= 1, got {limit}")
-        ids = ids[:limit]
+        # the first K prompts of each prompt set, as for sampling (a mixed file keeps its contested prompts)
+        set_of = {str(r["prompt_id"]): r.get("set") for r in records if r["system"] == roles.chat}
+        taken: dict[Any, int] = {}
+        kept_ids = []
+        for i in ids:
+            taken[set_of.get(i)] = taken.get(set_of.get(i), 0) + 1
+            if taken[set_of.get(i)] <= limit:
+                kept_ids.append(i)
+        ids = kept_ids
     if not ids:
         raise UsageError(f"no prompt of {path} is left to judge (chat system {roles.chat!r}, limit/subset applied)")
     keep = set(ids)
@@ -195,6 +203,7 @@ def replicate_from(
     ``out``, DataError for a malformed input.
     """
     from overtonlite.experiments.replicate import ReplicateResult, _build_report, claim_pairs, compute_claims
+    from overtonlite.rundir.manifest import portable_path
     from overtonlite.rundir.records import read_groups
     from overtonlite.scoring import score_input, should_score_stance
     from overtonlite.scoring.inputs import read_input
@@ -226,9 +235,9 @@ def replicate_from(
     timings["score"] = time.perf_counter() - t
     claims = compute_claims(outdir, conditions=conditions, hinted=list(role.hinted))
     pair = GenerationsInfo(name=f"from:{path.name}", base=role.base, chat=role.chat, same_family=same_family,
-                           source=str(path))
+                           source=portable_path(path))
     settings = {
-        SOURCE_KEY: {"input": str(path), "input_sha256": sha256_file(path), "roles": role.to_dict()},
+        SOURCE_KEY: {"input": portable_path(path), "input_sha256": sha256_file(path), "roles": role.to_dict()},
         "prompts": {"selected": len(ids)},
         "seed": seed,
         "conditions": conditions,

@@ -98,6 +98,7 @@ def run_judge(records: list[dict[str, Any]], groups: Sequence[Any], judge: Any, 
     returns what ``summary.json["settings"]["judge"]`` records: identity, tasks, counts, cache file."""
     from overtonlite.errors import UsageError
     from overtonlite.judges import open_judge, parse_tasks
+    from overtonlite.rundir.manifest import portable_path
 
     try:
         task_list = parse_tasks(tasks)
@@ -109,7 +110,7 @@ def run_judge(records: list[dict[str, Any]], groups: Sequence[Any], judge: Any, 
         counts = judge_records(records, groups, j, tasks=task_list, reference_system=reference_system, out=out,
                                retry_errors=retry_errors)
         return {**j.identity(), "tasks": [t.name for t in task_list], "counts": counts,
-                "cache": str(Path(out) / "judgments.jsonl")}
+                "cache": portable_path(Path(out) / "judgments.jsonl")}
     finally:
         if own:
             j.close()

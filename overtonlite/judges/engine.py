@@ -65,7 +65,7 @@ class LocalEngine:
             except ValueError as exc:
                 if any(w in str(exc).lower() for w in CTX_ERRORS):
                     raise JudgeUnavailable(f"prompt_too_long: {exc}") from None
-                raise
+                raise OvertonliteError(f"the judge {self.name} failed in llama.cpp: {exc}") from None
         return str(out["choices"][0]["message"].get("content") or "")
 
     def close(self) -> None:

@@ -24,7 +24,8 @@ from overtonlite.metrics import stance_shares, stats
 
 def _extra_keys(records: list[dict[str, Any]]) -> list[str]:
     """Numeric per-group keys not in the schema's summary metrics (style rates, stance label shares...)."""
-    known = set(schema.SUMMARY_METRICS.values()) | set(schema.SUMMARY_METRICS) | {"n", "schema_version"}
+    known = set(schema.SUMMARY_METRICS.values()) | set(schema.SUMMARY_METRICS)
+    known |= {"n", "schema_version", "prompt_id", "judge_errors"}
     out: dict[str, None] = {}
     for rec in records:
         for k, v in rec.items():
