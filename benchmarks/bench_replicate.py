@@ -73,7 +73,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="Also write the numbers to this JSON file.")
     parser.add_argument("--keep", action="store_true", help="Keep the run directory.")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--full", action="store_true", help="Time the full preset (no targets) instead of --quick.")
+    parser.add_argument(
+        "--full", action="store_true", help="Time the full preset (no targets) instead of --quick."
+    )
     args = parser.parse_args()
 
     warm_caches()
@@ -82,19 +84,24 @@ def main() -> int:
     extra = ["--threads", str(args.threads)] if args.threads else []
     row = measure(out, extra, quick=not args.full)
     preset = "replicate" if args.full else "replicate --quick"
-    row.update({
-        "cpus": os.cpu_count(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "machine": platform.machine(),
-        "target_seconds": TARGET_SECONDS,
-        "target_rss_gb": TARGET_RSS_GB,
-        "within_targets": row["exit_code"] == 0 and row["seconds"] <= TARGET_SECONDS
-        and row["peak_rss_gb"] <= TARGET_RSS_GB,
-    })
+    row.update(
+        {
+            "cpus": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "machine": platform.machine(),
+            "target_seconds": TARGET_SECONDS,
+            "target_rss_gb": TARGET_RSS_GB,
+            "within_targets": row["exit_code"] == 0
+            and row["seconds"] <= TARGET_SECONDS
+            and row["peak_rss_gb"] <= TARGET_RSS_GB,
+        }
+    )
     if args.full:
         row.update({"target_seconds": None, "target_rss_gb": None, "within_targets": row["exit_code"] == 0})
-    print(f"{preset}: {row['seconds']} s wall, peak RSS {row['peak_rss_gb']} GB, exit {row['exit_code']} "
-          f"(quick targets <= {TARGET_SECONDS:.0f} s, <= {TARGET_RSS_GB} GB; load avg {row['load_average_1m']})")
+    print(
+        f"{preset}: {row['seconds']} s wall, peak RSS {row['peak_rss_gb']} GB, exit {row['exit_code']} "
+        f"(quick targets <= {TARGET_SECONDS:.0f} s, <= {TARGET_RSS_GB} GB; load avg {row['load_average_1m']})"
+    )
     print(json.dumps(row, indent=2))
     if args.json:
         args.json.write_text(json.dumps(row, indent=2) + "\n")

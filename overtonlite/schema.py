@@ -265,17 +265,23 @@ def ratio_key(a: str, b: str) -> str:
     return f"{a} / {b}"
 
 
-def summary_stat(summary: Mapping[str, Any] | None, system: str, set_name: str, metric: str) -> dict[str, Any] | None:
+def summary_stat(
+    summary: Mapping[str, Any] | None, system: str, set_name: str, metric: str
+) -> dict[str, Any] | None:
     """``summary.systems[system].sets[set_name][metric]``, or None."""
     return _dig(summary, "systems", system, set_name, metric)
 
 
-def paired_stat(summary: Mapping[str, Any] | None, a: str, b: str, set_name: str, metric: str) -> dict[str, Any] | None:
+def paired_stat(
+    summary: Mapping[str, Any] | None, a: str, b: str, set_name: str, metric: str
+) -> dict[str, Any] | None:
     """``summary.paired["a - b"].sets[set_name][metric]``, or None."""
     return _dig(summary, "paired", paired_key(a, b), set_name, metric)
 
 
-def ratio_stat(summary: Mapping[str, Any] | None, a: str, b: str, set_name: str, metric: str) -> dict[str, Any] | None:
+def ratio_stat(
+    summary: Mapping[str, Any] | None, a: str, b: str, set_name: str, metric: str
+) -> dict[str, Any] | None:
     """``summary.ratios["a / b"].sets[set_name][metric]``, or None."""
     return _dig(summary, "ratios", ratio_key(a, b), set_name, metric)
 
@@ -328,8 +334,13 @@ def upgrade_summary(old: Mapping[str, Any]) -> dict[str, Any]:
         for name, metrics in (block or {}).items() if isinstance(block, Mapping) else ():
             if not isinstance(metrics, Mapping):
                 continue
-            sets = {ALL: {m: stat(e.get("mean"), e.get("ci"), e.get("n", 0))
-                          for m, e in metrics.items() if isinstance(e, Mapping)}}
+            sets = {
+                ALL: {
+                    m: stat(e.get("mean"), e.get("ci"), e.get("n", 0))
+                    for m, e in metrics.items()
+                    if isinstance(e, Mapping)
+                }
+            }
             out[name] = {"sets": sets}
         return out
 
@@ -347,14 +358,24 @@ EVIDENCE_KEYS: tuple[str, ...] = ("system", "set", "metric", "kind", "mean", "ci
 or ``ratio`` (``"A / B"``)."""
 
 
-def evidence(summary: Mapping[str, Any] | None, *, system: str, set_name: str, metric: str,
-             kind: str = "mean") -> dict[str, Any] | None:
+def evidence(
+    summary: Mapping[str, Any] | None, *, system: str, set_name: str, metric: str, kind: str = "mean"
+) -> dict[str, Any] | None:
     """The evidence entry naming one summary.json value (None when summary.json does not have it)."""
-    entry = _dig(summary, {"mean": "systems", "paired": "paired", "ratio": "ratios"}[kind], system, set_name, metric)
+    entry = _dig(
+        summary, {"mean": "systems", "paired": "paired", "ratio": "ratios"}[kind], system, set_name, metric
+    )
     if entry is None:
         return None
-    return {"system": system, "set": set_name, "metric": metric, "kind": kind, "mean": entry["mean"],
-            "ci": entry.get("ci"), "n_prompts": entry.get("n_prompts")}
+    return {
+        "system": system,
+        "set": set_name,
+        "metric": metric,
+        "kind": kind,
+        "mean": entry["mean"],
+        "ci": entry.get("ci"),
+        "n_prompts": entry.get("n_prompts"),
+    }
 
 
 def resolve(summary: Mapping[str, Any] | None, entry: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -18,8 +18,12 @@ CHUNK = 1 << 20
 __all__ = ["physical_cores", "sha256_file", "write_json_atomic", "write_text_atomic"]
 
 
-def sha256_file(path: str | os.PathLike[str], *, progress: Callable[[str, int, int | None], None] | None = None,
-                stage: str = "") -> str:
+def sha256_file(
+    path: str | os.PathLike[str],
+    *,
+    progress: Callable[[str, int, int | None], None] | None = None,
+    stage: str = "",
+) -> str:
     """The sha256 hex digest of a file, streamed in 1 MiB chunks; ``progress(stage, done, total)`` per chunk."""
     p = Path(path)
     h = hashlib.sha256()
@@ -90,8 +94,9 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     _fsync_dir(p.parent)
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2,
-                      sort_keys: bool = False) -> None:
+def write_json_atomic(
+    path: str | os.PathLike[str], data: Any, *, indent: int | None = 2, sort_keys: bool = False
+) -> None:
     """``data`` as JSON (UTF-8, a trailing newline) written with :func:`write_text_atomic`."""
     text = json.dumps(data, indent=indent, ensure_ascii=False, sort_keys=sort_keys, default=str) + "\n"
     write_text_atomic(path, text)
@@ -112,7 +117,9 @@ def physical_cores() -> int:
     for cpu in allowed:
         topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
         try:
-            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+            cores.add(
+                ((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip())
+            )
         except OSError:
             cores = set()
             break

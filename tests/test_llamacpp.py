@@ -75,7 +75,9 @@ def test_batching_groups_in_flight(tiny: LlamaCppGenerator) -> None:
             assert s.finish_reason in ("eos", "length", "stop") and s.max_tokens == 24
             assert 0 <= s.n_tokens <= 24
         total += sum(s.n_tokens for s in r.samples)
-    assert tiny.kv.cells_used == (len(tiny.kv.prefix.tokens) if tiny.kv.prefix else 0)  # every reservation returned
+    assert tiny.kv.cells_used == (
+        len(tiny.kv.prefix.tokens) if tiny.kv.prefix else 0
+    )  # every reservation returned
     # 15 sequences, 8 at a time: far fewer decode calls than one per generated token per sequence
     assert calls <= 4 * 24
     assert sum(got) >= total

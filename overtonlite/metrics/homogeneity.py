@@ -69,7 +69,9 @@ def similarity_matrix(
                 if i != j:
                     sums[j, i] += val
                     counts[j, i] += 1
-    matrix = [[float(sums[i, j] / counts[i, j]) if counts[i, j] else None for j in range(k)] for i in range(k)]
+    matrix = [
+        [float(sums[i, j] / counts[i, j]) if counts[i, j] else None for j in range(k)] for i in range(k)
+    ]
     return matrix, counts.tolist()
 
 

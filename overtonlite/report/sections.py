@@ -82,7 +82,11 @@ def diversity_section(data: RunData, systems: list[str]) -> list[Block]:
                 ]
             )
             if set_name == primary:
-                for name, s in (("length", length), ("lexical", one_minus(jac)), ("semantic", one_minus(cos))):
+                for name, s in (
+                    ("length", length),
+                    ("lexical", one_minus(jac)),
+                    ("semantic", one_minus(cos)),
+                ):
                     if s is not None:
                         series[name].append((system, s[0], s[1]))
     if not rows:
@@ -193,7 +197,9 @@ def coverage_section(data: RunData, systems: list[str]) -> list[Block]:
                 ]
             )
             if set_name == primary:
-                values = [as_float(v) for r in data.records(system, set_name) for v in (r.get("coverage") or [])]
+                values = [
+                    as_float(v) for r in data.records(system, set_name) for v in (r.get("coverage") or [])
+                ]
                 if values := [v for v in values if v is not None]:
                     hist[system] = values
     if not rows:
@@ -232,7 +238,10 @@ def stance_section(data: RunData, systems: list[str]) -> list[Block]:
     rows, dist = [], {}
     for system in systems:
         shares = {k: data.stat(system, set_name, f"stance_{k}_share") for k in STANCE_ORDER}
-        both, split = data.stat(system, set_name, "stance_both_share"), data.stat(system, set_name, "yes_no_split")
+        both, split = (
+            data.stat(system, set_name, "stance_both_share"),
+            data.stat(system, set_name, "yes_no_split"),
+        )
         both_c = data.stat(system, set_name, "stance_both_share_corrected")
         split_c = data.stat(system, set_name, "yes_no_split_corrected")
         if both is None and split is None and not any(shares.values()):
@@ -263,8 +272,19 @@ def stance_section(data: RunData, systems: list[str]) -> list[Block]:
     )
     blocks.append(
         Table(
-            ["system", "set", "prompts", "yes", "no", "both", "other", '"both" share', "yes/no split rate",
-             '"both" share, corrected', "split rate, corrected"],
+            [
+                "system",
+                "set",
+                "prompts",
+                "yes",
+                "no",
+                "both",
+                "other",
+                '"both" share',
+                "yes/no split rate",
+                '"both" share, corrected',
+                "split rate, corrected",
+            ],
             rows,
             id="table-stance",
         )

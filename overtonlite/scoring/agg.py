@@ -161,12 +161,17 @@ def build_summary(
                 if entry:
                     sets[set_name] = entry
             ratios[schema.ratio_key(s, reference_system)] = {"a": s, "b": reference_system, "sets": sets}
-    return {"systems": out, "paired": paired, "ratios": ratios,
-            "sets": {name: {"prompts": len(ids)} for name, ids in members.items()}}
+    return {
+        "systems": out,
+        "paired": paired,
+        "ratios": ratios,
+        "sets": {name: {"prompts": len(ids)} for name, ids in members.items()},
+    }
 
 
-def _aligned(ra: dict[str, dict[str, Any]], rb: dict[str, dict[str, Any]], ids: list[str],
-             key: str) -> tuple[list[float], list[float]]:
+def _aligned(
+    ra: dict[str, dict[str, Any]], rb: dict[str, dict[str, Any]], ids: list[str], key: str
+) -> tuple[list[float], list[float]]:
     xa: list[float] = []
     xb: list[float] = []
     for pid in ids:
