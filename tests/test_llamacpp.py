@@ -420,3 +420,17 @@ def test_penalty_matches_llama_penalties_sampler(tiny_gguf: Path) -> None:
         ll.llama_sampler_free(chain)
     finally:
         nm.close()
+
+
+def test_prompt_longer_than_the_batch_with_nothing_else_in_flight(tiny_gguf: Path) -> None:
+    """A prompt fed over several decode steps while no sequence is generating: the steps that only feed the prompt
+    produce no logits to sample, and must not fail (a long URIAL + hint prompt alone in a cohort did)."""
+    gen = _gen(tiny_gguf, max_seqs=4, n_batch=16)
+    try:
+        long_prompt = " ".join(f"word{i}" for i in range(60))
+        results = list(gen.generate([_req("long", long_prompt, seeds=(1, 2))]))
+    finally:
+        gen.close()
+    assert results[0].error is None and len(results[0].samples) == 2
+    assert results[0].prompt_tokens > 16
+    assert all(s.n_tokens > 0 for s in results[0].samples)

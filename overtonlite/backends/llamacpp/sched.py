@@ -345,6 +345,8 @@ class Scheduler:
 
     def _sample_all(self, outputs: list[tuple[Slot, int]]) -> list[int]:
         """Penalise each distinct logits row, then sample every sequence of the step at once (fastsample)."""
+        if not outputs:  # a step that only fed prompt tokens (a long prompt, nothing generating yet)
+            return []
         nm = self.nm
         done: set[int] = set()
         for slot, idx in outputs:
