@@ -8,7 +8,8 @@
     Target: score wall <= 1.1x the floor.
 (b) Embedding throughput of ``OnnxEmbedder.embed`` (fresh, no cache) against the same raw loop. Target >= 0.95x.
 
-The raw loop runs twice (first and last) and the ratios use the mean, to damp drift on a shared machine.
+Interleaved to damp drift on a shared machine: raw, score, raw, overtonlite embed, raw; each ratio uses the mean
+of the two raw runs around it.
 ``--profile N`` runs ``score_input`` under cProfile and prints the N most expensive functions (cumulative time)
 to stderr; the profiler's overhead inflates the score wall a little, so compare ratios without it.
 """
@@ -116,13 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     kw = {"threads": threads, "max_length": max_length, "batch_size": 32, "output": spec.token_output}
+    # interleaved: raw, score, raw, overtonlite embed, raw; each ratio uses the two raw runs around it
     ref_vecs, raw1 = raw_embed(folder, texts, **kw)
-
-    emb = fresh()
-    t0 = time.perf_counter()
-    ours = emb.embed(texts)
-    ours_t = time.perf_counter() - t0
-    max_diff = float(np.abs(ours - ref_vecs).max())
 
     with tempfile.TemporaryDirectory() as tmp:
         sub = Path(tmp) / "responses.jsonl"
@@ -143,7 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         print(buf.getvalue(), file=sys.stderr)
 
     _, raw2 = raw_embed(folder, texts, **kw)
-    raw = (raw1 + raw2) / 2
+
+    emb = fresh()
+    t0 = time.perf_counter()
+    ours = emb.embed(texts)
+    ours_t = time.perf_counter() - t0
+    max_diff = float(np.abs(ours - ref_vecs).max())
+
+    _, raw3 = raw_embed(folder, texts, **kw)
+    raw = (raw1 + raw2) / 2  # around score
+    raw_e = (raw2 + raw3) / 2  # around the embed-only run
     load = [round(x, 2) for x in os.getloadavg()]
     res = {
         "records": len(records),
@@ -155,12 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         "max_length": max_length,
         "batch_size": 32,
         "texts": len(texts),
-        "raw_onnxruntime_s": [raw1, raw2],
+        "raw_onnxruntime_s": [raw1, raw2, raw3],
         "overtonlite_embed_s": ours_t,
         "score_s": score_t,
         "score_timings": summary.timings,
-        "embed_ratio_throughput": raw / ours_t,
+        "embed_ratio_throughput": raw_e / ours_t,
         "score_ratio_wall": score_t / raw,
+        "score_over_own_embed_phase": score_t / summary.timings["embed"] if summary.timings.get("embed") else None,
         "score_target_ratio": TARGET_RATIO,
         "score_within_target": score_t / raw <= TARGET_RATIO,
         "max_abs_vector_diff": max_diff,
@@ -170,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         f" ratio | target |"
     )
     print("|---|---|---|---|")
-    print(f"| raw onnxruntime embed (run 1 / run 2) | {raw1:.1f} / {raw2:.1f} | – | – |")
-    print(f"| overtonlite embed | {ours_t:.1f} | throughput {raw / ours_t:.3f}x | ≥ 0.95x |")
-    print(f"| overtonlite score (default options) | {score_t:.1f} | wall {score_t / raw:.3f}x | ≤ {TARGET_RATIO}x |")
+    print(f"| raw onnxruntime embed, the floor (runs 1 / 2 / 3) | {raw1:.1f} / {raw2:.1f} / {raw3:.1f} | – | – |")
+    print(f"| overtonlite embed (between raw 2 and 3) | {ours_t:.1f} | throughput {raw_e / ours_t:.3f}x | ≥ 0.95x |")
+    print(f"| overtonlite score, default options (between raw 1 and 2) | {score_t:.1f} | wall {score_t / raw:.3f}x |"
+          f" ≤ {TARGET_RATIO}x |")
     print(
         f"\nscore phases: {', '.join(f'{k} {v:.1f}s' for k, v in summary.timings.items())}; "
         f"max |Δ| vector vs raw {max_diff:.2e}; load average (1/5/15 min) at the end {load} on {os.cpu_count()} CPUs"
