@@ -9,7 +9,8 @@ Token counts come from the run's ``samples.jsonl`` and ``aux/samples.jsonl`` (pe
 itself (same model files, threads and engine settings as ``replicate``) on a fixed prompt, with end-of-generation
 ignored so every sequence decodes the same number of tokens. Decode tok/s is the engine's own step timing
 (``stats["gen_step_us"]``: ``llama_decode`` plus sampling, detokenisation and stop matching of one step); prompt
-tok/s is a fresh prompt of ``PROMPT_TOKENS`` tokens evaluated through ``generate`` (one token generated).
+tok/s is a fresh prompt of ``PROMPT_TOKENS`` tokens evaluated through ``generate`` (one token generated), after
+a warm-up (the first ``llama_decode`` of a context allocates its buffers).
 
 The batch size of a pass is what the scheduler can hold at once: at most ``max_seqs`` sequences and as many
 N-sample jobs as fit in the KV budget (a job reserves its prompt plus N x max_tokens cells), never more than the
@@ -106,8 +107,17 @@ def calibrate(models: dict[str, Path], batches: Iterable[int], *, threads: int |
         try:
             res: dict[str, Any] = {"threads": gen.n_threads, "max_seqs": gen.max_seqs,
                                    "kv_budget": gen._budget, "decode_tok_s": {}}
-            # prompt throughput first (nothing cached yet): a fresh text, one generated token
-            text = _text_of_tokens(gen, PROMPT_TOKENS, offset=7 * round_no)
+            short = _text_of_tokens(gen, 32, offset=3)
+            sc = SamplingConfig(temperature=0.5, repetition_penalty=1.1, max_tokens=DECODE_STEPS)
+            # warm-up (first llama_decode allocates buffers and starts the thread pool), not timed
+            list(gen.generate([GenRequest("cal-warm", short, (1,), sc.replace(max_tokens=2))]))
+            for b in sorted(set(batches)):
+                toks0, us0 = gen.stats["gen_step_tokens"], gen.stats["gen_step_us"]
+                list(gen.generate([GenRequest(f"cal-{b}", short, tuple(range(1, b + 1)), sc)]))
+                toks, us = gen.stats["gen_step_tokens"] - toks0, gen.stats["gen_step_us"] - us0
+                res["decode_tok_s"][b] = toks / (us / 1e6) if us else 0.0
+            # prompt throughput: a text sharing no prefix with the one above, one generated token
+            text = _text_of_tokens(gen, PROMPT_TOKENS, offset=7 * round_no + 11)
             before = gen.stats["prompt_tokens_evaluated"]
             t0 = time.perf_counter()
             list(gen.generate([GenRequest("cal-prompt", text, (1,), SamplingConfig(max_tokens=1))]))
@@ -115,13 +125,6 @@ def calibrate(models: dict[str, Path], batches: Iterable[int], *, threads: int |
             evaluated = gen.stats["prompt_tokens_evaluated"] - before
             res["prompt_tok_s"] = evaluated / dt
             res["prompt_tokens"] = evaluated
-            short = _text_of_tokens(gen, 32, offset=3)
-            sc = SamplingConfig(temperature=0.5, repetition_penalty=1.1, max_tokens=DECODE_STEPS)
-            for b in sorted(set(batches)):
-                toks0, us0 = gen.stats["gen_step_tokens"], gen.stats["gen_step_us"]
-                list(gen.generate([GenRequest(f"cal-{b}", short, tuple(range(1, b + 1)), sc)]))
-                toks, us = gen.stats["gen_step_tokens"] - toks0, gen.stats["gen_step_us"] - us0
-                res["decode_tok_s"][b] = toks / (us / 1e6) if us else 0.0
             out[name] = res
         finally:
             gen.close()
@@ -163,7 +166,9 @@ def full_preset_passes(quick_rows: list[dict[str, Any]], full: dict[str, Any], *
     """An ESTIMATE of the full preset's passes from a quick run: the full preset's groups x N x max_tokens, scaled
     by each system's share of max_tokens actually generated in the quick run (its "fill"), and prompt tokens per
     group from the quick run (ICL prompts scaled by the answer-cap ratio). Systems the quick run lacks borrow
-    from the closest one it has (base-side ICL conditions from the quick run's ICL conditions)."""
+    from the closest one it has (``base+summary`` from base, fixed examples from URIAL's shared preamble, kNN
+from the kNN condition), plus the summary tokens a ``+summary`` hint adds to each prompt (test query and the k
+examples)."""
     by_sys = {r["system"]: r for r in quick_rows}
     icl_quick = [r for r in quick_rows if r["file"] == "." and r["system"] not in ("base", "chat", "urial")]
     icl_quick = icl_quick or [r for r in quick_rows if r["system"] == "urial"]
@@ -193,11 +198,28 @@ def full_preset_passes(quick_rows: list[dict[str, Any]], full: dict[str, Any], *
     # prompts and are resumed from them (no new tokens)
     diversity = ("base", "urial", "chat")
     out = [row(".", s, [by_sys[s]], oe + cq, n, mt, scale=cap if s == "urial" else 1.0) for s in diversity]
+    summ = by_sys.get("summaries")
+    summary_tokens = summ["generated_tokens"] / max(1, summ["samples"]) if summ else 0.0
     for cond in full["conditions"]:
         if cond in diversity:
             continue
-        like = [by_sys[cond]] if cond in by_sys else icl_quick
-        out.append(row(".", cond, like, oe, n, mt, scale=cap))
+        selection, _, hint = cond.partition("+")
+        if cond in by_sys:
+            out.append(row(".", cond, [by_sys[cond]], oe, n, mt, scale=cap))
+            continue
+        # closest quick pass: base prompts for "base", the shared URIAL preamble for fixed examples, else kNN
+        if selection == "base":
+            like = [by_sys["base"]]
+        elif selection in ("urial", "fixed-aligned") and "urial" in by_sys:
+            like = [by_sys["urial"]]
+        else:
+            like = [r for r in icl_quick if r["system"].startswith(selection)] or icl_quick
+        r = row(".", cond, like, oe, n, mt, scale=1.0 if selection == "base" else cap)
+        if hint == "summary" and not any(x["system"].endswith("+summary") for x in like):
+            extra = round(oe * summary_tokens * (1 if selection == "base" else full["k"] + 1))
+            r["prompt_tokens"] += extra
+            r["prompt_tokens_evaluated"] += extra
+        out.append(r)
     if any(c.startswith("fixed-aligned") for c in full["conditions"]):
         out.append(row("aux", "aligned-examples", [chat], 3, 1, mt))
     if any(c.endswith("+summary") for c in full["conditions"]):
