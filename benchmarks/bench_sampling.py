@@ -3,13 +3,16 @@
 For each default GGUF (or ``--model-path``):
 
 1. throughput: 4 prompts x N=5 samples x max_tokens=128 with the paper's settings (T 0.5, repetition penalty 1.1,
-   no top-k/top-p/min-p), this engine vs N sequential ``Llama.create_completion`` calls per prompt with the same
-   settings and seeds; tokens/s of each and the ratio (target >= 1.5x);
+   no top-k/top-p/min-p), this engine (in the run plan's cohorts, as ``overtonlite sample`` runs it) vs N
+   sequential ``Llama.create_completion`` calls per prompt with the same settings and seeds; tokens/s of each and
+   the ratio (target >= 1.5x); then the cost of exact resume: ``--exact-prompts`` prompts in cohorts against the
+   same prompts with continuous batching, back to back;
 2. shared prefix: 8 prompts sharing a ~1k-token preamble; prompt tokens submitted vs evaluated (target: the
    preamble evaluated once);
 3. decode speed at 1/5/10 sequences (32-token prompt, 128 generated tokens each, end-of-text ignored), next to
    a raw ``llama_decode`` loop on the same context in the same run (no sampling) and to the
-   ``llama-batched-bench`` numbers measured for the same models on a calm 2-core machine (the ceiling).
+   ``llama-batched-bench`` numbers once quoted for a calm 2-core machine. ``bench_decode.py`` measures the real
+   reference: llama-batched-bench built from the same sources, interleaved, batch sizes 1-32.
 
     python benchmarks/bench_sampling.py --out bench.json
 """
@@ -89,9 +92,16 @@ def prompt_of_tokens(gen: LlamaCppGenerator, n: int) -> str:
     return " ".join(words)
 
 
-def run_engine(gen: LlamaCppGenerator, prompts: list[str], n: int, sc: SamplingConfig) -> dict[str, Any]:
+def run_engine(
+    gen: LlamaCppGenerator, prompts: list[str], n: int, sc: SamplingConfig, *, cohorts: bool = False
+) -> dict[str, Any]:
+    """The engine on ``prompts``; ``cohorts``: in the run plan's cohorts, as ``overtonlite sample`` runs it (exact
+    resume), else with continuous batching across all groups."""
+    size = gen.cohort_groups(n)
     reqs = [
-        GenRequest(f"p{i}", p, tuple(derive_seed(0, f"p{i}", j) for j in range(n)), sc)
+        GenRequest(
+            f"p{i}", p, tuple(derive_seed(0, f"p{i}", j) for j in range(n)), sc, i // size if cohorts else -1
+        )
         for i, p in enumerate(prompts)
     ]
     t0 = time.perf_counter()
@@ -143,10 +153,24 @@ def bench_model(name: str, path: Path, args: argparse.Namespace) -> dict[str, An
     if gen.has_chat_template():  # a chat model is sampled through its template, as `overtonlite sample` does
         prompts = [gen.render_chat([{"role": "user", "content": p}]) for p in prompts]
     row["chat_template"] = gen.has_chat_template()
-    row["engine"] = run_engine(gen, prompts, args.n, sc)
+    row["engine"] = run_engine(gen, prompts, args.n, sc, cohorts=True)
     if not args.skip_naive:
         row["naive"] = run_naive(path, prompts, args.n, sc, gen.n_threads, args.n_ctx)
         row["ratio"] = row["engine"]["tok_s"] / row["naive"]["tok_s"]
+    if args.exact_prompts:  # the cost of exact resume: cohorts against continuous batching, back to back
+        many = (PROMPTS + MORE_PROMPTS) * (1 + args.exact_prompts // 8)
+        many = [f"{p} ({i})" for i, p in enumerate(many[: args.exact_prompts])]
+        if gen.has_chat_template():
+            many = [gen.render_chat([{"role": "user", "content": p}]) for p in many]
+        exact = run_engine(gen, many, args.n, sc, cohorts=True)
+        continuous = run_engine(gen, many, args.n, sc, cohorts=False)
+        row["exact_resume"] = {
+            "prompts": len(many),
+            "cohort_groups": gen.cohort_groups(args.n),
+            "cohorts_tok_s": exact["tok_s"],
+            "continuous_tok_s": continuous["tok_s"],
+            "cost": 1 - exact["tok_s"] / continuous["tok_s"],
+        }
     # shared prefix
     pre = preamble(gen, args.prefix_tokens)
     shared = [pre + f"# Query:\n```\n{q}\n```\n\n# Answer:\n```\n" for q in PROMPTS + MORE_PROMPTS]
@@ -215,8 +239,8 @@ def resolve_models(args: argparse.Namespace) -> list[tuple[str, Path]]:
 
 def render(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | engine tok/s | naive tok/s | ratio | prefix: submitted / evaluated (preamble) | decode tok/s by seqs (x raw decode, x quoted batched-bench) |",
-        "|---|---|---|---|---|---|",
+        "| model | engine tok/s | naive tok/s | ratio | exact resume: cohorts / continuous tok/s (cost) | prefix: submitted / evaluated (preamble) | decode tok/s by seqs (x raw decode, x quoted batched-bench) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         naive = f"{r['naive']['tok_s']:.1f}" if "naive" in r else "-"
@@ -228,7 +252,11 @@ def render(rows: list[dict[str, Any]]) -> str:
             + (f", {d['of_ceiling']:.2f}x quoted)" if d["of_ceiling"] else ")")
             for d in r["decode"].values()
         )
-        lines.append(f"| {r['model']} | {r['engine']['tok_s']:.1f} | {naive} | {ratio} | {pre} | {dec} |")
+        ex = r.get("exact_resume")
+        exact = f"{ex['cohorts_tok_s']:.1f} / {ex['continuous_tok_s']:.1f} ({ex['cost']:+.1%})" if ex else "-"
+        lines.append(
+            f"| {r['model']} | {r['engine']['tok_s']:.1f} | {naive} | {ratio} | {exact} | {pre} | {dec} |"
+        )
     return "\n".join(lines)
 
 
@@ -245,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix-tokens", type=int, default=1000)
     ap.add_argument("--seqs", type=int, nargs="*", default=[1, 5, 10])
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument(
+        "--exact-prompts",
+        type=int,
+        default=16,
+        help="prompts for the cohorts-vs-continuous comparison (0: skip)",
+    )
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
 

@@ -68,10 +68,11 @@ def load_pair(pair: str = "default", *, n_ctx: int = 2048, threads: int | None =
 
 
 def load_embedder(name: str | None = None) -> Embedder:
-    """Open a registry sentence embedder (default: the registry's default), with its on-disk cache."""
-    from overtonlite.backends.onnx import open_default_embedder
+    """Open a registry sentence embedder (default: the registry's default): local ONNX with its on-disk cache, or
+    served over ``/v1/embeddings``."""
+    from overtonlite.backends import open_embedder
 
-    return open_default_embedder(name)
+    return open_embedder(name)
 
 
 def sample(

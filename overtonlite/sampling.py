@@ -6,7 +6,13 @@ groups whose cache key is not yet in ``samples.jsonl`` for this system. Groups a
 finishes them, one fsynced line each, so an interrupted run loses at most the groups in flight and the same call
 resumes it.
 
-Cache key: ``stable_hash({model_sha256, rendered_prompt_sha256, sampling, seed, n})``.
+Cache key: ``stable_hash({model_sha256, rendered_prompt_sha256, sampling, seed, n})``, plus the generator's
+``schedule_settings()`` when it has them (llama.cpp: the settings that decide which tokens are decoded together).
+
+Exact resume: a generator with ``cohort_groups(n)`` (llama.cpp) decodes the run plan in *cohorts*: consecutive
+slices of the full prompt list (not of what is left to do), each decoded apart from the others from a cleared KV
+cache. A resumed run regenerates every cohort that is missing a group, whole, and writes only the missing
+groups, so the texts are the ones an uninterrupted run of the same command writes, whatever was in flight.
 
 A prompt longer than the context is not fatal: its group is recorded with ``error="prompt_too_long"`` and no
 samples, counted as failed, and not retried on resume unless ``retry_errors=True``.
@@ -56,6 +62,7 @@ class SampleSpec:
     sampling: SamplingConfig
     seed: int
     mode: str  # resolved: "chat", "raw" or "custom"
+    engine: dict[str, Any] | None = None  # the generator's schedule_settings(), when it has them
 
     def config_hash(self) -> str:
         """Hash of everything but the model: sampling config, seed, N and prompt mode."""
@@ -64,16 +71,17 @@ class SampleSpec:
         )
 
     def cache_key(self, rendered_prompt_sha256: str) -> str:
-        """The group cache key: model sha256, rendered prompt, sampling config, seed and N."""
-        return stable_hash(
-            {
-                "model_sha256": self.model_sha256,
-                "rendered_prompt_sha256": rendered_prompt_sha256,
-                "sampling": self.sampling.to_dict(),
-                "seed": self.seed,
-                "n": self.n,
-            }
-        )
+        """The group cache key: model sha256, rendered prompt, sampling config, seed, N (and engine settings)."""
+        fields: dict[str, Any] = {
+            "model_sha256": self.model_sha256,
+            "rendered_prompt_sha256": rendered_prompt_sha256,
+            "sampling": self.sampling.to_dict(),
+            "seed": self.seed,
+            "n": self.n,
+        }
+        if self.engine is not None:
+            fields["engine"] = self.engine
+        return stable_hash(fields)
 
     def seeds(self, prompt_id: str) -> tuple[int, ...]:
         """Per-sample seeds derived from (run seed, prompt id, sample index)."""
@@ -89,6 +97,7 @@ class SampleSpec:
             "n": self.n,
             "mode": self.mode,
             "config_hash": self.config_hash(),
+            "engine": self.engine,
             "backend": backend,
         }
 
@@ -198,6 +207,7 @@ def sample_run(
         sampling=sampling,
         seed=seed,
         mode=resolved,
+        engine=_schedule_settings(generator),
     )
     jobs = _plan(generator, prompts, spec, render)
     run = RunDir(out)
@@ -207,8 +217,33 @@ def sample_run(
         todo = _todo(run, spec, jobs, retry_errors=retry_errors)
         summary.groups_skipped = len(jobs) - len(todo)
         _warn_short_context(generator, todo, spec.sampling.max_tokens)
-        _generate(generator, run, spec, todo, summary, progress)
+        requests = _requests(generator, spec, jobs, todo)
+        _generate(generator, run, spec, todo, requests, summary, progress)
     return summary
+
+
+def _schedule_settings(generator: Generator) -> dict[str, Any] | None:
+    settings = getattr(generator, "schedule_settings", None)
+    return dict(settings()) if callable(settings) else None
+
+
+def _requests(generator: Generator, spec: SampleSpec, jobs: list[_Job], todo: list[_Job]) -> list[GenRequest]:
+    """The requests for ``todo``: with cohorts, every cohort of the full plan that misses a group, whole."""
+
+    def request(job: _Job, cohort: int = -1) -> GenRequest:
+        return GenRequest(job.key, job.rendered, spec.seeds(job.prompt.id), spec.sampling, cohort=cohort)
+
+    cohort_groups = getattr(generator, "cohort_groups", None)
+    if not callable(cohort_groups):
+        return [request(job) for job in todo]
+    size = max(1, int(cohort_groups(spec.n)))
+    wanted = {job.key for job in todo}
+    out: list[GenRequest] = []
+    for start in range(0, len(jobs), size):
+        cohort = jobs[start : start + size]
+        if any(job.key in wanted for job in cohort):
+            out += [request(job, start // size) for job in cohort]
+    return out
 
 
 @dataclass
@@ -315,6 +350,7 @@ def _generate(
     run: RunDir,
     spec: SampleSpec,
     todo: list[_Job],
+    requests: list[GenRequest],
     summary: SampleRunSummary,
     progress: Callable[[SampleProgress], None] | None,
 ) -> None:
@@ -359,8 +395,7 @@ def _generate(
         summary.seconds = time.perf_counter() - t0
         emit("end")
         return
-    jobs = {job.key: job for job in todo}
-    requests = [GenRequest(job.key, job.rendered, spec.seeds(job.prompt.id), spec.sampling) for job in todo]
+    jobs = {job.key: job for job in todo}  # groups regenerated only to rebuild a cohort are not written again
     stop, hard = threading.Event(), threading.Event()
     stream: Iterator[GroupResult] | None = None
     try:

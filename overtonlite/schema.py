@@ -206,6 +206,10 @@ SUMMARY_METRICS: dict[str, str] = {
     "jaccard_to_ref": "jaccard_to_ref",
     "bertscore_f1_to_ref": "bertscore_f1_to_ref",
     "bertscore_f1_to_ref_rescaled": "bertscore_f1_to_ref_rescaled",
+    # on the samples not cut at max_tokens (overtonlite.experiments.truncation)
+    "words_mean_finished": "words_mean_finished",
+    "missing_le2_share_finished": "missing_le2_share_finished",
+    "coverage_union_finished": "coverage_union_finished",
 }
 """summary.json metric name -> metrics.jsonl key. Other numeric per-group keys (style rates, stance label shares)
 are summarised under their own name."""
@@ -228,6 +232,7 @@ PAIRED_METRICS: tuple[str, ...] = (
     "jaccard_to_ref",
     "bertscore_f1_to_ref",
     "bertscore_f1_to_ref_rescaled",
+    "words_mean_finished",
 )
 """Metrics with paired differences ``A - B`` (mean of per-prompt differences on the prompts both systems have)."""
 RATIO_METRICS: tuple[str, ...] = ("cosine_to_ref", "bertscore_f1_to_ref_rescaled", "jaccard_to_ref")

@@ -22,6 +22,7 @@ from overtonlite.experiments.icl import (
 )
 from overtonlite.experiments.verdicts import (
     INCONCLUSIVE,
+    NOT_MEASURED,
     NOT_SUPPORTED,
     SUPPORTED,
     Finding,
@@ -201,9 +202,11 @@ def test_recoverability_not_supported_when_far_below_self() -> None:
     assert claim.verdict == NOT_SUPPORTED
 
 
-def test_recoverability_without_hinted_condition_is_inconclusive() -> None:
+def test_recoverability_without_hinted_condition_is_not_measured() -> None:
+    # nothing to compare with is "not measured" (issue 9), no longer a bare "inconclusive"
     claim = recoverability_claim({}, ["urial"])
-    assert claim.verdict == INCONCLUSIVE
+    assert claim.verdict == NOT_MEASURED
+    assert claim.findings[0].to_dict()["not_measured"]
 
 
 # ------------------------------------------------------------------------------------------- ICL material

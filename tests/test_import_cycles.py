@@ -115,7 +115,7 @@ def test_the_walker_sees_the_package() -> None:
     assert len(MODULES) > 50
     top, every = GRAPH["overtonlite.scoring"]
     assert "overtonlite.schema" in top and "overtonlite.scoring.agg" in top
-    assert "overtonlite.backends.onnx" in every - top  # a function-level import
+    assert "overtonlite.backends" in every - top  # a function-level import (open_embedder)
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
 

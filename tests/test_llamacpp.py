@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("llama_cpp")
@@ -94,17 +95,62 @@ def test_seeds_reproducible(tiny_gguf: Path, tiny: LlamaCppGenerator) -> None:
         fresh.close()
 
 
-def test_parallel_sampling_same_samples(tiny_gguf: Path) -> None:
-    reqs = [_req(f"r{i}", f"Parallel {i}", seeds=(i, i + 5, i + 9)) for i in range(4)]
-    gen = _gen(tiny_gguf, max_seqs=12)
-    try:
-        serial = _texts(list(gen.generate(reqs)))
-        gen.parallel_sampling = True  # on by default for big vocabularies with several threads
-        parallel = _texts(list(gen.generate(reqs)))
-        assert gen._pool is not None
-    finally:
-        gen.close()
-    assert serial == parallel
+def _chain_distribution(gen: LlamaCppGenerator, row: np.ndarray, sc: SamplingConfig) -> dict[int, float]:
+    """What llama.cpp's own chain (top_k -> top_p -> min_p -> temp) keeps of ``row``, as probabilities."""
+    import ctypes
+
+    ll = gen.native.ll
+    chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+    if sc.top_k > 0:
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(sc.top_k))
+    if sc.top_p < 1.0:
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(sc.top_p, 1))
+    if sc.min_p > 0:
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(sc.min_p, 1))
+    ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(sc.temperature))
+    data = (ll.llama_token_data * row.size)(
+        *[ll.llama_token_data(i, float(v), 0.0) for i, v in enumerate(row)]
+    )
+    arr = ll.llama_token_data_array(data, row.size, -1, False)
+    ll.llama_sampler_apply(chain, ctypes.byref(arr))
+    ll.llama_sampler_free(chain)
+    kept = {
+        int(arr.data[i].id): float(arr.data[i].logit) for i in range(arr.size) if arr.data[i].logit > -np.inf
+    }
+    top = max(kept.values())
+    p = {t: np.exp(v - top) for t, v in kept.items()}
+    total = sum(p.values())
+    return {t: v / total for t, v in p.items()}
+
+
+@pytest.mark.parametrize(
+    "sc",
+    [
+        SamplingConfig(temperature=0.5),
+        SamplingConfig(temperature=1.3, top_k=40),
+        SamplingConfig(temperature=0.7, top_p=0.8),
+        SamplingConfig(temperature=0.9, min_p=0.05, top_k=100),
+    ],
+)
+def test_vectorised_sampler_draws_from_llama_cpp_chain_distribution(tiny: LlamaCppGenerator, sc) -> None:
+    from overtonlite.backends.llamacpp.fastsample import SeqRng, distribution, sample_step
+
+    nm = tiny.native
+    toks = tiny.tokenize("The quick brown fox")
+    nm.clear()
+    nm.decode([(t, i, 1, i == len(toks) - 1) for i, t in enumerate(toks)])
+    logits, rows = nm.logits_rows([len(toks) - 1])
+    row = logits[rows[0]].copy()
+    nm.clear()
+    ref = _chain_distribution(tiny, row, sc)
+    cand, probs = distribution(row, sc)
+    assert set(cand.tolist()) == set(ref)  # the same tokens survive top_k / top_p / min_p
+    assert np.allclose(probs, [ref[int(t)] for t in cand], rtol=1e-4, atol=1e-7)
+    # the draws follow those probabilities (one uniform per sequence and token, from the sample's own seed)
+    draws = 20_000
+    got = sample_step(row[None, :], [0] * draws, [sc] * draws, [SeqRng(sc, seed) for seed in range(draws)])
+    freq = np.bincount(got, minlength=row.size)[cand] / draws
+    assert 0.5 * np.abs(freq - probs).sum() < 0.03  # total variation; sampling noise is ~0.01 here
 
 
 def test_batch_composition_does_not_change_samples(tiny_gguf: Path) -> None:
@@ -325,47 +371,50 @@ def test_llama_logging_silenced(tiny_gguf: Path, capfd: pytest.CaptureFixture[st
     assert "llama" not in err and "ggml" not in err
 
 
-def _reference_sample(path: Path, prompt: str, seed: int, sc: SamplingConfig) -> list[int]:
-    """One sequence, one token per decode, llama.cpp's own penalties sampler over the whole context."""
+def test_penalty_matches_llama_penalties_sampler(tiny_gguf: Path) -> None:
+    """The engine's in-place penalty + vectorised sampler keep the distribution of llama.cpp's penalties ->
+    temp chain over the whole context, step after step (greedy path, so both sides see the same context)."""
+    import ctypes
+
+    from overtonlite.backends.llamacpp.fastsample import distribution
     from overtonlite.backends.llamacpp.native import NativeModel
 
-    nm = NativeModel(path, n_kv=512, n_seq_max=1, n_batch=512, n_threads=1)
+    sc = SamplingConfig(temperature=0.7, repetition_penalty=1.3)
+    nm = NativeModel(tiny_gguf, n_kv=512, n_seq_max=1, n_batch=512, n_threads=1)
     ll = nm.ll
     try:
-        toks = nm.tokenize(prompt, add_special=True, parse_special=True)
+        toks = nm.tokenize("the the the and and is is of of", add_special=True, parse_special=True)
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         ll.llama_sampler_chain_add(
             chain, ll.llama_sampler_init_penalties(nm.n_vocab, 512, sc.repetition_penalty, 0.0, 0.0)
         )
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(sc.temperature))
-        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed))
         for t in toks:
             ll.llama_sampler_accept(chain, t)
+        context = list(toks)
         nm.decode([(t, i, 0, i == len(toks) - 1) for i, t in enumerate(toks)])
-        out: list[int] = []
         idx = len(toks) - 1
-        while len(out) < sc.max_tokens:
-            tok = nm.sample(chain, idx)
-            if nm.is_eog(tok):
-                break
-            out.append(tok)
-            nm.decode([(tok, len(toks) + len(out) - 1, 0, True)])
+        for _ in range(12):
+            logits, rows = nm.logits_rows([idx])
+            row = logits[rows[0]]
+            data = (ll.llama_token_data * nm.n_vocab)(
+                *[ll.llama_token_data(i, float(v), 0.0) for i, v in enumerate(row)]
+            )
+            arr = ll.llama_token_data_array(data, nm.n_vocab, -1, False)
+            ll.llama_sampler_apply(chain, ctypes.byref(arr))
+            ref = np.array([arr.data[i].logit for i in range(nm.n_vocab)], dtype=np.float64)
+            ref = np.exp(ref - ref.max())
+            ref /= ref.sum()
+            nm.penalize(idx, np.fromiter(dict.fromkeys(context), dtype=np.int64), sc.repetition_penalty)
+            cand, probs = distribution(row, sc)
+            ours = np.zeros(nm.n_vocab)
+            ours[cand] = probs
+            assert np.allclose(ours, ref, rtol=1e-4, atol=1e-9)
+            tok = int(np.argmax(ours))
+            ll.llama_sampler_accept(chain, tok)
+            context.append(tok)
+            nm.decode([(tok, len(context) - 1, 0, True)])
             idx = 0
         ll.llama_sampler_free(chain)
-        return out
     finally:
         nm.close()
-
-
-def test_penalty_matches_llama_penalties_sampler(tiny_gguf: Path) -> None:
-    sc = SamplingConfig(temperature=0.7, repetition_penalty=1.3, max_tokens=40)
-    prompt = "the the the and and is is of of"
-    ref = _reference_sample(tiny_gguf, prompt, 77, sc)
-    gen = _gen(tiny_gguf, max_seqs=2)
-    try:
-        (res,) = gen.generate([_req("r", prompt, seeds=(77,), sampling=sc)])
-        expected = b"".join(gen.native.piece(t) for t in ref).decode("utf-8", errors="replace")
-    finally:
-        gen.close()
-    assert res.samples[0].text == expected
-    assert res.samples[0].n_tokens == len(ref)

@@ -80,12 +80,14 @@ def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
     return code, captured.out, captured.err
 
 
-def test_check_json_prints_claims_and_exit_code(fake_cli, tmp_path: Path, capsys) -> None:
-    code, out, _ = _main(["check", "--quick", "--out", str(tmp_path / "run"), "--json", "--no-report"], capsys)
-    claims = json.loads(out)
-    assert set(claims) == {"overton", "recoverability"}
-    expected = 1 if any(c["verdict"] == "not supported" for c in claims.values()) else 0
-    assert code == expected
+def test_check_json_prints_checks_and_exit_code(fake_cli, tmp_path: Path, capsys) -> None:
+    code, out, err = _main(["check", "--quick", "--out", str(tmp_path / "run"), "--json", "--no-report",
+                            "--no-replay"], capsys)
+    data = json.loads(out)
+    assert {i["suite"] for i in data["items"]} == {"pipeline", "claims.overton", "claims.recoverability"}
+    expected = 1 if any(i["status"] == "failed" for i in data["items"]) else 0
+    assert code == data["exit_code"] == expected
+    assert err.strip().splitlines()[-1] == data["status"]
 
 
 def test_replicate_cli_writes_results(fake_cli, tmp_path: Path, capsys) -> None:

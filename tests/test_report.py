@@ -647,3 +647,27 @@ def test_report_of_a_replicate_run_with_fakes(tmp_path: Path) -> None:
         "plot-stance",
         "plot-coverage",
     } <= ids
+
+
+def test_judge_section_shows_proxy_and_judge_side_by_side(tmp_path: Path) -> None:
+    rows = [
+        {"system": s, "prompt_id": p, "set": "contested", "stance": ["yes"] * 5, "stance_both_share": both,
+         "yes_no_split": 0.0,
+         "stance_judge_both_share": jb, "yes_no_split_judge": 1.0}
+        for s, both, jb in (("base", 0.2, 0.4), ("chat", 0.8, 0.6))
+        for p in ("cq1", "cq2")
+    ]
+    run = _summary_only_run(tmp_path / "run", rows)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["settings"]["judge"] = {"name": "judge-model", "backend": "llama.cpp", "tasks": ["stance"],
+                                    "id": "abc", "counts": {"stance": {"judged": 20, "errors": 1}}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    md = build_report(run, plots=False).md.read_text()
+    assert "## Judge and proxy" in md
+    assert "`judge-model` (llama.cpp)" in md and "20 judgments, 1 failed" in md
+    assert '| base | contested | 2 | "both" share | 0.200 [0.200, 0.200] | 0.400 [0.400, 0.400] |' in md
+    assert "| chat | contested | 2 | yes/no split rate | 0.000 [0.000, 0.000] | 1.000 [1.000, 1.000] |" in md
+
+
+def test_no_judge_section_without_a_judge(run_dir: Path) -> None:
+    assert "Judge and proxy" not in build_report(run_dir, plots=False).md.read_text()

@@ -409,11 +409,18 @@ def test_llamacpp_resume_and_lock(tmp_path: Path, tiny_gguf: Path) -> None:
         with pytest.raises(RuntimeError):
             sample_run(crashing, prompts, out=tmp_path / "run", n=3, sampling=cfg, mode="raw")
         assert len(_lines(tmp_path / "run")) == 2
+        written = {r["prompt_id"] for r in _lines(tmp_path / "run")}
         resumed = Scripted(gen)
         summary = sample_run(resumed, prompts, out=tmp_path / "run", n=3, sampling=cfg, mode="raw")
-        assert len(resumed.requested[0]) == 3 and summary.groups_skipped == 2 and summary.groups_done == 3
+        assert summary.groups_skipped == 2 and summary.groups_done == 3
+        # every cohort (consecutive slice of the plan) that misses a group is regenerated whole, with its index
+        size = gen.cohort_groups(3)
+        cohorts = [prompts[i : i + size] for i in range(0, len(prompts), size)]
+        redo = [(c, p.id) for c, co in enumerate(cohorts) if any(p.id not in written for p in co) for p in co]
+        ids = {r.key: p.id for r, p in zip(crashing.requested[0], prompts, strict=True)}
+        assert [(r.cohort, ids[r.key]) for r in resumed.requested[0]] == redo
         lines = _lines(tmp_path / "run")
-        assert sorted(r["prompt_id"] for r in lines) == [p.id for p in prompts]
+        assert sorted(r["prompt_id"] for r in lines) == [p.id for p in prompts]  # nothing written twice
         for rec in lines:
             assert rec["model_sha256"] == gen.model_sha256 and len(rec["samples"]) == 3
             assert all(s["max_tokens"] == 8 and s["n_tokens"] <= 8 for s in rec["samples"])

@@ -32,6 +32,9 @@ class GenRequest:
     prompt: str
     seeds: tuple[int, ...]
     sampling: SamplingConfig
+    # requests with the same cohort (>= 0) are decoded together, apart from every other cohort, from a cleared
+    # state, so a batching engine gives the same texts however a run was interrupted; -1: no such constraint
+    cohort: int = -1
 
     @property
     def n(self) -> int:

@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "diversity": "overtonlite.cli.experiments_cmd:diversity",
     "icl": "overtonlite.cli.experiments_cmd:icl",
     "replicate": "overtonlite.cli.experiments_cmd:replicate",
-    "check": "overtonlite.cli.experiments_cmd:check",
+    "check": "overtonlite.cli.check_cmd:check",
     "sweep": "overtonlite.cli.sweep_cmd:sweep",
     "report": "overtonlite.cli.report_cmd:report",
 }

@@ -1,4 +1,4 @@
-"""``overtonlite diversity | icl | replicate | check``: the paper's two claims, with verdicts.
+"""``overtonlite diversity | icl | replicate``: the paper's two claims, with verdicts (``check``: cli/check_cmd.py).
 
 Each command makes one library call (:mod:`overtonlite.experiments.replicate`) and renders the result: the
 cross-family banner, a compact table of the findings and the verdict lines.
@@ -6,16 +6,17 @@ cross-family banner, a compact table of the findings and the verdict lines.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from overtonlite.cli.ci import StatusCommand, check_output_paths, ci_options, finish
 from overtonlite.cli.common import at_least, console, print_json, print_result
+from overtonlite.errors import UsageError
 
-_VERDICT_STYLE = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
+_VERDICT_STYLE = {"supported": "green", "not supported": "red", "inconclusive": "yellow", "not measured": "dim"}
 
 
 def _common(func: Callable[..., Any], *, default_out: str | None = None) -> Callable[..., Any]:
@@ -161,22 +162,34 @@ def icl(out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
 
 def _replicate(ctx: click.Context, *, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
                no_report: bool, quick: bool, n: int | None, max_tokens: int | None, assert_: bool, as_json: bool,
-               claims_only: bool) -> None:
+               claims_only: bool, judge: str | None = None, hint_model: str | None = None,
+               ci: dict[str, Any] | None = None) -> None:
     from overtonlite.experiments.replicate import replicate as run_replicate
-    from overtonlite.experiments.verdicts import exit_code
+
+    ci = ci or {}
+    if not assert_ and any(ci.get(k) for k in ("strict", "no_replay", "junit_xml", "summary_md")):
+        raise UsageError("--strict, --no-replay, --junit-xml and --summary-md need --assert")
+    check_output_paths(ci.get("junit_xml"), ci.get("summary_md"))
 
     with _Progress(not as_json) as progress:
         res = run_replicate(pair, out=out, n=n, max_tokens=max_tokens, limit=limit, seed=seed, quick=quick,
-                            threads=threads, report=not no_report, progress=progress)
+                            threads=threads, report=not no_report, progress=progress, judge=judge,
+                            hint_model=hint_model)
     if not as_json:
         _render(res.results, seconds=res.seconds, out=res.out)
         if res.report is not None:
             console.print(f"report: {res.report.md}, {res.report.html}", soft_wrap=True)
     else:
         _banner(res.results)
+    if as_json and not assert_:
         print_json(res.claims if claims_only else res.results)
-    if assert_:
-        ctx.exit(exit_code(res.claims))
+    if assert_:  # the same checks and exit semantics as `overtonlite check`
+        from overtonlite.experiments.check import check_run
+
+        with _Progress(not as_json) as progress:
+            result = check_run(res.out, strict=ci.get("strict", False), replay=not ci.get("no_replay"),
+                               report=not no_report, threads=threads, command="replicate", progress=progress)
+        finish(ctx, result, junit_xml=ci.get("junit_xml"), summary_md=ci.get("summary_md"), as_json=as_json)
 
 
 _REPLICATE_OPTIONS = [
@@ -192,27 +205,82 @@ def _replicate_options(func: Callable[..., Any], *, default_out: str | None = No
     return _common(func, default_out=default_out)
 
 
-@click.command("replicate")
+def _replicate_from(ctx: click.Context, *, source: Path, roles: tuple[str, ...], out: Path, limit: int | None,
+                    seed: int, no_report: bool, same_family: bool, embedder: str | None, assert_: bool,
+                    as_json: bool, ci: dict[str, Any]) -> None:
+    from overtonlite.experiments.from_generations import replicate_from
+
+    res = replicate_from(source, roles=roles, out=out, embedder=embedder, seed=seed, limit=limit,
+                         same_family=same_family, report=not no_report)
+    if as_json and not assert_:
+        print_json(res.results)
+    elif not as_json:
+        _render(res.results, seconds=res.seconds, out=res.out)
+        if res.report is not None:
+            console.print(f"report: {res.report.md}, {res.report.html}", soft_wrap=True)
+    if assert_:  # the checks of `overtonlite check`; nothing to replay, since no model generated these texts
+        from overtonlite.experiments.check import check_run
+
+        result = check_run(res.out, strict=ci.get("strict", False), replay=False, report=not no_report,
+                           command="replicate")
+        finish(ctx, result, junit_xml=ci.get("junit_xml"), summary_md=ci.get("summary_md"), as_json=as_json)
+
+
+class _ReplicateCommand(StatusCommand):
+    wants_status = staticmethod(lambda params: bool(params.get("assert_")))  # type: ignore[assignment]
+
+
+@click.command("replicate", cls=_ReplicateCommand)
 @_replicate_options
+@click.option("--from", "source", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Judge existing generations instead of sampling: a responses JSONL in the `score` input format "
+                   "or a run directory. Needs --role base=NAME and --role chat=NAME; loads no model.")
+@click.option("--role", "roles", multiple=True, metavar="ROLE=SYSTEM",
+              help="With --from: which input system plays base, chat, urial or hinted (repeatable; hinted may "
+                   "repeat).")
+@click.option("--same-family", is_flag=True, help="With --from: base and chat come from one pretrained model.")
+@click.option("--embedder", default=None, help="With --from: registry embedder name (default: the default).")
 @click.option("--assert", "assert_", is_flag=True,
-              help="Exit 1 when a claim's expected direction fails beyond its CI (as `check`).")
-@click.option("--json", "as_json", is_flag=True, help="Print results.json on stdout.")
+              help="Then run the checks of `overtonlite check` on the run, with its exit codes "
+                   "(--strict, --no-replay, --junit-xml and --summary-md apply only with it).")
+@ci_options
+@click.option("--judge", default=None,
+              help="Registry chat model (local or served) that also judges stance and missing information; labels "
+              "go beside the proxy labels in metrics.jsonl. Off by default.")
+@click.option("--hint-model", default=None,
+              help="Registry chat model (local or served) that writes the summary hints instead of the pair's chat "
+              "model.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print results.json on stdout (with --assert: the check result).")
 @click.pass_context
 def replicate(ctx: click.Context, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
-              no_report: bool, quick: bool, n: int | None, max_tokens: int | None, assert_: bool,
-              as_json: bool) -> None:
-    """Both claims end to end on the built-in prompt sets: samples, metrics, verdicts, results.json, report."""
+              no_report: bool, quick: bool, n: int | None, max_tokens: int | None, source: Path | None,
+              roles: tuple[str, ...], same_family: bool, embedder: str | None, assert_: bool, strict: bool,
+              no_replay: bool, junit_xml: Path | None, summary_md: Path | None, judge: str | None,
+              hint_model: str | None, as_json: bool) -> None:
+    """Both claims end to end on the built-in prompt sets: samples, metrics, verdicts, results.json, report.
+    With --from, the same verdicts from existing generations, without loading a model."""
+    ci = {"strict": strict, "no_replay": no_replay, "junit_xml": junit_xml, "summary_md": summary_md}
+    if source is not None:
+        unused = [flag for flag, given in (("--quick", quick), ("--n", n is not None),
+                                           ("--max-tokens", max_tokens is not None),
+                                           ("--threads", threads is not None), ("--pair", pair != "default"),
+                                           ("--hint-model", hint_model is not None))
+                  if given]
+        if unused:
+            raise UsageError(f"{', '.join(unused)} only apply to sampling; --from judges existing generations")
+        if judge is not None:
+            raise UsageError("--judge is not available with --from yet; run `overtonlite score DIR --judge MODEL` "
+                             "on the output directory instead")
+        if not assert_ and any(ci.values()):
+            raise UsageError("--strict, --no-replay, --junit-xml and --summary-md need --assert")
+        check_output_paths(junit_xml, summary_md)
+        _replicate_from(ctx, source=source, roles=roles, out=out, limit=limit, seed=seed, no_report=no_report,
+                        same_family=same_family, embedder=embedder, assert_=assert_, as_json=as_json, ci=ci)
+        return
+    if roles or same_family or embedder:
+        raise UsageError("--role, --same-family and --embedder only apply with --from")
     _replicate(ctx, out=out, pair=pair, limit=limit, seed=seed, threads=threads, no_report=no_report, quick=quick,
-               n=n, max_tokens=max_tokens, assert_=assert_, as_json=as_json, claims_only=False)
+               n=n, max_tokens=max_tokens, assert_=assert_, as_json=as_json, claims_only=False, judge=judge,
+               hint_model=hint_model, ci=ci)
 
-
-@click.command("check")
-@functools.partial(_replicate_options, default_out="runs/check")
-@click.option("--json", "as_json", is_flag=True, help="Print the claims block of results.json on stdout.")
-@click.pass_context
-def check(ctx: click.Context, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
-          no_report: bool, quick: bool, n: int | None, max_tokens: int | None, as_json: bool) -> None:
-    """CI smoke test: `replicate --assert`. Exit 0 when no claim fails beyond its CI, 1 when one does, 2 on a
-    usage or input error."""
-    _replicate(ctx, out=out, pair=pair, limit=limit, seed=seed, threads=threads, no_report=no_report, quick=quick,
-               n=n, max_tokens=max_tokens, assert_=True, as_json=as_json, claims_only=True)

@@ -115,13 +115,14 @@ def _entry_rows(reg: Any) -> list[dict[str, Any]]:
                 "kind": "model" if is_model else "embedder",
                 "family": spec.family,
                 "role": spec.role if is_model else "embedder",
-                "size": None if None in sizes else sum(sizes),
-                "source": sorted({f.kind for f in files})[0]
-                if len({f.kind for f in files}) == 1
+                "size": None if None in sizes or not sizes else sum(sizes),
+                "source": "endpoint" if spec.endpoint is not None
+                else sorted({f.kind for f in files})[0] if len({f.kind for f in files}) == 1
                 else "mixed",
-                "source_detail": [f.source_label for f in files],
+                "source_detail": [spec.endpoint.source_label] if spec.endpoint is not None
+                else [f.source_label for f in files],
                 "pulled": all(s.pulled for s in statuses),
-                "sha": shas[0] if len(shas) == 1 else "/".join(shas),
+                "sha": "/".join(shas) or "served",
                 "default": spec.name in _defaults(reg),
                 "paths": [str(s.path) if s.path else None for s in statuses],
             }
@@ -231,6 +232,9 @@ def pull_cmd(names: tuple[str, ...], default: bool, all_: bool) -> None:
     failures: list[str] = []
     with PullProgress() as bar:
         for spec in targets:
+            if spec.endpoint is not None:  # served: nothing to fetch
+                console.print(f"[green]served[/] {spec.name} -> {spec.endpoint.source_label}", soft_wrap=True)
+                continue
             progress = bar.callback(spec.name)
             try:
                 if isinstance(spec, ModelSpec):
@@ -361,6 +365,11 @@ def info_cmd(name: str, as_json: bool) -> None:
         return
     reg = _registry()
     spec = reg.entry(name)
+    if spec.endpoint is not None:  # served: what the registry says (the server is not contacted)
+        role = spec.role if isinstance(spec, ModelSpec) else "embedder"
+        _show_info(spec.name, {"name": spec.name, "family": spec.family, "role": role,
+                               "endpoint": spec.endpoint.to_dict()}, as_json)
+        return
     if isinstance(spec, ModelSpec):
         from overtonlite.gguf_info import gguf_summary
 

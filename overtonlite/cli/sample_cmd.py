@@ -96,7 +96,8 @@ class _BackendChoice(click.Choice):
     type=_BackendChoice(),
     default="llamacpp",
     show_default=True,
-    help="llamacpp (local GGUF) or openai (an OpenAI-compatible server: vLLM, TGI, llama-server).",
+    help="llamacpp (a .gguf file or a registry model; a registry model served by an endpoint uses its server) "
+    "or openai (an OpenAI-compatible server given by --base-url: vLLM, TGI, llama-server).",
 )
 @click.option(
     "--base-url", default=None, help="Server URL for --backend openai, e.g. http://localhost:8080/v1."
@@ -154,7 +155,8 @@ def sample(
 ) -> None:
     """Generate N samples per prompt into --out (samples.jsonl + manifest.json).
 
-    Rerunning the same command resumes: only groups missing from samples.jsonl are generated. A prompt that does
+    Rerunning the same command resumes: only groups missing from samples.jsonl are written, with the texts an
+    uninterrupted run gives (llama.cpp regenerates the batch of groups they belong to). A prompt that does
     not fit the context is recorded with error "prompt_too_long" and no samples (see --retry-errors). Ctrl-C stops
     once the next group is written, keeping groups that finish with it (press it twice to stop at once); what is
     written is kept.
@@ -185,15 +187,7 @@ def sample(
         generator = _fake_generator(model, ctx=ctx, delay=fake_delay, chat=mode != "raw")
         model_name = model
     else:
-        model_name, path, sha, extra_stop = _local_model(model)
-        from overtonlite.backends.llamacpp import LlamaCppGenerator
-
-        kwargs: dict[str, Any] = {"name": model_name, "model_sha256": sha, "max_seqs": max_seqs}
-        if ctx is not None:
-            kwargs["n_ctx"] = ctx
-        if threads is not None:
-            kwargs["n_threads"] = threads
-        generator = LlamaCppGenerator(path, **kwargs)
+        generator, model_name, extra_stop = _model_generator(model, ctx=ctx, threads=threads, max_seqs=max_seqs)
     sampling = SamplingConfig(
         temperature=temperature,
         repetition_penalty=repetition_penalty,
@@ -241,28 +235,32 @@ def sample(
     print_summary(summary, manifest.get("signature"))
 
 
-def _local_model(model: str) -> tuple[str, Path, str, tuple[str, ...]]:
-    """(name, path, sha256, extra stop strings) for a registry name or a .gguf path."""
+def _model_generator(
+    model: str, *, ctx: int | None, threads: int | None, max_seqs: int
+) -> tuple[Any, str, tuple[str, ...]]:
+    """(generator, name, extra stop strings) for a .gguf path or a registry model, local or served (a local
+    registry model is pulled with the progress display of ``models pull``)."""
     path = Path(model).expanduser()
     if model.lower().endswith(".gguf") or path.is_file():
         if not path.is_file():
             raise UsageError(f"model file {path} does not exist")
-        return path.stem, path, file_sha256(path), ()
+        from overtonlite.backends.llamacpp import LlamaCppGenerator
+
+        kwargs: dict[str, Any] = {"name": path.stem, "model_sha256": file_sha256(path), "max_seqs": max_seqs}
+        if ctx is not None:
+            kwargs["n_ctx"] = ctx
+        if threads is not None:
+            kwargs["n_threads"] = threads
+        return LlamaCppGenerator(path, **kwargs), path.stem, ()
+    from overtonlite.backends import open_generator
+    from overtonlite.cli.models_cmd import PullProgress
     from overtonlite.registry import load_registry
-    from overtonlite.sources import ensure_model
 
     spec = load_registry().model(model)
-    local = _pull_with_progress(spec, ensure_model)
-    return spec.name, local, spec.file.sha256 or file_sha256(local), tuple(spec.stop)
-
-
-def _pull_with_progress(spec: Any, ensure: Any) -> Path:
-    """ensure_model with the progress display of ``models pull`` (shown only while a file is fetched or
-    verified)."""
-    from overtonlite.cli.models_cmd import PullProgress
-
     with PullProgress(log_after=2.0) as bar:
-        return ensure(spec, pull=True, progress=bar.callback(spec.name))
+        generator = open_generator(spec, n_ctx=ctx, threads=threads, max_seqs=max_seqs,
+                                   progress=bar.callback(spec.name))
+    return generator, spec.name, tuple(spec.stop)
 
 
 def file_sha256(path: Path) -> str:
@@ -285,6 +283,7 @@ def _openai_generator(
 ) -> Any:
     if not base_url:
         raise UsageError("--backend openai needs --base-url (e.g. http://localhost:8080/v1)")
+    from overtonlite.backends import served_sha256
     from overtonlite.backends.openai import OpenAIGenerator
 
     chat = {"auto": None, "chat": True, "raw": False}[mode]
@@ -296,7 +295,7 @@ def _openai_generator(
         "max_concurrency": concurrency,
         "timeout": timeout,
         # a server does not expose its weights' hash; the served model name stands in for the cache key
-        "model_sha256": hashlib.sha256(f"openai:{model}".encode()).hexdigest(),
+        "model_sha256": served_sha256(model),
     }
     if ctx is not None:
         kwargs["n_ctx"] = ctx

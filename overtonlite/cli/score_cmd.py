@@ -108,6 +108,10 @@ def render_summary(summary: Any) -> None:
                 sets,
             )
         )
+    jinfo = settings.get("judge")
+    if jinfo:
+        counts = ", ".join(f"{t} {c['judged']} ({c['errors']} errors)" for t, c in jinfo["counts"].items())
+        console.print(f"judge {jinfo['name']} ({jinfo['backend']}): {counts}; labels in metrics.jsonl (*_judge)")
     if summary.errors:
         console.print(
             f"[yellow]{len(summary.errors)} group(s) had generation errors and were not scored[/yellow]"
@@ -154,6 +158,18 @@ def render_summary(summary: Any) -> None:
 @click.option(
     "--seed", default=0, show_default=True, type=int, help="Seed of the bootstraps and baseline pairs."
 )
+@click.option(
+    "--judge",
+    default=None,
+    help="Registry chat model (local GGUF or served) that also judges stance / missing information / quality; its"
+    " labels go beside the proxy labels in metrics.jsonl (cached in OUT/judgments.jsonl). Off by default.",
+)
+@click.option(
+    "--judge-tasks",
+    default="stance,missing",
+    show_default=True,
+    help="Comma-separated judge tasks: stance, missing, quality.",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"systems": {...}} on stdout.')
 def score(
     input_path: str,
@@ -163,6 +179,8 @@ def score(
     lowercase: bool,
     embedder: str | None,
     seed: int,
+    judge: str | None,
+    judge_tasks: str,
     as_json: bool,
 ) -> None:
     """Score INPUT (a run directory or a responses JSONL) and write OUT/metrics.jsonl and OUT/summary.json."""
@@ -177,6 +195,8 @@ def score(
             lowercase=lowercase,
             embedder=embedder,
             seed=seed,
+            judge=judge,
+            judge_tasks=judge_tasks,
         )
     if as_json:
         print_json({"systems": summary.systems})

@@ -11,7 +11,6 @@ from typing import Any
 from overtonlite import schema
 from overtonlite.backends.base import Generator
 from overtonlite.errors import UsageError
-from overtonlite.util import sha256_file
 
 RESULTS_FILE = schema.RESULTS_FILE
 BASE, CHAT, URIAL = "base", "chat", "urial"
@@ -109,16 +108,11 @@ def pair_info(pair: str | Any = "default", *, registry: Any = None) -> PairInfo:
 def open_model(
     name: str, *, registry: Any = None, n_ctx: int = 2048, threads: int | None = None
 ) -> Generator:
-    """Open a registry model with the llama.cpp engine (pulling it into the cache if needed)."""
-    from overtonlite.backends.llamacpp import LlamaCppGenerator
-    from overtonlite.registry import load_registry
-    from overtonlite.sources import ensure_model
+    """Open a registry model: a local GGUF on the llama.cpp engine (pulled into the cache if needed), a served one
+    over its OpenAI-compatible endpoint (see :func:`overtonlite.backends.open_generator`)."""
+    from overtonlite.backends import open_generator
 
-    reg = registry or load_registry()
-    spec = reg.model(name)
-    path = Path(ensure_model(spec, pull=True))
-    sha = spec.file.sha256 or sha256_file(path)
-    return LlamaCppGenerator(path, name=spec.name, model_sha256=sha, n_ctx=n_ctx, n_threads=threads)
+    return open_generator(name, registry=registry, n_ctx=n_ctx, threads=threads)
 
 
 def open_pair(

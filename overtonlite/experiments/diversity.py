@@ -33,6 +33,7 @@ from overtonlite.config import SamplingConfig
 from overtonlite.datasets import Prompt
 from overtonlite.experiments import evidence as ev
 from overtonlite.experiments.common import BASE, CHAT, URIAL
+from overtonlite.experiments.truncation import pick_metric
 from overtonlite.experiments.verdicts import Claim, Finding, fmt, fmt_ci
 from overtonlite.prompts import HUMAN_EXAMPLES, STOP, render_base, render_urial
 
@@ -128,31 +129,38 @@ def overton_claim(summary: dict[str, Any]) -> Claim:
             evidence.append(entry)
         return entry
 
+    no_oe = "" if oe else "the input has no open-ended prompts"
+    no_cq = "" if cq else "the input has no contested prompts with stance scored"
+    # length and aggregation on finished samples when the samples record finish reasons (truncation module)
+    words, words_used = pick_metric(summary, "words_mean", (CHAT, BASE), oe)
+    le2, le2_used = pick_metric(summary, "missing_le2_share", (BASE,), oe)
+    union = "coverage_union_finished" if le2.endswith("_finished") else "coverage_union"
     findings = [
         Finding.from_entry(
             "lexical_similarity", f"Apparent diversity drop: chat minus base within-prompt Jaccard ({oe})", "greater",
-            paired(CHAT, BASE, oe, "jaccard"), systems=(CHAT, BASE), set_name=oe, metric="jaccard",
+            paired(CHAT, BASE, oe, "jaccard"), systems=(CHAT, BASE), set_name=oe, metric="jaccard", unmeasured=no_oe,
             detail=f"chat {val('jaccard', CHAT, oe)} vs base {val('jaccard', BASE, oe)}"),
         Finding.from_entry(
             "length", f"Chat answers are longer: chat minus base mean words ({oe})", "greater",
-            paired(CHAT, BASE, oe, "words_mean"), systems=(CHAT, BASE), set_name=oe, metric="words_mean",
-            detail=f"chat {val('words_mean', CHAT, oe)} vs base {val('words_mean', BASE, oe)} words"),
+            paired(CHAT, BASE, oe, words), systems=(CHAT, BASE), set_name=oe, metric=words, unmeasured=no_oe,
+            samples=words_used,
+            detail=f"on all samples chat {val('words_mean', CHAT, oe)} vs base {val('words_mean', BASE, oe)} words"),
         Finding.from_entry(
-            "both_share", f"Overton answers: chat minus base share of 'both' stances ({cq})", "greater",
+            "both_share", f"Overton answers: chat minus base share of 'both' stances ({cq or ev.CONTESTED})", "greater",
             paired(CHAT, BASE, cq, "stance_both_share"), systems=(CHAT, BASE), set_name=cq,
-            metric="stance_both_share",
+            metric="stance_both_share", unmeasured=no_cq,
             detail=f"chat {val('stance_both_share', CHAT, cq)} vs base {val('stance_both_share', BASE, cq)}"),
         Finding.from_entry(
             "yes_no_split", "Distributional pluralism: base minus chat rate of prompts whose samples say both yes "
-            f"and no ({cq})", "greater", paired(BASE, CHAT, cq, "yes_no_split"), systems=(BASE, CHAT), set_name=cq,
-            metric="yes_no_split",
+            f"and no ({cq or ev.CONTESTED})", "greater", paired(BASE, CHAT, cq, "yes_no_split"), systems=(BASE, CHAT),
+            set_name=cq, metric="yes_no_split", unmeasured=no_cq,
             detail=f"base {val('yes_no_split', BASE, cq)} vs chat {val('yes_no_split', CHAT, cq)}"),
         Finding.from_entry(
             "coverage", "Aggregation: share of base samples whose information is mostly in the chat answer "
             f"(missing-information proxy <= 2, {oe}; expected above 0.5)", "greater",
-            ev.mean_entry(summary, BASE, oe, "missing_le2_share"), systems=(BASE, CHAT), set_name=oe,
-            metric="missing_le2_share", kind="mean", threshold=0.5,
-            detail=f"share of base sentences covered {val('coverage_union', BASE, oe)}"),
+            ev.mean_entry(summary, BASE, oe, le2), systems=(BASE, CHAT), set_name=oe,
+            metric=le2, kind="mean", threshold=0.5, unmeasured=no_oe, samples=le2_used,
+            detail=f"share of base sentences covered {val(union, BASE, oe)}"),
     ]
 
     notes = []

@@ -219,9 +219,11 @@ def prepare_material(
     example_max_tokens: int = 256,
     embedder: Any = None,
     progress: Callable[[Any], None] | None = None,
+    hint_model: Generator | None = None,
 ) -> IclMaterial:
     """Read chat sample 0 from ``out`` and generate (once, cached in ``out/aux``) what the conditions need: the chat
-    model's answers to the three example queries and its summaries of its own answers."""
+    model's answers to the three example queries and its summaries of its own answers (written by ``hint_model``
+    instead, a chat model, when given: system ``summaries@NAME`` in ``out/aux``)."""
     from overtonlite.sampling import sample_run
 
     run = Path(out)
@@ -245,10 +247,11 @@ def prepare_material(
             Prompt(id=pid, text=text, messages=tuple(summarize_messages(text, answer)))
             for pid, text, answer in targets
         ]
+        writer, sum_system = (chat, "summaries") if hint_model is None else (hint_model, f"summaries@{hint_model.name}")
         if sum_prompts:
-            sample_run(chat, sum_prompts, out=aux, system="summaries", n=1, sampling=_greedy(SUMMARY_MAX_TOKENS),
+            sample_run(writer, sum_prompts, out=aux, system=sum_system, n=1, sampling=_greedy(SUMMARY_MAX_TOKENS),
                        seed=seed, mode="chat", progress=progress)
-        summaries = _first_texts(aux, "summaries")
+        summaries = _first_texts(aux, sum_system)
         mat.summaries = {pid: summaries.get(pid, "") for pid in chat_s0}
         mat.aligned_summaries = [summaries.get(f"example-{i + 1}", "") for i in range(len(mat.aligned))]
     return mat
@@ -268,8 +271,10 @@ def generate_icl(
     answer_cap_words: int | None = 120,
     embedder: Any = None,
     progress: Callable[[Any], None] | None = None,
+    hint_model: Generator | None = None,
 ) -> dict[str, Any]:
-    """Sample chat (the reference, if not there yet) and every condition into ``out``; returns run summaries."""
+    """Sample chat (the reference, if not there yet) and every condition into ``out``; returns run summaries.
+    ``hint_model`` (a chat generator) writes the summary hints instead of the chat model."""
     from overtonlite.sampling import sample_run
 
     conds = parse_conditions(conditions) if isinstance(conditions, str) else list(conditions)
@@ -278,7 +283,8 @@ def generate_icl(
     done: dict[str, Any] = {CHAT: sample_run(chat, prompts, out=out, system=CHAT, n=n, sampling=sampling, seed=seed,
                                              mode="chat", progress=progress)}
     mat = prepare_material(chat, prompts, conds, out=out, k=k, seed=seed, answer_cap_words=answer_cap_words,
-                           example_max_tokens=sampling.max_tokens, embedder=embedder, progress=progress)
+                           example_max_tokens=sampling.max_tokens, embedder=embedder, progress=progress,
+                           hint_model=hint_model)
     if not mat.prompts:
         raise UsageError("the chat model produced no answer for any prompt, so there is no reference to compare with")
     check_pool(mat.prompts, conds, k)
@@ -310,6 +316,7 @@ def recoverability_claim(
     *,
     set_name: str | None = None,
     overflow: dict[str, dict[str, int]] | None = None,
+    hinted: Sequence[str] | None = None,
 ) -> Claim:
     """Judge claim 2 from summary.json scored with ``chat`` as the reference (module docstring), on the prompt set
     ``set_name`` (default: ``open-ended``, or the only set there is).
@@ -317,7 +324,8 @@ def recoverability_claim(
     Findings: the best hinted condition (by its share of the chat self-similarity on embedding cosine) reaches the
     self-similarity on cosine and on Jaccard (a "reach" finding, see :mod:`overtonlite.experiments.verdicts`), and
     beats plain URIAL on cosine. Every estimate is a summary.json entry (``ratios["COND / chat"]``,
-    ``paired["COND - urial"]``).
+    ``paired["COND - urial"]``). ``hinted`` names the hinted conditions (default: the names with a ``+``, as
+    ``knn+summary``); without any scored condition but base and URIAL the claim is "not measured".
     """
     sset = set_name if set_name is not None else ev.choose_set(summary, ev.OPEN_ENDED, exclude=(ev.CONTESTED,))
     evidence: list[dict[str, Any]] = []
@@ -339,13 +347,16 @@ def recoverability_claim(
         entry = ratios[cond].get(measure)
         return entry["mean"] if entry is not None else -1e9
 
-    hinted = [c for c in conditions if "+" in c and c in ratios]
+    named = [c for c in conditions if "+" in c] if hinted is None else list(hinted)
+    hinted = [c for c in named if c in ratios]
     pool = hinted or [c for c in conditions if c in ratios and c not in (BASE, URIAL)]
     findings: list[Finding] = []
     notes: list[str] = []
     if not pool:
-        findings.append(Finding("reaches_self_cosine", "No in-context condition with a hint was scored", "reach",
-                                None, None, threshold=1.0, set=sset, metric=MEASURES["cosine"], kind="ratio"))
+        findings.append(Finding("reaches_self_cosine", "Recoverability: an in-context condition reaches the chat "
+                                "self-similarity", "reach", None, None, threshold=1.0, set=sset,
+                                metric=MEASURES["cosine"], kind="ratio",
+                                unmeasured="no in-context condition other than base or URIAL was scored"))
     else:
         best = max(pool, key=lambda c: mean(c, "cosine"))
         for measure in ("cosine", "jaccard"):

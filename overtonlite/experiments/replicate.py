@@ -10,16 +10,23 @@ Sizes (recorded in ``results.json["settings"]``):
 * :data:`QUICK`: 6 open-ended + 6 contested prompts, N=4, 80 new tokens, ICL grid {urial, knn+summary} on the 6
   open-ended prompts, example answers capped at 60 words. Sized for <= 180 s on an otherwise idle 2-core machine
   with the default pair cached (about 10k generated base-model tokens, 4k chat tokens, ~5k prompt tokens).
-* :data:`FULL`: 20 + 20 prompts, N=5, 192 new tokens, the full grid {base, urial, fixed-aligned, knn} x {no hint,
-  summary}, example answers capped at 120 words; roughly 20-40 minutes on 2 cores.
+  Its 80-token cap cuts most answers (on the default pair all chat answers), so its length finding is
+  inconclusive by construction and says so in a note line (:mod:`overtonlite.experiments.truncation`).
+* :data:`FULL`: 20 + 20 prompts, N=5, 512 new tokens, the full grid {base, urial, fixed-aligned, knn} x {no hint,
+  summary}, example answers capped at 120 words. The cap is sized on the default pair's natural answer lengths
+  (measured with a 768-token cap on 6 + 6 prompts, N=2: SmolLM2-135M-Instruct answers in a median of 322 tokens
+  on open-ended and 258 on contested prompts, so the former 192-token cap cut 88 % of them; at 512, 1 of 24
+  chat samples is cut). About a fifth of the gemma-3-270m base samples never end (repetition loops, endless
+  lists) and are cut at any cap; estimated 30-40 minutes on an idle 2-core machine.
 
 ``--n``, ``--max-tokens`` and ``--limit`` override the preset.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +56,8 @@ from overtonlite.experiments.icl import (
     recoverability_claim,
 )
 from overtonlite.experiments.icl import claim_pairs as icl_pairs
+from overtonlite.experiments.power import attach_values
+from overtonlite.experiments.truncation import cap_note, gate_claim, run_shares
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ class Preset:
 
 QUICK = Preset(open_ended=6, contested=6, n=4, max_tokens=80, conditions=("urial", "knn+summary"),
                answer_cap_words=60)
-FULL = Preset(open_ended=20, contested=20, n=5, max_tokens=192, conditions=DEFAULT_CONDITIONS, answer_cap_words=120)
+FULL = Preset(open_ended=20, contested=20, n=5, max_tokens=512, conditions=DEFAULT_CONDITIONS, answer_cap_words=120)
 
 
 @dataclass
@@ -122,19 +131,32 @@ def compute_claims(
     conditions: Sequence[str],
     which: Sequence[str] = ("overton", "recoverability"),
     icl_set: str | None = None,
+    max_tokens: int | None = None,
+    hinted: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The claims named in ``which`` from the run directory's summary.json (nothing is generated or recomputed:
     every estimate is a summary.json entry). The recoverability claim uses the prompt set ``icl_set`` (default:
-    ``open-ended``)."""
+    ``open-ended``).
+
+    Findings comparing a system with more than 20 % of its samples cut at max_tokens are inconclusive
+    (:mod:`overtonlite.experiments.truncation`; ``max_tokens`` only names the cap in the note that says so), and
+    inconclusive findings state the prompts that would decide them, from the per-prompt values of metrics.jsonl
+    (:mod:`overtonlite.experiments.power`). ``hinted`` names the hinted ICL conditions (default: names with a ``+``).
+    """
     path = Path(run_dir)
     summary = schema.read_summary(path) or {}
+    metrics = schema.read_metrics(path)
+    cut = run_shares(path)
     claims: dict[str, dict[str, Any]] = {}
     if "overton" in which:
-        claims["overton"] = overton_claim(summary).to_dict()
+        claim = attach_values(gate_claim(overton_claim(summary), cut), metrics)
+        if note := cap_note(claim, cut, max_tokens):
+            claim.notes.append(note)
+        claims["overton"] = claim.to_dict()
     if "recoverability" in which:
-        claims["recoverability"] = recoverability_claim(
-            summary, list(conditions), set_name=icl_set, overflow=overflow_counts(path)
-        ).to_dict()
+        claim = recoverability_claim(summary, list(conditions), set_name=icl_set, overflow=overflow_counts(path),
+                                     hinted=hinted)
+        claims["recoverability"] = attach_values(gate_claim(claim, cut), metrics).to_dict()
     return claims
 
 
@@ -173,9 +195,27 @@ def recompute_results(run_dir: str | Path, *, rescore: bool = False, embedder: A
     if not old.get("claims") or not (path / schema.SUMMARY_FILE).is_file():
         return None
     claims = compute_claims(path, conditions=settings.get("conditions") or (), which=list(old.get("claims") or ()),
-                            icl_set=settings.get("icl_set"))
+                            icl_set=settings.get("icl_set"), max_tokens=settings.get("max_tokens"),
+                            hinted=settings.get("hinted"))
     # pair, banner and the other stored facts are kept as they are; only the claims are recomputed
-    return write_results(path, pair=None, settings=settings, claims=claims)
+    return write_results(path, pair=None, settings=settings, claims=claims, extra={"truncation": run_shares(path)})
+
+
+@contextlib.contextmanager
+def _hint_writer(name: str | None, *, registry: Any, threads: int | None) -> Iterator[Any]:
+    """The generator of ``--hint-model`` (None when not given), closed afterwards."""
+    if not name:
+        yield None
+        return
+    from overtonlite.backends import open_generator
+
+    gen = open_generator(name, registry=registry, threads=threads)
+    try:
+        if not gen.has_chat_template():
+            raise UsageError(f"the hint model '{name}' has no chat template; summaries need a chat model")
+        yield gen
+    finally:
+        gen.close()
 
 
 def _build_report(out: Path) -> Any:
@@ -199,9 +239,9 @@ class _Session:
         self.models = models
         if embedder is None:
             try:
-                from overtonlite.backends.onnx import open_default_embedder
+                from overtonlite.backends import open_embedder
 
-                embedder = open_default_embedder()
+                embedder = open_embedder(registry=registry)
             except BaseException:
                 self.close()
                 raise
@@ -213,7 +253,7 @@ class _Session:
 
 
 def _finish(outdir: Path, session: _Session, settings: dict[str, Any], *, which: Sequence[str], stance: bool | None,
-            report: bool, t0: float, timings: dict[str, float]) -> ReplicateResult:
+            report: bool, t0: float, timings: dict[str, float], judge: Any = None) -> ReplicateResult:
     from overtonlite.scoring import score_input
 
     t = time.perf_counter()
@@ -222,15 +262,19 @@ def _finish(outdir: Path, session: _Session, settings: dict[str, Any], *, which:
     conditions = settings.get("conditions") or old_settings.get("conditions") or ()
     icl_set = settings.get("icl_set") or old_settings.get("icl_set")
     # stance=None: stance labels for the groups of the contested set only (never for open-ended answers)
-    score_input(outdir, out=outdir, reference_system=CHAT, stance=stance, embedder=session.embedder,
-                seed=settings["seed"], pairs=claim_pairs(conditions))
+    scored = score_input(outdir, out=outdir, reference_system=CHAT, stance=stance, embedder=session.embedder,
+                         seed=settings["seed"], pairs=claim_pairs(conditions), judge=judge)
+    if judge is not None:  # who judged, beside the proxy labels (metrics.jsonl *_judge keys)
+        settings["judge"] = scored.settings.get("judge")
     timings["score"] = time.perf_counter() - t
     # metrics.jsonl was rewritten for every system: refresh the claims an earlier command left in results.json too
     which = list(dict.fromkeys([*(old.get("claims") or {}), *which]))
-    claims = compute_claims(outdir, conditions=conditions, which=which, icl_set=icl_set)
+    claims = compute_claims(outdir, conditions=conditions, which=which, icl_set=icl_set,
+                            max_tokens=settings.get("max_tokens"))
     timings["total_before_report"] = time.perf_counter() - t0
     results = write_results(outdir, pair=session.models.info, settings=settings, claims=claims,
-                            extra={"timings": {k: round(v, 1) for k, v in timings.items()}})
+                            extra={"timings": {k: round(v, 1) for k, v in timings.items()},
+                                   "truncation": run_shares(outdir)})
     paths = None
     if report:
         t = time.perf_counter()
@@ -257,8 +301,14 @@ def replicate(
     threads: int | None = None,
     report: bool = True,
     progress: Callable[[Any], None] | None = None,
+    judge: Any = None,
+    hint_model: str | None = None,
 ) -> ReplicateResult:
     """Run both claims on the built-in sets with ``pair`` and write ``out/results.json`` (+ the report).
+
+    ``judge``: a registry chat model (local or served) that also judges stance and missing information while
+    scoring (``score --judge``); off by default. ``hint_model``: a registry chat model (local or served) that writes
+    the summary hints instead of the pair's chat model.
 
     ``models`` and ``embedder`` replace the registry's models and the default embedder (tests pass fakes).
     Raises UsageError for a wrongly typed pair (chat side without chat template, base side with one), too few
@@ -288,14 +338,17 @@ def replicate(
                            progress=progress)
         timings["diversity_generate"] = time.perf_counter() - t
         t = time.perf_counter()
-        generate_icl(session.models.base, session.models.chat, oe, conds, out=outdir, n=settings["n"],
-                     sampling=sampling, seed=seed, k=settings["k"], answer_cap_words=settings["answer_cap_words"],
-                     embedder=session.embedder, progress=progress)
+        with _hint_writer(hint_model, registry=registry, threads=threads) as hint_gen:
+            generate_icl(session.models.base, session.models.chat, oe, conds, out=outdir, n=settings["n"],
+                         sampling=sampling, seed=seed, k=settings["k"], answer_cap_words=settings["answer_cap_words"],
+                         embedder=session.embedder, progress=progress, hint_model=hint_gen)
+        if hint_model:
+            settings["hint_model"] = hint_model
         timings["icl_generate"] = time.perf_counter() - t
     finally:
         session.close()
     return _finish(outdir, session, settings, which=("overton", "recoverability"), stance=None, report=report,
-                   t0=t0, timings=timings)
+                   t0=t0, timings=timings, judge=judge)
 
 
 def run_diversity(

@@ -306,9 +306,9 @@ def sweep(
         timings[f"generate {model}"] = time.perf_counter() - t
     t = time.perf_counter()
     if embedder is None:
-        from overtonlite.backends.onnx import open_default_embedder
+        from overtonlite.backends import open_embedder
 
-        embedder = open_default_embedder()
+        embedder = open_embedder(registry=registry)
     settings["embedder"] = getattr(embedder, "name", None)
     score_input(outdir, out=outdir, stance=None, embedder=embedder, seed=seed)
     timings["score"] = time.perf_counter() - t

@@ -13,7 +13,20 @@ self-similarity) are judged on the CI of the ratio against the target 1.0: ``sup
 exceeds 1 *and* its lower end is at least ``1 - REACH_MARGIN`` (so a CI too wide to tell, such as [0.1, 1.8], is not
 taken as support); ``not supported`` when the whole CI lies below 1; ``inconclusive`` otherwise.
 
-A claim is ``not supported`` when any of its findings is, ``supported`` when all of them are, and
+Two conditions override the CI (see :mod:`overtonlite.experiments.truncation`):
+
+* ``not measured``: the input lacks what the finding needs (for example stance findings without contested
+  prompts, or the recoverability claim without an in-context condition). Such findings are left out of the claim's
+  combination, so the claim verdict rests on what was measured; a claim with no measured finding is itself
+  ``not measured``.
+* truncation: when a system the finding compares has more than :data:`~overtonlite.experiments.truncation.MAX_CUT`
+  of its samples cut at max_tokens, the finding is ``inconclusive`` whatever its CI says, and its line says how many
+  were cut and to raise ``--max-tokens``.
+
+An inconclusive finding (not cut) also states how many prompts would make its CI half-width smaller than the
+observed effect (``prompts_needed``, :mod:`overtonlite.experiments.power`).
+
+A claim is ``not supported`` when any of its measured findings is, ``supported`` when all of them are, and
 ``inconclusive`` otherwise. ``overtonlite check`` fails (exit 1) only on ``not supported``.
 """
 
@@ -27,7 +40,8 @@ from typing import Any, Literal
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
 INCONCLUSIVE = "inconclusive"
-VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE)
+NOT_MEASURED = "not measured"
+VERDICTS = (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_MEASURED)
 
 Expected = Literal["greater", "less", "reach"]
 
@@ -60,9 +74,13 @@ def judge(ci: Sequence[float] | None, *, expected: Expected, threshold: float = 
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """A claim's verdict from its findings' verdicts; no findings at all is inconclusive."""
+    """A claim's verdict from its findings' verdicts ("not measured" ones left out); no findings at all is
+    inconclusive, only unmeasured ones "not measured"."""
     if not verdicts:
         return INCONCLUSIVE
+    verdicts = [v for v in verdicts if v != NOT_MEASURED]
+    if not verdicts:
+        return NOT_MEASURED
     if NOT_SUPPORTED in verdicts:
         return NOT_SUPPORTED
     if all(v == SUPPORTED for v in verdicts):
@@ -100,28 +118,64 @@ class Finding:
     metric: str | None = None
     kind: str = "paired"
     n_prompts: int | None = None
+    unmeasured: str = ""
+    """Why the input cannot measure this finding ("" when it can); makes the verdict "not measured"."""
+    cut: tuple[tuple[str, float], ...] = ()
+    """(system, share) of the compared systems with more than MAX_CUT of their samples cut at max_tokens."""
+    values: tuple[tuple[float, ...], ...] = field(default=(), compare=False, repr=False)
+    """Per-prompt values behind the estimate, for the power statement (:mod:`overtonlite.experiments.power`):
+    (a, b) for a paired difference, (x,) for a mean against the threshold, (numerator, denominator) for a ratio."""
+    samples: str = ""
+    """Which samples the estimate used when that is a choice (finished samples or all), with the prompts kept."""
 
     @classmethod
     def from_entry(cls, name: str, statement: str, expected: Expected, entry: dict[str, Any] | None, *,
                    systems: Sequence[str], set_name: str | None, metric: str, kind: str = "paired",
-                   threshold: float = 0.0, detail: str = "") -> Finding:
+                   threshold: float = 0.0, detail: str = "", unmeasured: str = "", samples: str = "") -> Finding:
         """A finding whose estimate and CI are those of a summary.json entry (None: nothing was measured)."""
         entry = entry or {}
         ci = entry.get("ci")
         return cls(name, statement, expected, entry.get("mean"), tuple(ci) if _valid_ci(ci) else None,  # type: ignore[arg-type]
-                   threshold, detail, tuple(systems), set_name, metric, kind, entry.get("n_prompts"))
+                   threshold, detail, tuple(systems), set_name, metric, kind, entry.get("n_prompts"),
+                   unmeasured=unmeasured, samples=samples)
 
     @property
     def verdict(self) -> str:
+        if self.unmeasured:
+            return NOT_MEASURED
+        if self.cut:
+            return INCONCLUSIVE
         return judge(self.ci, expected=self.expected, threshold=self.threshold)
 
     @property
+    def prompts_needed(self) -> int | None:
+        """For an inconclusive finding not decided by truncation: prompts for a CI half-width below the effect."""
+        if self.verdict != INCONCLUSIVE or self.cut:
+            return None
+        from overtonlite.experiments.power import prompts_needed
+
+        return prompts_needed(self)
+
+    @property
     def line(self) -> str:
-        """A plain sentence: statement, estimate with CI, extra detail, verdict."""
+        """A plain sentence: statement, estimate with CI, extra detail, verdict (and why, when it is forced)."""
+        if self.unmeasured:
+            return f"{self.statement}: not measured ({self.unmeasured})."
         text = f"{self.statement}: {fmt(self.estimate)} ({fmt_ci(self.ci)})"
         if self.detail:
             text += f"; {self.detail}"
-        return f"{text}. {self.verdict.capitalize()}."
+        if self.samples:
+            text += f"; {self.samples}"
+        if self.cut:
+            from overtonlite.experiments.truncation import cut_text
+
+            return f"{text}. Inconclusive: {cut_text(self.cut)}."
+        tail = ""
+        if self.verdict == INCONCLUSIVE:
+            from overtonlite.experiments.power import power_text
+
+            tail = power_text(self)
+        return f"{text}. {self.verdict.capitalize()}{tail}."
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +191,10 @@ class Finding:
             "ci": list(self.ci) if self.ci is not None else None,
             "n_prompts": self.n_prompts,
             "verdict": self.verdict,
+            "samples": self.samples or None,
+            "truncated": {s: share for s, share in self.cut} or None,
+            "not_measured": self.unmeasured or None,
+            "prompts_needed": self.prompts_needed,
             "line": self.line,
         }
 

@@ -66,8 +66,42 @@ class FileSpec:
 
 
 @dataclass(frozen=True)
+class EndpointSpec:
+    """A model or embedder served over an OpenAI-compatible API instead of a local file.
+
+    ``base_urls``: one or more API bases (``http://host:8000/v1``); requests are spread over them. ``model``: the id
+    the server knows. ``api_key_env``: the *name* of an environment variable holding the key (never the key).
+    ``concurrency``: requests in flight per base URL; ``timeout``: seconds per request; ``retries``: attempts after
+    a connection error, 429 or 5xx answer (exponential backoff).
+    """
+
+    base_urls: tuple[str, ...]
+    model: str
+    api_key_env: str | None = None
+    concurrency: int = 4
+    timeout: float = 600.0
+    retries: int = 3
+
+    @property
+    def source_label(self) -> str:
+        more = f" (+{len(self.base_urls) - 1} more)" if len(self.base_urls) > 1 else ""
+        return f"endpoint:{self.model}@{self.base_urls[0]}{more}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a manifest records: URLs, model id and the key's variable name, never a key."""
+        return {
+            "base_urls": list(self.base_urls),
+            "model": self.model,
+            "api_key_env": self.api_key_env,
+            "concurrency": self.concurrency,
+            "timeout": self.timeout,
+            "retries": self.retries,
+        }
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """A GGUF language model."""
+    """A language model: a local GGUF (``file``) or a served model (``endpoint``); exactly one is set."""
 
     name: str
     family: str
@@ -77,9 +111,15 @@ class ModelSpec:
     licence: str
     params: str
     quant: str
-    file: FileSpec
+    file: FileSpec | None
     stop: tuple[str, ...] = ()
     notes: str = ""
+    endpoint: EndpointSpec | None = None
+
+    @property
+    def served(self) -> bool:
+        """True for a model served over an OpenAI-compatible API (no local file)."""
+        return self.endpoint is not None
 
 
 @dataclass(frozen=True)
@@ -99,7 +139,8 @@ class Calibration:
 
 @dataclass(frozen=True)
 class EmbedderSpec:
-    """An ONNX sentence embedder: the model graph plus its tokenizer files, kept in one folder."""
+    """An ONNX sentence embedder (the model graph plus its tokenizer files, kept in one folder), or one served
+    over an OpenAI-compatible ``/v1/embeddings`` (``endpoint`` set, no files)."""
 
     name: str
     family: str
@@ -114,6 +155,12 @@ class EmbedderSpec:
     token_output: str | None = None
     notes: str = ""
     calibration: Calibration | None = None
+    endpoint: EndpointSpec | None = None
+
+    @property
+    def served(self) -> bool:
+        """True for an embedder served over ``/v1/embeddings`` (no local files)."""
+        return self.endpoint is not None
 
 
 @dataclass(frozen=True)

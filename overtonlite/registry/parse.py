@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from overtonlite.errors import RegistryError
 from overtonlite.registry import (
     Calibration,
     EmbedderSpec,
+    EndpointSpec,
     FileSpec,
     ModelSpec,
     PairSpec,
@@ -23,12 +25,15 @@ from overtonlite.registry import (
 )
 
 SOURCE_KINDS = ("pypi", "path", "hf")
+ENDPOINT = "endpoint"
+_FILE_KEYS = ("filename", "sha256", "size")
 ROLES = ("base", "chat")
 POOLINGS = ("mean", "cls")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _REQ_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Table:
@@ -140,21 +145,67 @@ def _parse_file(t: _Table, base_dir: Path, *, filename: str | None = None) -> Fi
     return FileSpec(**spec)
 
 
+def _is_endpoint(t: _Table) -> bool:
+    src = t.data.get("source")
+    return isinstance(src, dict) and src.get("kind") == ENDPOINT
+
+
+def _parse_endpoint(t: _Table) -> EndpointSpec:
+    """The ``source`` table of a served entry; the entry itself must not name a file, size or sha256."""
+    for key in _FILE_KEYS:
+        if key in t.data:
+            t.fail(key, "not used with an endpoint source (a served model has no local file)")
+    src = t.sub("source")
+    src.get("kind", str, choices=(*SOURCE_KINDS, ENDPOINT))
+    urls = src.strings("base_urls")
+    if not urls:
+        src.fail("base_urls", "needs at least one URL")
+    for i, url in enumerate(urls):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            src.fail(f"base_urls[{i}]", f"expected an http(s) URL such as http://127.0.0.1:8000/v1, got {url!r}")
+        if "@" in parts.netloc:
+            src.fail(f"base_urls[{i}]", "credentials do not belong in models.toml; name them with api_key_env")
+    if len(set(urls)) != len(urls):
+        src.fail("base_urls", "lists the same URL twice")
+    model = src.get("model", str)
+    if not model.strip():
+        src.fail("model", "must not be empty")
+    key_env = src.get("api_key_env", str, None)
+    if key_env is not None and not _ENV_RE.match(key_env):
+        src.fail("api_key_env", f"expected the name of an environment variable (never a key), got {key_env[:4]!r}...")
+    conc = src.get("concurrency", int, 4)
+    if conc < 1:
+        src.fail("concurrency", "must be >= 1")
+    timeout = src.get("timeout", (int, float), 600.0)
+    if timeout <= 0:
+        src.fail("timeout", "must be positive")
+    retries = src.get("retries", int, 3)
+    if retries < 0:
+        src.fail("retries", "must be >= 0")
+    src.done()
+    return EndpointSpec(tuple(urls), model, key_env, conc, float(timeout), retries)
+
+
 def _parse_model(name: str, t: _Table, base_dir: Path) -> ModelSpec:
+    served = _is_endpoint(t)
+    endpoint = _parse_endpoint(t) if served else None
     spec = ModelSpec(
         name=name,
         family=t.get("family", str),
         role=t.get("role", str, choices=ROLES),
-        format=t.get("format", str, choices=("gguf",)),
-        context_length=t.get("context_length", int),
-        licence=t.get("licence", str),
+        format=t.get("format", str, ENDPOINT, choices=(ENDPOINT,)) if served
+        else t.get("format", str, choices=("gguf",)),
+        context_length=t.get("context_length", int, 0) if served else t.get("context_length", int),
+        licence=t.get("licence", str, "") if served else t.get("licence", str),
         params=t.get("params", str, ""),
         quant=t.get("quant", str, ""),
-        file=_parse_file(t, base_dir),
+        file=None if served else _parse_file(t, base_dir),
         stop=t.strings("stop", ()),
         notes=t.get("notes", str, ""),
+        endpoint=endpoint,
     )
-    if spec.context_length <= 0:
+    if spec.context_length < 0 or (spec.context_length == 0 and not served):
         t.fail("context_length", "must be positive")
     t.done()
     return spec
@@ -180,7 +231,34 @@ def _parse_calibration(t: _Table) -> Calibration:
     return cal
 
 
+def _parse_served_embedder(name: str, t: _Table) -> EmbedderSpec:
+    if "files" in t.data:
+        t.fail("files", "not used with an endpoint source (a served embedder has no local files)")
+    endpoint = _parse_endpoint(t)
+    spec = EmbedderSpec(
+        name=name,
+        family=t.get("family", str),
+        format=t.get("format", str, ENDPOINT, choices=(ENDPOINT,)),
+        dim=t.get("dim", int, 0),
+        pooling=t.get("pooling", str, "server"),
+        normalize=t.get("normalize", bool, True),
+        max_length=t.get("max_length", int, 512),
+        licence=t.get("licence", str, ""),
+        files=(),
+        onnx_file="",
+        notes=t.get("notes", str, ""),
+        calibration=_parse_calibration(t.sub("calibration")) if "calibration" in t.data else None,
+        endpoint=endpoint,
+    )
+    if spec.dim < 0 or spec.max_length <= 0:
+        t.fail("dim" if spec.dim < 0 else "max_length", "must be positive")
+    t.done()
+    return spec
+
+
 def _parse_embedder(name: str, t: _Table, base_dir: Path) -> EmbedderSpec:
+    if _is_endpoint(t):
+        return _parse_served_embedder(name, t)
     raw_files = t.get("files", list)
     files = []
     for i, item in enumerate(raw_files):

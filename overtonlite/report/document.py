@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from overtonlite.report import RunData, as_ci, as_float, as_stat
+from overtonlite.report.judges import judge_section
 from overtonlite.report.markdown import (
     MISSING,
     Block,
@@ -334,7 +335,8 @@ def build_document(data: RunData) -> list[Block]:
     doc += (
         _verdicts(data) + _settings(data) + diversity_section(data, systems) + coverage_section(data, systems)
     )
-    doc += stance_section(data, systems) + similarity_section(data, systems) + paired_section(data, systems)
+    doc += stance_section(data, systems) + judge_section(data, systems)
+    doc += similarity_section(data, systems) + paired_section(data, systems)
     doc += sweep_section(data, systems)
     doc += health_section(data, systems) + _notes(data)
     sig = signature(data)

@@ -41,7 +41,7 @@ TRACKED_PACKAGES: dict[str, str] = {
 }
 
 # the settings that must match for a system to be resumed in the same directory
-CONFIG_FIELDS = ("model_sha256", "config", "seed", "n", "mode")
+CONFIG_FIELDS = ("model_sha256", "config", "seed", "n", "mode", "engine")
 
 
 def utc_now() -> str:
@@ -108,8 +108,8 @@ def check_system(manifest: dict[str, Any] | None, system: str, entry: dict[str, 
         return
     diffs = []
     for key in CONFIG_FIELDS:
-        if key == "config":
-            a, b = old.get("config") or {}, entry.get("config") or {}
+        if key in ("config", "engine"):  # engine: the generator's schedule settings (llama.cpp), if any
+            a, b = old.get(key) or {}, entry.get(key) or {}
             diffs += [
                 f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
             ]

@@ -116,9 +116,9 @@ def should_score_stance(groups: list[Group]) -> bool:
 
 def _open_embedder(embedder: Any) -> Any:
     if embedder is None or isinstance(embedder, str):
-        from overtonlite.backends.onnx import open_default_embedder
+        from overtonlite.backends import open_embedder
 
-        return open_default_embedder(embedder)
+        return open_embedder(embedder)
     return embedder
 
 
@@ -136,6 +136,8 @@ def score_input(
     tau: float | None = None,
     n_boot: int = schema.N_BOOT,
     pairs: Sequence[tuple[str, str]] = (),
+    judge: Any = None,
+    judge_tasks: Any = "stance,missing",
 ) -> ScoreSummary:
     """Score INPUT and write ``out/metrics.jsonl`` and ``out/summary.json``.
 
@@ -146,9 +148,15 @@ def score_input(
     ``pairs``: extra ``(A, B)`` paired differences for summary.json besides every system against the reference.
     Summary values are per prompt set (each ``set`` of the input, and ``all``); stance metrics only exist for the
     sets whose groups had stance scored.
+    ``judge`` (a registry chat model name or a :class:`~overtonlite.judges.Judge`) adds judge labels beside the
+    proxy labels for ``judge_tasks`` (see :mod:`overtonlite.judges.apply`); off by default.
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
+    if isinstance(judge, str):  # a wrong judge name or task fails before any work
+        from overtonlite.judges.apply import check_judge
+
+        check_judge(judge, judge_tasks)
     path, groups = read_input(input_path)
     errors = [
         {"system": g.system, "prompt_id": g.pid, "error": g.error} for g in groups if g.error is not None
@@ -196,6 +204,14 @@ def score_input(
 
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
+    judge_info = None
+    if judge is not None:
+        from overtonlite.judges.apply import run_judge
+
+        t3 = time.perf_counter()
+        judge_info = run_judge(records, scored, judge, tasks=judge_tasks, reference_system=reference_system,
+                               out=outdir)
+        timings["judge"] = time.perf_counter() - t3
     metrics_path = outdir / "metrics.jsonl"
     summary_path = outdir / "summary.json"
     with storage_errors(metrics_path):  # disk full / read-only: one line naming the file; no temp file left
@@ -238,6 +254,8 @@ def score_input(
         "n_groups_scored": len(scored),
         "n_groups_failed": len(errors),
     }
+    if judge_info is not None:
+        settings["judge"] = judge_info
     summary = {
         "systems": blocks["systems"],
         "paired": blocks["paired"],

@@ -7,6 +7,11 @@ is given, prompts, and the sentences of samples for coverage), then :func:`score
 BERTScore-style F1 (MiniLM token states) baseline ``b``: the mean F1 of 1,000 seeded random pairs of non-empty
 samples answering *different* prompts, drawn from the whole input file (all systems). With fewer than 5 prompts
 the pairwise F1 of built-in neutral sentences is used instead. Rescaled F1 = (F1 - b) / (1 - b).
+
+Finished samples: when every sample of a group records its finish reason, ``words_mean_finished``,
+``missing_le2_share_finished`` and ``coverage_union_finished`` repeat those metrics on the samples that were not
+cut at max_tokens (finish reason other than ``"length"``), provided the group has at least :data:`FINISHED_MIN`
+of them (else ``null``). They are extra keys of the record (see :mod:`overtonlite.experiments.truncation`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from overtonlite.metrics.sentences import split_sentences
 from overtonlite.scoring.beyond import group_metrics as beyond_metrics
 from overtonlite.scoring.inputs import Group
 
+FINISHED_MIN = 2
+"""Finished samples a group needs for its ``*_finished`` metrics."""
 
 def _mean(values: list[float | None] | None) -> float | None:
     vals = [float(v) for v in (values or []) if v is not None]
@@ -221,7 +228,32 @@ def score_group(g: Group, ctx: GroupContext) -> dict[str, Any]:
         rec[key] = None
     if ctx.reference_system is not None and g.pid in ctx.ref_text:
         _reference_metrics(g, ctx, rec)
+    if g.finish_reasons is not None:
+        _finished_metrics(g, ctx, rec)
     return rec
+
+
+def _finished_metrics(g: Group, ctx: GroupContext, rec: dict[str, Any]) -> None:
+    """Length and coverage on the samples that were not cut at max_tokens (module docstring)."""
+    done = [i for i, f in enumerate(g.finish_reasons or []) if f != "length"]
+    ok = len(done) >= FINISHED_MIN
+    rec["words_mean_finished"] = _mean([rec["words"][i] for i in done]) if ok else None
+    rec["missing_le2_share_finished"] = rec["coverage_union_finished"] = None
+    miss = rec.get("missing")
+    if not ok or not isinstance(miss, list) or g.pid not in ctx.ref_text:
+        return
+    scored = [miss[i] for i in done if miss[i] is not None]
+    if len(scored) >= FINISHED_MIN:
+        rec["missing_le2_share_finished"] = sum(m <= 2 for m in scored) / len(scored)
+    is_ref = g.system == ctx.reference_system
+    compared = [g.texts[i] for i in done if not (is_ref and i == 0)]
+    union = ctx.sentence_vecs(compared)
+    ref = ctx.ref_text[g.pid]
+    ref_sent = ctx.sentence_vecs([ref]) if ref else np.zeros((0, 1), np.float32)
+    if len(union):
+        rec["coverage_union_finished"] = cov_mod.coverage(
+            union, ref_sent if len(ref_sent) else np.zeros((0, union.shape[1])), ctx.tau
+        )
 
 
 def _reference_metrics(g: Group, ctx: GroupContext, rec: dict[str, Any]) -> None:

@@ -117,17 +117,22 @@ def ensure_model(spec: ModelSpec, *, pull: bool = True, progress: Progress | Non
     Raises :class:`SourceError` when it cannot be fetched (or is not pulled and ``pull`` is false) and
     :class:`IntegrityError` when its sha256 does not match; a mismatching file is never returned.
     """
+    if spec.file is None:
+        raise SourceError(f"{spec.name}: served by an endpoint ({spec.endpoint.source_label}); nothing to pull")
     return ensure_file(spec.file, model_dir(spec), label=spec.name, pull=pull, progress=progress)
 
 
 def model_sha256(spec: ModelSpec) -> str | None:
     """The sha256 a model's file is checked against: pinned in models.toml, or recorded on first use
-    (known after :func:`ensure_model` succeeded); ``None`` for a sha-less entry that was never pulled."""
-    return expected_sha(spec.file)
+    (known after :func:`ensure_model` succeeded); ``None`` for a sha-less entry that was never pulled, or a served
+    model."""
+    return expected_sha(spec.file) if spec.file is not None else None
 
 
 def ensure_embedder(spec: EmbedderSpec, *, pull: bool = True, progress: Progress | None = None) -> Path:
     """The verified local folder holding every file of ``spec`` (ONNX graph and tokenizer files)."""
+    if spec.endpoint is not None:
+        raise SourceError(f"{spec.name}: served by an endpoint ({spec.endpoint.source_label}); nothing to pull")
     folder = embedder_dir(spec)
     with PullSession(spec.name, progress) as session:
         for f in spec.files:
@@ -160,9 +165,9 @@ def file_status(f: FileSpec, folder: Path) -> FileStatus:
 
 
 def entry_files(spec: ModelSpec | EmbedderSpec) -> tuple[list[FileSpec], Path]:
-    """The files of a model or embedder and its cache folder."""
+    """The files of a model or embedder and its cache folder (no files for a served entry)."""
     if isinstance(spec, ModelSpec):
-        return [spec.file], model_dir(spec)
+        return ([spec.file] if spec.file is not None else []), model_dir(spec)
     return list(spec.files), embedder_dir(spec)
 
 

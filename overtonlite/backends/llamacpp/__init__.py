@@ -11,8 +11,11 @@ How a run is scheduled
   admitted jobs, in ONE ``llama_decode``. Jobs are admitted in input order while there are free sequences and
   free KV cells (a job reserves ``prompt cells + N * max_new_tokens``); a finished sample's cells are released
   at once with ``llama_memory_seq_rm``. Groups are yielded as soon as all their samples are finished.
-* Sampling of the sequences of one step runs in a small thread pool (ctypes releases the GIL) when the
-  vocabulary is large (Gemma's 262k tokens make the full-vocabulary sampler chain cost several ms).
+* All sequences of a step are sampled at once in numpy on llama.cpp's logits buffer (:mod:`.fastsample`):
+  llama.cpp's scalar sampler chain cost 10-15 % of a batched step with large vocabularies (Gemma: 262k).
+* Cohorts: requests carrying a cohort index (``GenRequest.cohort >= 0``; ``overtonlite sample`` sets it) are
+  decoded cohort by cohort: the next cohort is admitted only once the previous one is finished, and starts from a
+  cleared KV cache (see "Exact resume").
 * Shared prefix: when a prompt shares at least ``min_prefix`` tokens with the cached prefix, or with another
   prompt waiting in the look-ahead window, the common token prefix is evaluated once into sequence 0 and copied
   into each job before only the job's own suffix is evaluated. The cache lives as long as the generator, so a
@@ -28,10 +31,11 @@ Each sequence has its own sampler state and seed. The order is the one of Huggin
    penalty). The engine applies it to the logits row itself, with the same float32 arithmetic as llama.cpp's
    ``penalties`` sampler, because that sampler does a hash lookup for every vocabulary entry (Gemma: 262k) on
    every token;
-2. then the llama.cpp sampler chain (``llama_sampler_chain``): ``top_k`` (if > 0) -> ``top_p`` (if < 1) ->
-   ``min_p`` (if > 0) -> ``temp`` -> ``dist(seed)``.
+2. then the distribution of llama.cpp's chain ``top_k`` (if > 0) -> ``top_p`` (if < 1) -> ``min_p`` (if > 0) ->
+   ``temp`` -> ``dist``, drawn by :mod:`.fastsample` (tested against llama.cpp's own samplers): each sample has its
+   own random stream (PCG64 seeded with the sample's seed) and draws one uniform number per token.
 
-``temperature == 0`` replaces the chain with greedy decoding (the penalty still applies first).
+``temperature == 0`` is greedy decoding (the penalty still applies first).
 
 Text, stops and limits
 ----------------------
@@ -53,12 +57,24 @@ is already loaded when ``llama_cpp`` is first imported, and only if the environm
 
 A prompt that tokenizes to nothing (and a model without BOS) yields ``error="empty_prompt"``.
 
-Determinism: the same requests, in the same order, with the same engine settings (``max_seqs``, ``n_batch``,
-``n_kv``) give identical samples; the schedule is deterministic. The same group run in a different batch
-composition (other groups in flight, a resumed run) is NOT guaranteed to give the same samples: llama.cpp's
-quantized matrix kernels round differently for different batch shapes. Measured: identical on the f32 tiny test
-model; with SmolLM2-135M Q4_1 two of three samples diverged after ~80 characters when the group ran alone
-instead of beside six other groups. Samples are statistically equivalent either way.
+Exact resume
+------------
+llama.cpp's quantized kernels round differently for different batch shapes and KV-cache layouts, so a group's
+texts depend on which other sequences share its batches (measured with SmolLM2-135M Q4_1: a group run alone and
+beside 11 others differed). The schedule is deterministic, so the texts are fixed once the batches are: the run
+plan is cut into cohorts of ``cohort_groups(n)`` consecutive groups (``COHORT_FILL`` times the groups that fit
+``max_seqs`` sequences at once), each cohort starts from a cleared KV cache and no cohort overlaps another. A
+resumed run (``overtonlite sample``) regenerates every cohort that misses a group, whole, and writes only the
+missing groups, so its texts are those of an uninterrupted run. A cached prefix survives into the next cohort only
+when it was itself evaluated into a cleared cache and is exactly the prefix that cohort would build: cells,
+values and the cache's insertion point are then the same as after evaluating it afresh.
+
+What else decides the texts is returned by :meth:`LlamaCppGenerator.schedule_settings` (``max_seqs``, the cohort
+fill, ``n_kv``, ``n_batch``, ``min_prefix``, ``lookahead``); it goes into the cache key and the run
+directory's settings check. Thread count does not change texts (measured: 1 and 2 threads identical on 12 groups
+of SmolLM2-135M Q4_1 and 4 of gemma-3-270m Q4_K_M; llama.cpp computes each output element in one thread). The llama.cpp build and the CPU's
+instruction set do: a run resumed on another machine or llama-cpp-python version is not guaranteed identical
+(both are recorded in the manifest).
 """
 
 from __future__ import annotations
@@ -74,8 +90,9 @@ from overtonlite.backends.llamacpp.native import NativeModel, physical_cores
 from overtonlite.backends.llamacpp.sched import Group, Job, Prefix, Scheduler
 from overtonlite.errors import ModelLoadError, UsageError
 
-PARALLEL_SAMPLING_VOCAB = 32_000  # sample sequences in parallel threads above this vocabulary size
-SAMPLER_CHAIN = "repetition penalty (whole context) -> top_k -> top_p -> min_p -> temp -> dist(seed)"
+COHORT_FILL = 2  # a cohort holds this many times the groups that fit in max_seqs sequences at once
+SCHEDULE_VERSION = 1  # bump when a scheduling change alters which tokens are decoded together
+SAMPLER_CHAIN = "repetition penalty (whole context) -> top_k -> top_p -> min_p -> temp -> dist(seed, PCG64)"
 
 
 class LlamaCppGenerator:
@@ -139,9 +156,7 @@ class LlamaCppGenerator:
         self._template = self.native.meta("tokenizer.chat_template")
         self._prefix: Prefix | None = None
         self._cells_used = 0
-        self._pool: Any = None
         self._busy = False
-        self.parallel_sampling = self.n_threads > 1 and self.native.n_vocab >= PARALLEL_SAMPLING_VOCAB
         self.stats: dict[str, int] = {
             "prompt_tokens_evaluated": 0,
             "prefix_tokens_evaluated": 0,
@@ -179,6 +194,29 @@ class LlamaCppGenerator:
         """Number of prompt tokens for ``text`` (including a BOS the model adds)."""
         return len(self.tokenize(text))
 
+    def cohort_groups(self, n: int) -> int:
+        """How many prompt groups of ``n`` samples form one cohort (see "Exact resume" in the module docstring)."""
+        return max(1, self.max_seqs // max(1, n)) * COHORT_FILL
+
+    def schedule_settings(self) -> dict[str, Any]:
+        """The engine settings that, beside (model, rendered prompt, sampling, seed, N), decide a group's texts.
+
+        They go into the run directory's cache key and settings check, so a resume with other values is refused
+        instead of silently mixing texts that a single run would not have produced. ``n_ctx`` is not among them:
+        it only caps a sample's length (recorded as ``finish_reason="length"``) and, through the default
+        ``n_kv``, the cache size, which is listed; so ``--retry-errors`` with a larger ``--ctx`` stays possible.
+        """
+        return {
+            "engine": "llama.cpp",
+            "schedule": SCHEDULE_VERSION,
+            "max_seqs": self.max_seqs,
+            "cohort_fill": COHORT_FILL,
+            "n_kv": self.n_kv,
+            "n_batch": self.native.n_batch,
+            "min_prefix": self.min_prefix,
+            "lookahead": self.lookahead,
+        }
+
     def describe(self) -> dict[str, Any]:
         """Facts for the manifest."""
         import llama_cpp
@@ -202,9 +240,6 @@ class LlamaCppGenerator:
 
     def close(self) -> None:
         """Free the context and the model (idempotent)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
         self.native.close()
         self._prefix = None
 
@@ -234,18 +269,6 @@ class LlamaCppGenerator:
             self._busy = False
 
     # helpers used by the scheduler ---------------------------------------------------------------------------
-    def _sampling_pool(self, n_outputs: int) -> Any:
-        """A thread pool for sampling many sequences at once (ctypes releases the GIL), or None."""
-        if not self.parallel_sampling or n_outputs < 2:
-            return None
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(
-                max_workers=max(2, self.n_threads), thread_name_prefix="overtonlite-sample"
-            )
-        return self._pool
-
     def _plan(self, req: GenRequest) -> tuple[Group | None, GroupResult | None]:
         """Tokenize and split a request into jobs; or return an immediate (error/empty) result."""
         tokens = self.tokenize(req.prompt)

@@ -217,6 +217,21 @@ class NativeModel:
         vals = row[seen]
         row[seen] = np.where(vals <= 0, vals * p, vals / p)
 
+    def logits_rows(self, idxs: Sequence[int]) -> tuple[np.ndarray, list[int]]:
+        """The logits buffer of the last decode as an (outputs x n_vocab) float32 view, and the row of each
+        batch index in ``idxs`` (a view: penalties applied in place show up in it)."""
+        import numpy as np
+
+        ll = self.ll
+        base = ll.llama_get_logits(self.ctx)  # settles the output order first
+        addr = ctypes.cast(base, ctypes.c_void_p).value or 0
+        width = 4 * self.n_vocab
+        rows = [
+            ((ctypes.cast(ll.llama_get_logits_ith(self.ctx, i), ctypes.c_void_p).value or 0) - addr) // width
+            for i in idxs
+        ]
+        return np.ctypeslib.as_array(base, shape=(max(rows) + 1, self.n_vocab)), rows
+
     def sample(self, sampler: Any, idx: int) -> int:
         return int(self.ll.llama_sampler_sample(sampler, self.ctx, idx))
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from overtonlite.backends.base import GenRequest, GroupResult, ProgressFn, SampleResult
+from overtonlite.backends.llamacpp.fastsample import SeqRng, sample_step
 from overtonlite.backends.llamacpp.stops import SampleText
 from overtonlite.errors import OvertonliteError
 
@@ -28,6 +29,9 @@ class Prefix:
     tokens: tuple[int, ...]
     refs: int = 0
     current: bool = True
+    clean: bool = (
+        False  # evaluated first thing into a cleared cache (cells 0..len-1): a cohort may start on it
+    )
 
 
 @dataclass(eq=False)
@@ -62,7 +66,7 @@ class Slot:
     job: Job
     index: int
     seq: int
-    sampler: Any
+    rng: SeqRng
     text: SampleText
     pos: int
     last: int = -1
@@ -125,6 +129,8 @@ class Scheduler:
         self.prefill: list[Job] = []
         self.slots: list[Slot] = []
         self.active: list[Job] = []
+        self.cohort = -1  # the cohort in flight (-1: none, continuous batching)
+        self.fresh = False  # nothing decoded since the cache was cleared
 
     # -- reading and admission --------------------------------------------------------------------------------
     def _refill(self) -> None:
@@ -153,13 +159,51 @@ class Scheduler:
             if cached >= self.gen.min_prefix and not partial_swa:
                 return cached, False
         # the prefix common to all waiting prompts that share at least min_prefix tokens with this one
+        best = self._shared_prefix(job)
+        return (best, True) if best else (0, False)
+
+    def _shared_prefix(self, job: Job) -> int:
+        """Length of the prefix common to the waiting prompts of the job's cohort that share >= min_prefix
+        tokens with it (0: none worth sharing)."""
+        toks = job.group.tokens
+        cohort = job.group.req.cohort
         shared = [
             n
-            for n in (_lcp(o.group.tokens, toks) for o in self.pending if o is not job)
+            for n in (
+                _lcp(o.group.tokens, toks)
+                for o in self.pending
+                if o is not job and o.group.req.cohort == cohort
+            )
             if n >= self.gen.min_prefix
         ]
-        best = min(min(shared, default=0), limit)
-        return (best, True) if best >= self.gen.min_prefix else (0, False)
+        best = min(min(shared, default=0), len(toks) - 1)
+        return best if best >= self.gen.min_prefix else 0
+
+    def _start_cohort(self, job: Job) -> None:
+        """Bring the KV cache to the state a fresh generator would have for this cohort's first job.
+
+        The cache is cleared, except for a cached prefix that was itself evaluated into a cleared cache and is
+        exactly the prefix this job would build: its cells, values and the cache's insertion point are then the
+        same as after evaluating it afresh, so the cohort decodes the same floats either way.
+        """
+        gen = self.gen
+        self.cohort = job.group.req.cohort
+        pref = gen._prefix
+        best = self._shared_prefix(job) if job.group.req.cohort >= 0 else 0
+        if (
+            pref is not None
+            and pref.clean
+            and pref.refs == 0
+            and best
+            and pref.tokens == tuple(job.group.tokens[:best])
+        ):
+            return
+        self.nm.clear()
+        self.fresh = True
+        if pref is not None:
+            pref.current = False
+        gen._prefix = None
+        gen._cells_used = 0
 
     def _release_prefix(self, pref: Prefix | None) -> None:
         if pref is not None and pref.refs == 0 and not pref.current:
@@ -178,7 +222,8 @@ class Scheduler:
             chunk = tokens[start : start + step]
             self.nm.decode([(t, start + k, PREFIX_SEQ, False) for k, t in enumerate(chunk)])
             self.gen.stats["decode_calls"] += 1
-        self.gen._prefix = Prefix(tokens=tokens)
+        self.gen._prefix = Prefix(tokens=tokens, clean=self.fresh)
+        self.fresh = False
         self.gen._cells_used += len(tokens)
         self.gen.stats["prefix_tokens_evaluated"] += len(tokens)
         self.gen.stats["prompt_tokens_evaluated"] += len(tokens)
@@ -186,6 +231,12 @@ class Scheduler:
 
     def _try_admit(self, job: Job) -> bool:
         gen = self.gen
+        if job.group.req.cohort != self.cohort:
+            if self.active:
+                return False  # a cohort starts once the one in flight is finished
+            if job.group.req.cohort >= 0:
+                self._start_cohort(job)
+            self.cohort = job.group.req.cohort
         if len(self.free_seqs) < len(job.indices):
             return False
         gen_cells = len(job.indices) * job.max_new
@@ -251,15 +302,16 @@ class Scheduler:
         pure = len(entries) == len(self.slots)  # a generation-only step (no prompt tokens in the batch)
         t0 = time.perf_counter()
         nm.decode(entries)
+        self.fresh = False
         self.gen.stats["decode_calls"] += 1
         produced = 0
         for job, idx in started:
             for seq in job.seqs[1:]:
                 nm.seq_cp(job.seqs[0], seq, -1, -1)
             for index, seq in zip(job.indices, job.seqs, strict=True):
-                sampler = nm.make_sampler(job.group.req.sampling, job.group.req.seeds[index])
+                rng = SeqRng(job.group.req.sampling, job.group.req.seeds[index])
                 slot = Slot(
-                    job, index, seq, sampler, SampleText(job.group.req.sampling.stop), len(job.group.tokens)
+                    job, index, seq, rng, SampleText(job.group.req.sampling.stop), len(job.group.tokens)
                 )
                 slot.seen = dict.fromkeys(job.group.tokens)  # the penalty covers the whole context
                 job.live += 1
@@ -278,7 +330,7 @@ class Scheduler:
         return produced
 
     def _sample_all(self, outputs: list[tuple[Slot, int]]) -> list[int]:
-        """Run every sequence's sampler chain on its logits row; in parallel threads for big vocabularies."""
+        """Penalise each distinct logits row, then sample every sequence of the step at once (fastsample)."""
         nm = self.nm
         done: set[int] = set()
         for slot, idx in outputs:
@@ -286,11 +338,13 @@ class Scheduler:
             if penalty != 1.0 and idx not in done:  # siblings starting together share one row and one context
                 done.add(idx)
                 nm.penalize(idx, slot.seen_array(), penalty)
-        pool = self.gen._sampling_pool(len(outputs))
-        if pool is None:
-            return [nm.sample(slot.sampler, idx) for slot, idx in outputs]
-        nm.sync_outputs()  # settle the context's output bookkeeping before concurrent read-only access
-        return list(pool.map(lambda so: nm.sample(so[0].sampler, so[1]), outputs))
+        logits, rows = nm.logits_rows([idx for _, idx in outputs])
+        return sample_step(
+            logits,
+            rows,
+            [slot.job.group.req.sampling for slot, _ in outputs],
+            [slot.rng for slot, _ in outputs],
+        )
 
     def _advance(self, slot: Slot, tok: int) -> bool:
         """Take the slot's sampled token; True while the sample goes on."""
@@ -314,8 +368,6 @@ class Scheduler:
     def _finish(self, slot: Slot, reason: str) -> None:
         job, gen = slot.job, self.gen
         job.group.samples[slot.index] = _sample_result(slot, reason)
-        self.nm.free_sampler(slot.sampler)
-        slot.sampler = None
         self.nm.seq_rm(slot.seq)
         heapq.heappush(self.free_seqs, slot.seq)
         gen._cells_used -= job.max_new
@@ -360,9 +412,6 @@ class Scheduler:
         """Free everything still in flight (normal end: nothing; early close or error: all samplers and cells)."""
         if not self.active and not self.slots:
             return
-        for slot in self.slots:
-            if slot.sampler is not None:
-                self.nm.free_sampler(slot.sampler)
         self.slots = []
         self.active = []
         self.prefill = []

@@ -64,6 +64,8 @@ __all__ = [
 ]
 
 DEFAULT_N_CTX = 4096
+# settings that are never dropped: a server refusing one of them stops the run with a line naming it
+REQUIRED_FIELDS = ("temperature", "max_tokens", "stop")
 _N_MODES = {
     True: "n",
     False: "one request per sample",
@@ -96,7 +98,8 @@ class OpenAIGenerator(OpenAIServer):
     """Generator on an OpenAI-compatible server (vLLM, TGI, llama-server, llama-cpp-python's server).
 
     ``base_url`` is the API base as OpenAI clients take it (``http://host:8000/v1``; ``/v1`` is added to a bare
-    host). ``model`` is the served model name sent with every request. ``api_key`` defaults to
+    host), or a list of them serving the same model: each request goes to the least busy one (ties round-robin),
+    with up to ``max_concurrency`` requests in flight per URL; the first URL answers the probes. ``model`` is the served model name sent with every request. ``api_key`` defaults to
     ``$OVERTONLITE_API_KEY`` then ``$OPENAI_API_KEY``. ``chat``: True sends chat prompts to the chat endpoint,
     False refuses them, None asks llama-server's ``/props`` for a chat template and otherwise assumes one.
     ``use_n``: None tries ``n`` and falls back to one request per sample, False never sends ``n > 1``.
@@ -106,7 +109,7 @@ class OpenAIGenerator(OpenAIServer):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         model: str,
         name: str | None = None,
@@ -119,15 +122,24 @@ class OpenAIGenerator(OpenAIServer):
         use_n: bool | None = None,
         retries: int = 3,
         backoff: float = 0.5,
+        use_env_key: bool = True,
     ) -> None:
-        super().__init__(
-            base_url, model=model, api_key=api_key, timeout=timeout, retries=retries, backoff=backoff
-        )
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise UsageError("the openai backend needs at least one base URL")
+        server_kw: dict[str, Any] = dict(model=model, api_key=api_key, timeout=timeout, retries=retries,
+                                         backoff=backoff, use_env_key=use_env_key)
+        super().__init__(urls[0], **server_kw)
+        # the first server answers the probes (models, context, tokenizer); generation spreads over all of them
+        self._servers: list[OpenAIServer] = [self, *(OpenAIServer(u, **server_kw) for u in urls[1:])]
+        self._inflight = [0] * len(self._servers)
+        self._turn = 0
         if max_concurrency < 1:
             raise UsageError(f"max concurrency must be >= 1, got {max_concurrency}")
         self.name = name or model
         self.model_sha256 = model_sha256
-        self.max_concurrency = int(max_concurrency)
+        self.per_endpoint = int(max_concurrency)
+        self.max_concurrency = self.per_endpoint * len(self._servers)
         self._chat = chat
         self._n_support: bool | None = None if use_n is None else use_n
         self._n_ctx_override = n_ctx
@@ -179,6 +191,7 @@ class OpenAIGenerator(OpenAIServer):
         return {
             "backend": "openai",
             "base_url": self.api_base,
+            "base_urls": [srv.api_base for srv in self._servers],
             "model": self.model,
             **info,
             "n_ctx": self.n_ctx,
@@ -186,6 +199,7 @@ class OpenAIGenerator(OpenAIServer):
             "n_ctx_source": ctx_source,
             "n_per_request": _N_MODES[self._n_support],
             "max_concurrency": self.max_concurrency,
+            "concurrency_per_endpoint": self.per_endpoint,
             "timeout": self.timeout,
             "tokenizer": self._tokenizer_endpoint()[1],
             "dropped_fields": sorted(self._dropped),
@@ -351,12 +365,30 @@ class OpenAIGenerator(OpenAIServer):
     def _run_job(self, job: _Job) -> Outcome:
         """One HTTP request (in a worker thread), adapting once to settings or ``n`` the server refuses."""
         chat = job.group.messages is not None
-        url = f"{self.api_base}/chat/completions" if chat else f"{self.api_base}/completions"
+        slot = self._acquire()
+        try:
+            return self._run_on(self._servers[slot], job, chat)
+        finally:
+            with self._lock:
+                self._inflight[slot] -= 1
+
+    def _acquire(self) -> int:
+        """The endpoint for the next request: the least busy one, ties broken round-robin."""
+        with self._lock:
+            k = len(self._servers)
+            order = [(self._turn + i) % k for i in range(k)]
+            slot = min(order, key=lambda i: self._inflight[i])
+            self._turn = (slot + 1) % k
+            self._inflight[slot] += 1
+            return slot
+
+    def _run_on(self, srv: OpenAIServer, job: _Job, chat: bool) -> Outcome:
+        url = f"{srv.api_base}/chat/completions" if chat else f"{srv.api_base}/completions"
         n = job.n
         while True:
             body = self._body(job, n)
             try:
-                data = self._http("POST", url, body)
+                data = srv._http("POST", url, body)
                 break
             except HTTPStatusError as err:
                 if err.status in (400, 413, 422) and CONTEXT_RE.search(err.message):
@@ -371,6 +403,11 @@ class OpenAIGenerator(OpenAIServer):
                         self._n_support = False
                     n = 1
                     continue
+                named = next((f for f in REQUIRED_FIELDS if re.search(rf"\b{f}\b", err.message)), None)
+                if named is not None:  # a paper setting we never drop: stop with a line naming it
+                    raise OvertonliteError(
+                        f"the server at {url} refused the setting {named}={body.get(named)!r}: {err}"
+                    ) from None
                 raise OvertonliteError(f"the server at {url} refused the request: {err}") from None
         return self._parse(job, data, n, chat)
 

@@ -52,7 +52,8 @@ def error_message(raw: bytes) -> str:
 class OpenAIServer:
     """An OpenAI-compatible server: ``api_base`` (``.../v1``), ``root`` (for ``/props``, ``/tokenize``...),
     the served ``model`` name, credentials (``api_key``, else ``$OVERTONLITE_API_KEY`` / ``$OPENAI_API_KEY``, else
-    ``user:password@`` in the URL as basic auth), ``timeout`` per request, ``retries`` and ``backoff``."""
+    ``user:password@`` in the URL as basic auth; ``use_env_key=False`` skips the environment), ``timeout`` per
+    request, ``retries`` and ``backoff``."""
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class OpenAIServer:
         timeout: float = 600.0,
         retries: int = 3,
         backoff: float = 0.5,
+        use_env_key: bool = True,
     ) -> None:
         parts = urllib.parse.urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -80,7 +82,9 @@ class OpenAIServer:
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
-        key = api_key or os.environ.get("OVERTONLITE_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        key = api_key
+        if not key and use_env_key:
+            key = os.environ.get("OVERTONLITE_API_KEY") or os.environ.get("OPENAI_API_KEY")
         basic = base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode() if userinfo else ""
         self._auth = f"Bearer {key}" if key else (f"Basic {basic}" if basic else "")
         self._lock = threading.Lock()
