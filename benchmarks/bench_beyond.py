@@ -60,8 +60,13 @@ def main() -> None:
     out["total_seconds"] = round(sum(out.values()), 3)
     out["reference_jaccard_seconds"] = ref
     out["groups"] = len(groups)
-    lexical_keys = ("distinct_at_n_lexical (ROUGE-1)", "compression_ratio", "homogenization_rougel",
-                    "self_repetition", "ngram_diversity")
+    lexical_keys = (
+        "distinct_at_n_lexical (ROUGE-1)",
+        "compression_ratio",
+        "homogenization_rougel",
+        "self_repetition",
+        "ngram_diversity",
+    )
     per_system: dict[str, dict[str, list[float]]] = {}
     for r, g in zip(records, groups, strict=True):
         row = per_system.setdefault(r["system"], {k: [] for k in lexical_keys})
@@ -69,8 +74,9 @@ def main() -> None:
             v = parts[k](g)
             if v is not None:
                 row[k].append(float(v))
-    out["per_system_means"] = {s: {k: round(float(np.mean(v)), 3) for k, v in row.items()}
-                               for s, row in per_system.items()}
+    out["per_system_means"] = {
+        s: {k: round(float(np.mean(v)), 3) for k, v in row.items()} for s, row in per_system.items()
+    }
     print(json.dumps(out, indent=2))
 
 

@@ -92,8 +92,11 @@ def measure(out: Path, extra: list[str], *, quick: bool = True) -> dict[str, obj
 
 
 def _row_table(rows: list[dict[str, object]]) -> list[str]:
-    lines = ["| pass | model | groups x N | batch | generated tok | prompt tok evaluated | decode tok/s | "
-             "prompt tok/s | bound s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| pass | model | groups x N | batch | generated tok | prompt tok evaluated | decode tok/s | "
+        "prompt tok/s | bound s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['file']}/{r['system']} | {r['model']} | {r['groups']} x {r['n']} | {r['batch']} | "
@@ -110,8 +113,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="Keep the run directory.")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--full", action="store_true", help="Time the full preset instead of --quick.")
-    parser.add_argument("--full-max-tokens", type=int, default=None,
-                        help="max_tokens of the full preset for the bound estimate (default: the preset's own).")
+    parser.add_argument(
+        "--full-max-tokens",
+        type=int,
+        default=None,
+        help="max_tokens of the full preset for the bound estimate (default: the preset's own).",
+    )
     args = parser.parse_args()
 
     from overtonlite.experiments.icl import SUMMARY_MAX_TOKENS
@@ -138,22 +145,26 @@ def main() -> int:
     score_s = float(timings.get("score") or 0.0)
     before_report = float(timings.get("total_before_report") or 0.0)
     rss_target = TARGET_RSS_GB[preset]
-    row.update({
-        "preset": preset,
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "calibration": {m: {k: v for k, v in c.items()} for m, c in cal.items()},
-        "passes": rows,
-        "bound_s": b,
-        "generate_s": round(gen_s, 1),
-        "score_s": round(score_s, 1),
-        "report_and_startup_s": round(float(row["seconds"]) - before_report, 1) if before_report else None,
-        "wall_over_bound": round(float(row["seconds"]) / b["total_s"], 3) if b["total_s"] else None,
-        "generate_over_bound": round(gen_s / b["total_s"], 3) if b["total_s"] else None,
-        "target_rss_gb": rss_target,
-        "target_bound_ratio": TARGET_BOUND_RATIO,
-    })
+    row.update(
+        {
+            "preset": preset,
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "calibration": {m: {k: v for k, v in c.items()} for m, c in cal.items()},
+            "passes": rows,
+            "bound_s": b,
+            "generate_s": round(gen_s, 1),
+            "score_s": round(score_s, 1),
+            "report_and_startup_s": round(float(row["seconds"]) - before_report, 1)
+            if before_report
+            else None,
+            "wall_over_bound": round(float(row["seconds"]) / b["total_s"], 3) if b["total_s"] else None,
+            "generate_over_bound": round(gen_s / b["total_s"], 3) if b["total_s"] else None,
+            "target_rss_gb": rss_target,
+            "target_bound_ratio": TARGET_BOUND_RATIO,
+        }
+    )
     ok = row["exit_code"] == 0 and row["peak_rss_gb"] <= rss_target
     if args.full:
         ok = ok and row["wall_over_bound"] is not None and row["wall_over_bound"] <= TARGET_BOUND_RATIO
@@ -164,25 +175,38 @@ def main() -> int:
     if not args.full and rows:  # the full preset's bound, estimated from this run's counts and calibration
         full = settings_for(quick=False, n=None, max_tokens=args.full_max_tokens, limit=None, seed=0)
         quick = settings_for(quick=True, n=None, max_tokens=None, limit=None, seed=0)
-        est = full_preset_passes(rows, full, summary_max_tokens=SUMMARY_MAX_TOKENS,
-                                 quick_cap_words=quick["answer_cap_words"])
+        est = full_preset_passes(
+            rows, full, summary_max_tokens=SUMMARY_MAX_TOKENS, quick_cap_words=quick["answer_cap_words"]
+        )
         for r in est:
             r["batch"] = batch_used(r, max_seqs=max_seqs, kv_budget=kv_budget)
-        row["full_preset_estimate"] = {"max_tokens": full["max_tokens"], "n": full["n"],
-                                       "bound_s": bound(est, cal), "passes": est}
+        row["full_preset_estimate"] = {
+            "max_tokens": full["max_tokens"],
+            "n": full["n"],
+            "bound_s": bound(est, cal),
+            "passes": est,
+        }
 
     la = row["load_average_before_after_1m"]
     print(json.dumps(row, indent=2, default=str))
     print()
-    print(f"## replicate --{preset}: load average (1 min) {la[0]} before / {la[1]} after, {os.cpu_count()} CPUs, "
-          f"OMP_WAIT_POLICY={row['omp_wait_policy']}")
+    print(
+        f"## replicate --{preset}: load average (1 min) {la[0]} before / {la[1]} after, {os.cpu_count()} CPUs, "
+        f"OMP_WAIT_POLICY={row['omp_wait_policy']}"
+    )
     print()
     print("| measure | value | target |")
     print("|---|---|---|")
-    print(f"| wall (child process, exit {row['exit_code']}) | {row['seconds']:.1f} s | "
-          f"{'<= 1.2x bound' if args.full else f'<= {TARGET_SECONDS:.0f} s (idle)'} |")
-    print(f"| lower bound: decode + prompt | {b['total_s']:.1f} s = {b['decode_s']:.1f} + {b['prompt_s']:.1f} s | – |")
-    print(f"| **wall / bound** | **{row['wall_over_bound']}x** | {'<= 1.2x' if args.full else '(full: <= 1.2x)'} |")
+    print(
+        f"| wall (child process, exit {row['exit_code']}) | {row['seconds']:.1f} s | "
+        f"{'<= 1.2x bound' if args.full else f'<= {TARGET_SECONDS:.0f} s (idle)'} |"
+    )
+    print(
+        f"| lower bound: decode + prompt | {b['total_s']:.1f} s = {b['decode_s']:.1f} + {b['prompt_s']:.1f} s | – |"
+    )
+    print(
+        f"| **wall / bound** | **{row['wall_over_bound']}x** | {'<= 1.2x' if args.full else '(full: <= 1.2x)'} |"
+    )
     print(f"| generation (diversity + ICL) / bound | {gen_s:.1f} s, {row['generate_over_bound']}x | – |")
     print(f"| load (models + embedder) | {float(timings.get('load') or 0):.1f} s | – |")
     print(f"| scoring | {score_s:.1f} s | – |")
@@ -199,10 +223,12 @@ def main() -> int:
     print(f"\ncalibration (mean of before/after rounds, {any_cal['threads']} threads): {cal_txt}")
     if "full_preset_estimate" in row:
         fe = row["full_preset_estimate"]
-        print(f"\nfull preset (N = {fe['n']}, {fe['max_tokens']} new tokens) bound ESTIMATED from this run's fill "
-              f"and calibration: {fe['bound_s']['total_s']:.0f} s = decode {fe['bound_s']['decode_s']:.0f} + "
-              f"prompt {fe['bound_s']['prompt_s']:.0f} s; its wall target (1.2x) would be "
-              f"{TARGET_BOUND_RATIO * fe['bound_s']['total_s']:.0f} s at this machine's current load")
+        print(
+            f"\nfull preset (N = {fe['n']}, {fe['max_tokens']} new tokens) bound ESTIMATED from this run's fill "
+            f"and calibration: {fe['bound_s']['total_s']:.0f} s = decode {fe['bound_s']['decode_s']:.0f} + "
+            f"prompt {fe['bound_s']['prompt_s']:.0f} s; its wall target (1.2x) would be "
+            f"{TARGET_BOUND_RATIO * fe['bound_s']['total_s']:.0f} s at this machine's current load"
+        )
         print("\n".join(_row_table(fe["passes"])))
     if args.json:
         args.json.write_text(json.dumps(row, indent=2, default=str) + "\n")

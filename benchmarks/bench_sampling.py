@@ -213,7 +213,7 @@ def raw_decode_tok_s(gen: LlamaCppGenerator, n_seqs: int, *, prompt: int = 32, s
     ceiling, like llama-batched-bench with separate 32-token prompts)."""
     nm = gen.native
     nm.clear()
-    gen._prefix = None
+    gen.kv.prefix = None
     tok = nm.tokenize("Hello", add_special=False, parse_special=False)[0]
     for seq in range(1, n_seqs + 1):
         nm.decode([(tok, i, seq, False) for i in range(prompt)])

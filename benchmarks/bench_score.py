@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embedder", default=None)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N response records (of 550)")
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile score; print the top N to stderr")
+    ap.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="cProfile score; print the top N to stderr"
+    )
     args = ap.parse_args(argv)
 
     from overtonlite.backends.onnx import OnnxEmbedder, physical_cores
@@ -180,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         "raw_onnxruntime_prompts_s": [rawp1, rawp2],
         "score_ratio_wall": score_t / raw,
         "score_ratio_wall_all_texts": score_t / raw_all,
-        "score_over_own_embed_phase": score_t / summary.timings["embed"] if summary.timings.get("embed") else None,
+        "score_over_own_embed_phase": score_t / summary.timings["embed"]
+        if summary.timings.get("embed")
+        else None,
         "score_target_ratio": TARGET_RATIO,
         "score_within_target": score_t / raw <= TARGET_RATIO,
         "max_abs_vector_diff": max_diff,
@@ -190,12 +194,20 @@ def main(argv: list[str] | None = None) -> int:
         f" ratio | target |"
     )
     print("|---|---|---|---|")
-    print(f"| raw onnxruntime embed, the floor (runs 1 / 2 / 3) | {raw1:.1f} / {raw2:.1f} / {raw3:.1f} | – | – |")
-    print(f"| overtonlite embed (between raw 2 and 3) | {ours_t:.1f} | throughput {raw_e / ours_t:.3f}x | ≥ 0.95x |")
-    print(f"| raw embed of the {len(ptexts)} prompt texts score also embeds (runs 1 / 2) | {rawp1:.1f} / {rawp2:.1f}"
-          " | – | – |")
-    print(f"| overtonlite score, default options (between raw 1 and 2) | {score_t:.1f} | wall {score_t / raw:.3f}x "
-          f"the responses' floor, {score_t / raw_all:.3f}x the floor of all texts it embeds | ≤ {TARGET_RATIO}x |")
+    print(
+        f"| raw onnxruntime embed, the floor (runs 1 / 2 / 3) | {raw1:.1f} / {raw2:.1f} / {raw3:.1f} | – | – |"
+    )
+    print(
+        f"| overtonlite embed (between raw 2 and 3) | {ours_t:.1f} | throughput {raw_e / ours_t:.3f}x | ≥ 0.95x |"
+    )
+    print(
+        f"| raw embed of the {len(ptexts)} prompt texts score also embeds (runs 1 / 2) | {rawp1:.1f} / {rawp2:.1f}"
+        " | – | – |"
+    )
+    print(
+        f"| overtonlite score, default options (between raw 1 and 2) | {score_t:.1f} | wall {score_t / raw:.3f}x "
+        f"the responses' floor, {score_t / raw_all:.3f}x the floor of all texts it embeds | ≤ {TARGET_RATIO}x |"
+    )
     print(
         f"\nscore phases: {', '.join(f'{k} {v:.1f}s' for k, v in summary.timings.items())}; "
         f"max |Δ| vector vs raw {max_diff:.2e}; load average (1/5/15 min) at the end {load} on {os.cpu_count()} CPUs"

@@ -55,8 +55,12 @@ def main() -> None:
     emb = open_default_embedder(args.embedder)
     judged = _jsonl(lima / "judge-missing-calibration.jsonl")
     responses = [r for r in _jsonl(lima / "responses.jsonl") if r["system"] in SYSTEMS]
-    texts = list(dict.fromkeys([t for r in judged for t in (r["reference"], r["alternative"]) if t]
-                               + [t for r in responses for t in r["samples"] if t]))
+    texts = list(
+        dict.fromkeys(
+            [t for r in judged for t in (r["reference"], r["alternative"]) if t]
+            + [t for r in responses for t in r["samples"] if t]
+        )
+    )
     vec = dict(zip(texts, np.asarray(emb.embed(texts), dtype=np.float64), strict=True))
 
     def cos(a: str, b: str) -> float:
@@ -73,11 +77,17 @@ def main() -> None:
         pos = [fn(r["reference"], r["alternative"]) for r in judged if r["score"] <= 2]
         neg = [fn(r["reference"], r["alternative"]) for r in judged if r["score"] >= 3]
         best = D.best_threshold(pos, neg)
-        t = D.COSINE_THRESHOLD if name == "cosine" else D.ROUGE1_THRESHOLD  # the statistics below are at the constant
+        t = (
+            D.COSINE_THRESHOLD if name == "cosine" else D.ROUGE1_THRESHOLD
+        )  # the statistics below are at the constant
         same_sys = {}
         for system in SYSTEMS:
-            vals = [fn(a, b) for r in responses if r["system"] == system
-                    for a, b in itertools.combinations(r["samples"], 2)]
+            vals = [
+                fn(a, b)
+                for r in responses
+                if r["system"] == system
+                for a, b in itertools.combinations(r["samples"], 2)
+            ]
             same_sys[system] = float(np.mean([v >= t for v in vals]))
         rng = random.Random(0)
         by_prompt = [(r["prompt_id"], s) for r in responses for s in r["samples"] if s]
@@ -86,12 +96,20 @@ def main() -> None:
             (pa, a), (pb, b) = rng.sample(by_prompt, 2)
             if pa != pb:
                 cross.append(fn(a, b))
-        same = (lambda a, b, fn=fn, t=t: fn(a, b) >= t)  # noqa: E731
-        d5 = {system: float(np.mean([D.distinct_count(r["samples"], same) for r in responses
-                                     if r["system"] == system])) for system in SYSTEMS}
+        same = lambda a, b, fn=fn, t=t: fn(a, b) >= t  # noqa: E731
+        d5 = {
+            system: float(
+                np.mean([D.distinct_count(r["samples"], same) for r in responses if r["system"] == system])
+            )
+            for system in SYSTEMS
+        }
         out[name] = {
-            "label_optimal": best, "constant": t, "n_pos": len(pos), "n_neg": len(neg),
-            "pos_median": float(np.median(pos)), "neg_median": float(np.median(neg)),
+            "label_optimal": best,
+            "constant": t,
+            "n_pos": len(pos),
+            "n_neg": len(neg),
+            "pos_median": float(np.median(pos)),
+            "neg_median": float(np.median(neg)),
             "merge_rate_same_system_same_prompt": same_sys,
             "merge_rate_cross_prompt": float(np.mean([v >= t for v in cross])),
             "cross_prompt_p99": float(np.quantile(cross, 0.99)),

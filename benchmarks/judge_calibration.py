@@ -69,7 +69,9 @@ def stance_rows(ref: Path, n_main: int, n_extra: int, seed: int) -> list[dict[st
             continue
         data = _jsonl(path)
         for r in rng.sample(data, min(count, len(data))):
-            rows.append({**r, "system": r.get("system", "gpt-3.5-turbo"), "query": questions[int(r["prompt_id"])]})
+            rows.append(
+                {**r, "system": r.get("system", "gpt-3.5-turbo"), "query": questions[int(r["prompt_id"])]}
+            )
     return rows
 
 
@@ -100,8 +102,12 @@ def stance_report(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> 
             "rates": {lab: pred.count(lab) / n for lab in ("yes", "no", "both", "other", ERR)} if n else {},
         }
 
-    return {"n": n, "judge": block(judge), "proxy": block(proxy),
-            "gpt4_rates": {lab: gold.count(lab) / n for lab in ("yes", "no", "both", "other")} if n else {}}
+    return {
+        "n": n,
+        "judge": block(judge),
+        "proxy": block(proxy),
+        "gpt4_rates": {lab: gold.count(lab) / n for lab in ("yes", "no", "both", "other")} if n else {},
+    }
 
 
 def missing_report(rows: list[dict[str, Any]], results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -115,11 +121,18 @@ def missing_report(rows: list[dict[str, Any]], results: list[dict[str, Any]]) ->
         "accuracy": sum(pred[i] == gold[i] for i in ok) / n if n else None,
         "within_1": sum(abs(int(pred[i]) - gold[i]) <= 1 for i in ok) / n if n else None,
         "kappa": cohen_kappa([str(g) for g in gold], [str(p) for p in pred]) if n else None,
-        "spearman": spearman([float(gold[i]) for i in ok], [float(s) for s in scores]) if len(ok) > 1 else None,
+        "spearman": spearman([float(gold[i]) for i in ok], [float(s) for s in scores])
+        if len(ok) > 1
+        else None,
         "error_share": (n - len(ok)) / n if n else None,
-        "mean": {"judge": sum(scores) / len(scores) if scores else None, "gpt4": sum(gold) / n if n else None},
-        "share_le2": {"judge": sum(s <= 2 for s in scores) / len(scores) if scores else None,
-                      "gpt4": sum(g <= 2 for g in gold) / n if n else None},
+        "mean": {
+            "judge": sum(scores) / len(scores) if scores else None,
+            "gpt4": sum(gold) / n if n else None,
+        },
+        "share_le2": {
+            "judge": sum(s <= 2 for s in scores) / len(scores) if scores else None,
+            "gpt4": sum(g <= 2 for g in gold) / n if n else None,
+        },
         "distribution": {str(k): scores.count(k) for k in range(1, 6)},
     }
 
@@ -130,26 +143,34 @@ def _f(x: Any) -> str:
 
 def print_table(res: dict[str, Any]) -> None:
     ident = res["judge"]
-    print(f"judge {ident['name']} ({ident['backend']}), reason={ident['with_reason']}, seed {res['seed']}, "
-          f"{res['seconds']:.0f} s")
+    print(
+        f"judge {ident['name']} ({ident['backend']}), reason={ident['with_reason']}, seed {res['seed']}, "
+        f"{res['seconds']:.0f} s"
+    )
     st = res.get("stance")
     if st and st["n"]:
         print(f"\nstance vs GPT-4 (n={st['n']})      accuracy  kappa   errors  yes    no     both   other")
         for who in ("judge", "proxy"):
             b = st[who]
             r = b["rates"]
-            print(f"  {who:<31} {_f(b['accuracy'])}     {_f(b['kappa'])}  {_f(b['error_share'])}  "
-                  f"{_f(r.get('yes'))}  {_f(r.get('no'))}  {_f(r.get('both'))}  {_f(r.get('other'))}")
+            print(
+                f"  {who:<31} {_f(b['accuracy'])}     {_f(b['kappa'])}  {_f(b['error_share'])}  "
+                f"{_f(r.get('yes'))}  {_f(r.get('no'))}  {_f(r.get('both'))}  {_f(r.get('other'))}"
+            )
         g = st["gpt4_rates"]
-        print(f"  {'GPT-4 rates':<31}                           {_f(g['yes'])}  {_f(g['no'])}  {_f(g['both'])}  "
-              f"{_f(g['other'])}")
+        print(
+            f"  {'GPT-4 rates':<31}                           {_f(g['yes'])}  {_f(g['no'])}  {_f(g['both'])}  "
+            f"{_f(g['other'])}"
+        )
     mi = res.get("missing")
     if mi and mi["n"]:
-        print(f"\nmissing information vs GPT-4 (n={mi['n']}): exact {_f(mi['accuracy'])}, within 1 "
-              f"{_f(mi['within_1'])}, kappa {_f(mi['kappa'])}, Spearman {_f(mi['spearman'])}, errors "
-              f"{_f(mi['error_share'])}; mean {_f(mi['mean']['judge'])} (GPT-4 {_f(mi['mean']['gpt4'])}), "
-              f"share <= 2 {_f(mi['share_le2']['judge'])} (GPT-4 {_f(mi['share_le2']['gpt4'])}); "
-              f"scores 1-5: {mi['distribution']}")
+        print(
+            f"\nmissing information vs GPT-4 (n={mi['n']}): exact {_f(mi['accuracy'])}, within 1 "
+            f"{_f(mi['within_1'])}, kappa {_f(mi['kappa'])}, Spearman {_f(mi['spearman'])}, errors "
+            f"{_f(mi['error_share'])}; mean {_f(mi['mean']['judge'])} (GPT-4 {_f(mi['mean']['gpt4'])}), "
+            f"share <= 2 {_f(mi['share_le2']['judge'])} (GPT-4 {_f(mi['share_le2']['gpt4'])}); "
+            f"scores 1-5: {mi['distribution']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -180,19 +201,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         sres = judge.judge_many(
-            [JudgeItem(STANCE, {"query": r["query"], "response": r["response"]},
-                       {"system": r["system"], "prompt_id": r["prompt_id"], "sample_index": r["sample"]})
-             for r in srows], cache_dir=out, progress=tick)
+            [
+                JudgeItem(
+                    STANCE,
+                    {"query": r["query"], "response": r["response"]},
+                    {"system": r["system"], "prompt_id": r["prompt_id"], "sample_index": r["sample"]},
+                )
+                for r in srows
+            ],
+            cache_dir=out,
+            progress=tick,
+        )
         mres = judge.judge_many(
-            [JudgeItem(MISSING, {"query": r["query"], "reference": r["reference"], "alternative": r["alternative"]},
-                       {"prompt_id": r["prompt_id"], "sample_index": r["alt_sample"]})
-             for r in mrows], cache_dir=out, progress=tick)
+            [
+                JudgeItem(
+                    MISSING,
+                    {"query": r["query"], "reference": r["reference"], "alternative": r["alternative"]},
+                    {"prompt_id": r["prompt_id"], "sample_index": r["alt_sample"]},
+                )
+                for r in mrows
+            ],
+            cache_dir=out,
+            progress=tick,
+        )
         ident = judge.identity()
     finally:
         judge.close()
     print(file=sys.stderr)
-    res = {"judge": ident, "seed": args.seed, "seconds": time.perf_counter() - t0, "made": done["n"],
-           "stance": stance_report(srows, sres), "missing": missing_report(mrows, mres)}
+    res = {
+        "judge": ident,
+        "seed": args.seed,
+        "seconds": time.perf_counter() - t0,
+        "made": done["n"],
+        "stance": stance_report(srows, sres),
+        "missing": missing_report(mrows, mres),
+    }
     if args.json:
         print(json.dumps(res, indent=2))
     else:

@@ -48,12 +48,28 @@ def passes(run: Path) -> list[dict[str, Any]]:
             if r.get("error"):
                 continue
             max_tokens = int((r.get("sampling") or {}).get("max_tokens") or 0)
-            key = (f.parent.name if f.parent != run else ".", str(r.get("system")), str(r.get("model")), max_tokens)
-            row = rows.setdefault(key, {
-                "file": key[0], "system": key[1], "model": key[2], "max_tokens": max_tokens, "n": 0,
-                "groups": 0, "samples": 0, "generated_tokens": 0, "prompt_tokens": 0, "prompt_tokens_evaluated": 0,
-                "group_seconds": 0.0,
-            })
+            key = (
+                f.parent.name if f.parent != run else ".",
+                str(r.get("system")),
+                str(r.get("model")),
+                max_tokens,
+            )
+            row = rows.setdefault(
+                key,
+                {
+                    "file": key[0],
+                    "system": key[1],
+                    "model": key[2],
+                    "max_tokens": max_tokens,
+                    "n": 0,
+                    "groups": 0,
+                    "samples": 0,
+                    "generated_tokens": 0,
+                    "prompt_tokens": 0,
+                    "prompt_tokens_evaluated": 0,
+                    "group_seconds": 0.0,
+                },
+            )
             row["groups"] += 1
             row["n"] = max(row["n"], int(r.get("n") or len(r["samples"])))
             row["samples"] += len(r["samples"])
@@ -94,8 +110,14 @@ def _text_of_tokens(gen: Any, n: int, offset: int) -> str:
     return " ".join(words)
 
 
-def calibrate(models: dict[str, Path], batches: Iterable[int], *, threads: int | None,
-              n_ctx: int = 2048, round_no: int = 0) -> dict[str, dict[str, Any]]:
+def calibrate(
+    models: dict[str, Path],
+    batches: Iterable[int],
+    *,
+    threads: int | None,
+    n_ctx: int = 2048,
+    round_no: int = 0,
+) -> dict[str, dict[str, Any]]:
     """Engine decode tok/s at each batch size and prompt tok/s, per model (a fresh engine per model)."""
     from overtonlite.backends.base import GenRequest
     from overtonlite.backends.llamacpp import LlamaCppGenerator
@@ -105,8 +127,12 @@ def calibrate(models: dict[str, Path], batches: Iterable[int], *, threads: int |
     for name, path in models.items():
         gen = LlamaCppGenerator(path, name=name, n_ctx=n_ctx, n_threads=threads, ignore_eos=True)
         try:
-            res: dict[str, Any] = {"threads": gen.n_threads, "max_seqs": gen.max_seqs,
-                                   "kv_budget": gen._budget, "decode_tok_s": {}}
+            res: dict[str, Any] = {
+                "threads": gen.n_threads,
+                "max_seqs": gen.max_seqs,
+                "kv_budget": gen.kv.budget,
+                "decode_tok_s": {},
+            }
             short = _text_of_tokens(gen, 32, offset=3)
             sc = SamplingConfig(temperature=0.5, repetition_penalty=1.1, max_tokens=DECODE_STEPS)
             # warm-up (first llama_decode allocates buffers and starts the thread pool), not timed
@@ -141,7 +167,9 @@ def merge_calibrations(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dic
             "max_seqs": rs[0]["max_seqs"],
             "kv_budget": rs[0]["kv_budget"],
             "prompt_tok_s": sum(r["prompt_tok_s"] for r in rs) / len(rs),
-            "decode_tok_s": {b: sum(r["decode_tok_s"][b] for r in rs) / len(rs) for b in rs[0]["decode_tok_s"]},
+            "decode_tok_s": {
+                b: sum(r["decode_tok_s"][b] for r in rs) / len(rs) for b in rs[0]["decode_tok_s"]
+            },
             "rounds": rs,
         }
     return merged
@@ -161,14 +189,15 @@ def bound(rows: list[dict[str, Any]], cal: dict[str, dict[str, Any]]) -> dict[st
     return {"decode_s": total_gen, "prompt_s": total_prompt, "total_s": total_gen + total_prompt}
 
 
-def full_preset_passes(quick_rows: list[dict[str, Any]], full: dict[str, Any], *, summary_max_tokens: int,
-                       quick_cap_words: int) -> list[dict[str, Any]]:
+def full_preset_passes(
+    quick_rows: list[dict[str, Any]], full: dict[str, Any], *, summary_max_tokens: int, quick_cap_words: int
+) -> list[dict[str, Any]]:
     """An ESTIMATE of the full preset's passes from a quick run: the full preset's groups x N x max_tokens, scaled
-    by each system's share of max_tokens actually generated in the quick run (its "fill"), and prompt tokens per
-    group from the quick run (ICL prompts scaled by the answer-cap ratio). Systems the quick run lacks borrow
-    from the closest one it has (``base+summary`` from base, fixed examples from URIAL's shared preamble, kNN
-from the kNN condition), plus the summary tokens a ``+summary`` hint adds to each prompt (test query and the k
-examples)."""
+        by each system's share of max_tokens actually generated in the quick run (its "fill"), and prompt tokens per
+        group from the quick run (ICL prompts scaled by the answer-cap ratio). Systems the quick run lacks borrow
+        from the closest one it has (``base+summary`` from base, fixed examples from URIAL's shared preamble, kNN
+    from the kNN condition), plus the summary tokens a ``+summary`` hint adds to each prompt (test query and the k
+    examples)."""
     by_sys = {r["system"]: r for r in quick_rows}
     icl_quick = [r for r in quick_rows if r["file"] == "." and r["system"] not in ("base", "chat", "urial")]
     icl_quick = icl_quick or [r for r in quick_rows if r["system"] == "urial"]
@@ -177,17 +206,31 @@ examples)."""
     n, mt, cap = full["n"], full["max_tokens"], full["answer_cap_words"] / max(1, quick_cap_words)
 
     def fill(rows: list[dict[str, Any]]) -> float:
-        return sum(r["generated_tokens"] for r in rows) / max(1, sum(r["samples"] * r["max_tokens"] for r in rows))
+        return sum(r["generated_tokens"] for r in rows) / max(
+            1, sum(r["samples"] * r["max_tokens"] for r in rows)
+        )
 
     def per_group(rows: list[dict[str, Any]], key: str) -> float:
         return sum(r[key] for r in rows) / max(1, sum(r["groups"] for r in rows))
 
-    def row(file: str, system: str, like: list[dict[str, Any]], groups: int, nn: int, max_tokens: int,
-            scale: float = 1.0) -> dict[str, Any]:
+    def row(
+        file: str,
+        system: str,
+        like: list[dict[str, Any]],
+        groups: int,
+        nn: int,
+        max_tokens: int,
+        scale: float = 1.0,
+    ) -> dict[str, Any]:
         samples = groups * nn
         return {
-            "file": file, "system": system, "model": like[0]["model"], "max_tokens": max_tokens, "n": nn,
-            "groups": groups, "samples": samples,
+            "file": file,
+            "system": system,
+            "model": like[0]["model"],
+            "max_tokens": max_tokens,
+            "n": nn,
+            "groups": groups,
+            "samples": samples,
             "generated_tokens": round(samples * max_tokens * fill(like)),
             "prompt_tokens": round(groups * per_group(like, "prompt_tokens") * scale),
             "prompt_tokens_evaluated": round(groups * per_group(like, "prompt_tokens_evaluated") * scale),

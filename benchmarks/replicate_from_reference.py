@@ -42,7 +42,7 @@ def paper_conclusions() -> dict[str, str]:
         "coverage": "yes: base information mostly in the aligned answer (GPT-4: 0.66 of base samples score <= 2)",
         "reaches_self_cosine": "about as similar to chat as chat to itself (TF-IDF cosine 0.364 vs 0.393)",
         "reaches_self_jaccard": f"close but below on Jaccard ({summ_j:.3f} vs {self_j:.3f}, ratio "
-                                f"{summ_j / self_j:.2f})",
+        f"{summ_j / self_j:.2f})",
         "beats_urial": f"yes: the hint helps (Jaccard to chat s0 {summ_j:.3f} vs URIAL {urial_j:.3f})",
     }
 
@@ -75,18 +75,29 @@ def main() -> int:
     for claim_name, claim in res.claims.items():
         for f in claim.get("findings") or []:
             ci = f.get("ci")
-            rows.append({
-                "claim": claim_name, "finding": f["name"], "paper": paper.get(f["name"], "–"),
-                "estimate": f.get("estimate"), "ci": ci, "verdict": f["verdict"],
-                "prompts_needed": f.get("prompts_needed"), "samples": f.get("samples"),
-            })
-    print(f"# replicate --from on LIMA-OE (Llama-2-7B), {res.results['settings']['prompts']['selected']} prompts, "
-          f"{seconds:.0f} s\n")
+            rows.append(
+                {
+                    "claim": claim_name,
+                    "finding": f["name"],
+                    "paper": paper.get(f["name"], "–"),
+                    "estimate": f.get("estimate"),
+                    "ci": ci,
+                    "verdict": f["verdict"],
+                    "prompts_needed": f.get("prompts_needed"),
+                    "samples": f.get("samples"),
+                }
+            )
+    print(
+        f"# replicate --from on LIMA-OE (Llama-2-7B), {res.results['settings']['prompts']['selected']} prompts, "
+        f"{seconds:.0f} s\n"
+    )
     print("| claim | finding | paper | overtonlite estimate (95% CI) | verdict |")
     print("|---|---|---|---|---|")
     for r in rows:
         ci = f" [{_num(r['ci'][0])}, {_num(r['ci'][1])}]" if r["ci"] else ""
-        verdict = r["verdict"] + (f" (≈{r['prompts_needed']} prompts would decide)" if r["prompts_needed"] else "")
+        verdict = r["verdict"] + (
+            f" (≈{r['prompts_needed']} prompts would decide)" if r["prompts_needed"] else ""
+        )
         print(f"| {r['claim']} | {r['finding']} | {r['paper']} | {_num(r['estimate'])}{ci} | {verdict} |")
     print()
     for name, claim in res.claims.items():
@@ -95,8 +106,18 @@ def main() -> int:
             print(f"  - {line}")
     print(f"\ntimings: {res.timings}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "claims": {k: v["verdict"] for k, v in res.claims.items()},
-                                         "seconds": seconds}, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "claims": {k: v["verdict"] for k, v in res.claims.items()},
+                    "seconds": seconds,
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     if tmp is not None:
         tmp.cleanup()
     return 0

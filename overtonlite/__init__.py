@@ -105,11 +105,16 @@ def sample(
     if isinstance(prompts, str):
         plist = load_prompts(prompts, limit=limit)
     else:
-        plist = [p if isinstance(p, Prompt) else Prompt(id=str(i), text=str(p)) for i, p in enumerate(prompts)]
+        plist = [
+            p if isinstance(p, Prompt) else Prompt(id=str(i), text=str(p)) for i, p in enumerate(prompts)
+        ]
         plist = plist[:limit] if limit is not None else plist
-    cfg = SamplingConfig(temperature=temperature, repetition_penalty=repetition_penalty, max_tokens=max_tokens)
-    return sample_run(generator, plist, out=out, system=system, n=n, sampling=cfg, seed=seed, mode=mode,
-                      progress=progress)
+    cfg = SamplingConfig(
+        temperature=temperature, repetition_penalty=repetition_penalty, max_tokens=max_tokens
+    )
+    return sample_run(
+        generator, plist, out=out, system=system, n=n, sampling=cfg, seed=seed, mode=mode, progress=progress
+    )
 
 
 def score(
@@ -129,8 +134,9 @@ def score(
 
     src = Path(input_path)
     target = out if out is not None else (src if src.is_dir() else src.parent)
-    return score_input(src, out=target, reference_system=reference_system, stance=stance, embedder=embedder,
-                       seed=seed)
+    return score_input(
+        src, out=target, reference_system=reference_system, stance=stance, embedder=embedder, seed=seed
+    )
 
 
 def replicate(
@@ -150,8 +156,17 @@ def replicate(
     preset of ``overtonlite replicate --quick``."""
     from overtonlite.experiments.replicate import replicate as run_replicate
 
-    return run_replicate(pair, out=out, quick=quick, n=n, max_tokens=max_tokens, limit=limit, seed=seed,
-                         report=report, progress=progress)
+    return run_replicate(
+        pair,
+        out=out,
+        quick=quick,
+        n=n,
+        max_tokens=max_tokens,
+        limit=limit,
+        seed=seed,
+        report=report,
+        progress=progress,
+    )
 
 
 def write_report(run_dir: PathLike, *, plots: bool = True, stance_set: str | None = None) -> ReportPaths:

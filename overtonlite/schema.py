@@ -210,6 +210,12 @@ SUMMARY_METRICS: dict[str, str] = {
     "words_mean_finished": "words_mean_finished",
     "missing_le2_share_finished": "missing_le2_share_finished",
     "coverage_union_finished": "coverage_union_finished",
+    # an LLM judge's values beside the proxy's (``score --judge``; overtonlite.judges.apply)
+    "stance_judge_both_share": "stance_judge_both_share",
+    "yes_no_split_judge": "yes_no_split_judge",
+    "missing_judge_mean": "missing_judge_mean",
+    "missing_judge_le2_share": "missing_judge_le2_share",
+    "quality_judge_mean": "quality_judge_mean",
 }
 """summary.json metric name -> metrics.jsonl key. Other numeric per-group keys (style rates, stance label shares)
 are summarised under their own name."""
@@ -241,7 +247,7 @@ RATIO_METRICS: tuple[str, ...] = ("cosine_to_ref", "bertscore_f1_to_ref_rescaled
 
 def is_stance_metric(name: str) -> bool:
     """Metrics that exist only where stance was scored (the contested set, or what the user asked for)."""
-    return name == "yes_no_split" or name.startswith("stance_")
+    return name.startswith(("yes_no_split", "stance_"))
 
 
 def stat(mean: float | None, ci: tuple[float, float] | list[float] | None, n_prompts: int) -> dict[str, Any]:
@@ -259,17 +265,23 @@ def ratio_key(a: str, b: str) -> str:
     return f"{a} / {b}"
 
 
-def summary_stat(summary: Mapping[str, Any] | None, system: str, set_name: str, metric: str) -> dict[str, Any] | None:
+def summary_stat(
+    summary: Mapping[str, Any] | None, system: str, set_name: str, metric: str
+) -> dict[str, Any] | None:
     """``summary.systems[system].sets[set_name][metric]``, or None."""
     return _dig(summary, "systems", system, set_name, metric)
 
 
-def paired_stat(summary: Mapping[str, Any] | None, a: str, b: str, set_name: str, metric: str) -> dict[str, Any] | None:
+def paired_stat(
+    summary: Mapping[str, Any] | None, a: str, b: str, set_name: str, metric: str
+) -> dict[str, Any] | None:
     """``summary.paired["a - b"].sets[set_name][metric]``, or None."""
     return _dig(summary, "paired", paired_key(a, b), set_name, metric)
 
 
-def ratio_stat(summary: Mapping[str, Any] | None, a: str, b: str, set_name: str, metric: str) -> dict[str, Any] | None:
+def ratio_stat(
+    summary: Mapping[str, Any] | None, a: str, b: str, set_name: str, metric: str
+) -> dict[str, Any] | None:
     """``summary.ratios["a / b"].sets[set_name][metric]``, or None."""
     return _dig(summary, "ratios", ratio_key(a, b), set_name, metric)
 
@@ -322,8 +334,13 @@ def upgrade_summary(old: Mapping[str, Any]) -> dict[str, Any]:
         for name, metrics in (block or {}).items() if isinstance(block, Mapping) else ():
             if not isinstance(metrics, Mapping):
                 continue
-            sets = {ALL: {m: stat(e.get("mean"), e.get("ci"), e.get("n", 0))
-                          for m, e in metrics.items() if isinstance(e, Mapping)}}
+            sets = {
+                ALL: {
+                    m: stat(e.get("mean"), e.get("ci"), e.get("n", 0))
+                    for m, e in metrics.items()
+                    if isinstance(e, Mapping)
+                }
+            }
             out[name] = {"sets": sets}
         return out
 
@@ -341,14 +358,24 @@ EVIDENCE_KEYS: tuple[str, ...] = ("system", "set", "metric", "kind", "mean", "ci
 or ``ratio`` (``"A / B"``)."""
 
 
-def evidence(summary: Mapping[str, Any] | None, *, system: str, set_name: str, metric: str,
-             kind: str = "mean") -> dict[str, Any] | None:
+def evidence(
+    summary: Mapping[str, Any] | None, *, system: str, set_name: str, metric: str, kind: str = "mean"
+) -> dict[str, Any] | None:
     """The evidence entry naming one summary.json value (None when summary.json does not have it)."""
-    entry = _dig(summary, {"mean": "systems", "paired": "paired", "ratio": "ratios"}[kind], system, set_name, metric)
+    entry = _dig(
+        summary, {"mean": "systems", "paired": "paired", "ratio": "ratios"}[kind], system, set_name, metric
+    )
     if entry is None:
         return None
-    return {"system": system, "set": set_name, "metric": metric, "kind": kind, "mean": entry["mean"],
-            "ci": entry.get("ci"), "n_prompts": entry.get("n_prompts")}
+    return {
+        "system": system,
+        "set": set_name,
+        "metric": metric,
+        "kind": kind,
+        "mean": entry["mean"],
+        "ci": entry.get("ci"),
+        "n_prompts": entry.get("n_prompts"),
+    }
 
 
 def resolve(summary: Mapping[str, Any] | None, entry: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -18,8 +18,12 @@ CHUNK = 1 << 20
 __all__ = ["physical_cores", "sha256_file", "write_json_atomic", "write_text_atomic"]
 
 
-def sha256_file(path: str | os.PathLike[str], *, progress: Callable[[str, int, int | None], None] | None = None,
-                stage: str = "") -> str:
+def sha256_file(
+    path: str | os.PathLike[str],
+    *,
+    progress: Callable[[str, int, int | None], None] | None = None,
+    stage: str = "",
+) -> str:
     """The sha256 hex digest of a file, streamed in 1 MiB chunks; ``progress(stage, done, total)`` per chunk."""
     p = Path(path)
     h = hashlib.sha256()
@@ -34,10 +38,17 @@ def sha256_file(path: str | os.PathLike[str], *, progress: Callable[[str, int, i
     return h.hexdigest()
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once at import: changing the umask later would race with other threads
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def _fsync_dir(path: Path) -> None:
@@ -62,8 +73,14 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh = os.fdopen(fd, "w", encoding="utf-8")  # owns fd from here on: closed even when fchmod fails
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        with fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -77,8 +94,9 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     _fsync_dir(p.parent)
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2,
-                      sort_keys: bool = False) -> None:
+def write_json_atomic(
+    path: str | os.PathLike[str], data: Any, *, indent: int | None = 2, sort_keys: bool = False
+) -> None:
     """``data`` as JSON (UTF-8, a trailing newline) written with :func:`write_text_atomic`."""
     text = json.dumps(data, indent=indent, ensure_ascii=False, sort_keys=sort_keys, default=str) + "\n"
     write_text_atomic(path, text)
@@ -99,7 +117,9 @@ def physical_cores() -> int:
     for cpu in allowed:
         topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
         try:
-            cores.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+            cores.add(
+                ((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip())
+            )
         except OSError:
             cores = set()
             break

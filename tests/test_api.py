@@ -41,8 +41,14 @@ def test_sample_score_read_report_with_fakes(tmp_path: Path) -> None:
     gen = FakeGenerator("fake-chat", chat_template=True)
     done = ol.sample(gen, "builtin:contested", out=tmp_path, n=3, limit=4, max_tokens=24, seed=1)
     assert done.groups_done == 4
-    texts = ol.sample(gen, ["Is tea better than coffee?", "Should cities ban cars?"], out=tmp_path / "b", n=2,
-                      system="mine", mode="raw")
+    texts = ol.sample(
+        gen,
+        ["Is tea better than coffee?", "Should cities ban cars?"],
+        out=tmp_path / "b",
+        n=2,
+        system="mine",
+        mode="raw",
+    )
     assert texts.groups_done == 2 and texts.system == "mine"
     summary = ol.score(tmp_path, embedder=HashEmbedder())
     assert summary.summary_path == tmp_path / "summary.json"
@@ -68,8 +74,9 @@ def test_readme_example_needs_one_import() -> None:
 
 
 @pytest.mark.realmodel
-def test_readme_example_runs(default_chat_path: Path, minilm_dir: Path, tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_example_runs(
+    default_chat_path: Path, minilm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The README's Python example, as written, on the real default chat model and embedder (smaller sizes)."""
     text = README.read_text(encoding="utf-8").split("## Python API", 1)[1]
     (code,) = re.findall(r"```python\n(.*?)```", text.split("\n## ", 1)[0], flags=re.S)

@@ -70,7 +70,10 @@ def test_strict_and_same_family_enforce_claim_directions(run: Path) -> None:
     assert bad, "the fake pair is expected to miss at least one direction"
     assert all(i.status == ck.FAILED for i in bad)
     assert res.exit_code == 1
-    assert res.status_line == f"check: {len(bad)} claim finding{'s' if len(bad) > 1 else ''} not supported (exit 1)"
+    assert (
+        res.status_line
+        == f"check: {len(bad)} claim finding{'s' if len(bad) > 1 else ''} not supported (exit 1)"
+    )
     assert _items(res)["determinism"].status == ck.SKIPPED
     # a same-family pair enforces them without --strict
     data = json.loads((run / "results.json").read_text())
@@ -109,6 +112,7 @@ def test_out_of_range_metric_fails(run: Path) -> None:
     def bump(rec):
         if rec["system"] == "base" and rec["prompt_id"] == "oe-001":
             rec["cosine"] = 1.5
+
     _rewrite_jsonl(run / "metrics.jsonl", bump)
     res = ck.check_run(run, replay=False)
     item = _items(res)["metric_ranges"]
@@ -117,19 +121,31 @@ def test_out_of_range_metric_fails(run: Path) -> None:
     assert res.exit_code == 1
 
 
-def test_self_baseline_below_cross_prompt_fails(run: Path) -> None:
-    def flip(rec):
-        if rec["system"] == "chat" and rec["bertscore_f1_to_ref_rescaled"] is not None:
-            rec["bertscore_f1_to_ref_rescaled"] = -abs(rec["bertscore_f1_to_ref_rescaled"]) - 0.01
-    _rewrite_jsonl(run / "metrics.jsonl", flip)
+def _set_self_baseline(run: Path, mean: float, ci: list[float]) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    entry = summary["systems"]["chat"]["sets"]["all"]["bertscore_f1_to_ref_rescaled"]
+    entry.update(mean=mean, ci=ci)
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+def test_self_baseline_reads_the_stored_entry_and_needs_its_ci_above_zero(run: Path) -> None:
+    stored = json.loads((run / "summary.json").read_text())["systems"]["chat"]["sets"]["all"][
+        "bertscore_f1_to_ref_rescaled"
+    ]
     item = _items(ck.check_run(run, replay=False))["self_baseline"]
-    assert item.status == ck.FAILED and item.estimate is not None and item.estimate < 0
+    assert item.status == ck.PASSED and item.estimate == stored["mean"] and list(item.ci) == stored["ci"]
+    _set_self_baseline(run, -0.2, [-0.3, -0.1])
+    item = _items(ck.check_run(run, replay=False))["self_baseline"]
+    assert item.status == ck.FAILED and item.estimate == -0.2
+    _set_self_baseline(run, 0.05, [-0.02, 0.12])  # above 0 on average, but not beyond its CI
+    assert _items(ck.check_run(run, replay=False))["self_baseline"].status == ck.FAILED
 
 
 def test_samples_over_cap_and_missing_report_fail(run: Path) -> None:
     def over(rec):
         if rec["system"] == "chat" and rec["samples"]:
             rec["samples"][0]["n_tokens"] = rec["sampling"]["max_tokens"] + 1
+
     _rewrite_jsonl(run / "samples.jsonl", over)
     (run / "report.html").unlink()
     items = _items(ck.check_run(run, replay=False))
@@ -139,19 +155,32 @@ def test_samples_over_cap_and_missing_report_fail(run: Path) -> None:
 
 def test_finding_statuses() -> None:
     def f(verdict, ci=(0.1, 0.2), line="x. Verdict."):
-        return {"name": "f", "verdict": verdict, "line": line, "ci": list(ci) if ci else None, "estimate": 0.1}
+        return {
+            "name": "f",
+            "verdict": verdict,
+            "line": line,
+            "ci": list(ci) if ci else None,
+            "estimate": 0.1,
+        }
 
     def status(finding, **kw):
-        return ck.finding_items({"claims": {"c": {"findings": [finding]}}}, enforced=False, strict=False, **kw)[0]
+        return ck.finding_items(
+            {"claims": {"c": {"findings": [finding]}}}, enforced=False, strict=False, **kw
+        )[0]
 
     assert status(f("supported")).status == ck.PASSED
     assert status(f("inconclusive", ci=(-0.1, 0.2))).status == ck.PASSED
     assert status(f("inconclusive", ci=None)).status == ck.SKIPPED  # nothing to judge
-    assert status(f("inconclusive", line="x. Inconclusive: 54 % of base samples cut at max_tokens")).status == ck.SKIPPED
+    assert (
+        status(f("inconclusive", line="x. Inconclusive: 54 % of base samples cut at max_tokens")).status
+        == ck.SKIPPED
+    )
     assert status({**f("inconclusive"), "truncated": {"chat": 1.0}}).status == ck.SKIPPED
     assert status(f("not measured", ci=None)).status == ck.SKIPPED
     assert status(f("not supported")).status == ck.SKIPPED
-    enforced = ck.finding_items({"claims": {"c": {"findings": [f("not supported")]}}}, enforced=True, strict=False)
+    enforced = ck.finding_items(
+        {"claims": {"c": {"findings": [f("not supported")]}}}, enforced=True, strict=False
+    )
     assert enforced[0].status == ck.FAILED and enforced[0].suite == "claims.c"
 
 
@@ -160,14 +189,32 @@ def test_ranges() -> None:
     assert metric_range("degenerate_rate") == (0.0, 1.0)
     assert out_of_range("cosine", 1.0 + 1e-9, -1, 1) is None
     assert out_of_range("cosine", float("nan"), -1, 1) == "cosine = nan is not finite"
-    assert list(record_problems({"n": 4, "vendi": 4.5, "jaccard": 0.2, "stance": ["yes", "maybe"],
-                                 "missing": [1, 6], "tokens_mean": 81.0}, max_tokens=80)) == [
-        "vendi = 4.5 outside [1, 4]", "stance label 'maybe' not in ['yes', 'no', 'both', 'other']",
-        "missing = 6 outside [1, 5]", "tokens_mean = 81 outside [0, 80]"]
-    summary = {"systems": {"chat": {"jaccard": {"mean": 0.3, "ci": [0.4, 0.2]}}},
-               "paired": {"chat - base": {"jaccard": {"mean": -0.5, "ci": [-0.6, -0.4]}}},
-               "ratios": {"urial / chat": {"sets": {"all": {"cosine_to_ref": {"mean": 1.2, "ci": [0.9, 1.5]}}}}}}
-    assert list(summary_problems(summary)) == ["systems/chat/jaccard: CI [0.4, 0.2] has its low end above its high end"]
+    assert list(
+        record_problems(
+            {
+                "n": 4,
+                "vendi": 4.5,
+                "jaccard": 0.2,
+                "stance": ["yes", "maybe"],
+                "missing": [1, 6],
+                "tokens_mean": 81.0,
+            },
+            max_tokens=80,
+        )
+    ) == [
+        "vendi = 4.5 outside [1, 4]",
+        "stance label 'maybe' not in ['yes', 'no', 'both', 'other']",
+        "missing = 6 outside [1, 5]",
+        "tokens_mean = 81 outside [0, 80]",
+    ]
+    summary = {
+        "systems": {"chat": {"jaccard": {"mean": 0.3, "ci": [0.4, 0.2]}}},
+        "paired": {"chat - base": {"jaccard": {"mean": -0.5, "ci": [-0.6, -0.4]}}},
+        "ratios": {"urial / chat": {"sets": {"all": {"cosine_to_ref": {"mean": 1.2, "ci": [0.9, 1.5]}}}}},
+    }
+    assert list(summary_problems(summary)) == [
+        "systems/chat/jaccard: CI [0.4, 0.2] has its low end above its high end"
+    ]
 
 
 def _parse_junit(path: Path) -> ET.Element:
@@ -176,9 +223,12 @@ def _parse_junit(path: Path) -> ET.Element:
     total = {k: 0 for k in ("tests", "failures", "errors", "skipped")}
     for suite in root.findall("testsuite"):
         cases = suite.findall("testcase")
-        counts = {"tests": len(cases), "failures": sum(c.find("failure") is not None for c in cases),
-                  "errors": sum(c.find("error") is not None for c in cases),
-                  "skipped": sum(c.find("skipped") is not None for c in cases)}
+        counts = {
+            "tests": len(cases),
+            "failures": sum(c.find("failure") is not None for c in cases),
+            "errors": sum(c.find("error") is not None for c in cases),
+            "skipped": sum(c.find("skipped") is not None for c in cases),
+        }
         for key, value in counts.items():
             assert int(suite.get(key)) == value, (suite.get("name"), key)
             total[key] += value
@@ -198,7 +248,9 @@ def _parse_junit(path: Path) -> ET.Element:
 def test_junit_and_markdown_match_the_result(run: Path, tmp_path: Path) -> None:
     res = ck.check_run(run, strict=True, open_chat=_fake_chat)
     root = _parse_junit(write_junit(res, tmp_path / "r.xml"))
-    cases = {(s.get("name"), c.get("name")): c for s in root.findall("testsuite") for c in s.findall("testcase")}
+    cases = {
+        (s.get("name"), c.get("name")): c for s in root.findall("testsuite") for c in s.findall("testcase")
+    }
     assert {n for (s, n) in cases if s == "overtonlite.pipeline"} == set(CHECKS)
     assert len(cases) == len(res.items)
     assert int(root.get("failures")) == sum(i.status == ck.FAILED for i in res.items) > 0
@@ -210,8 +262,11 @@ def test_junit_and_markdown_match_the_result(run: Path, tmp_path: Path) -> None:
             assert failure.text == item.detail and "95% CI [" in failure.text
     md = write_summary_md(res, tmp_path / "s.md").read_text()
     assert md.splitlines()[0] == f"## overtonlite {res.status_line}"
-    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| check |")
-            and not line.startswith("| claim |")]
+    rows = [
+        line
+        for line in md.splitlines()
+        if line.startswith("| ") and not line.startswith("| check |") and not line.startswith("| claim |")
+    ]
     assert len(rows) == len(res.items)
     assert sum("**FAILED**" in r for r in rows) == sum(i.status == ck.FAILED for i in res.items)
 
@@ -236,6 +291,7 @@ def test_xml_survives_control_characters(run: Path) -> None:
 
 
 # ---- the CLI: exit codes, the last line, the files ----
+
 
 @pytest.fixture
 def fake_cli(monkeypatch: pytest.MonkeyPatch):
@@ -268,8 +324,20 @@ SMALL = ["--quick", "--limit", "4", "--n", "3", "--no-report"]
 
 def test_cli_check_writes_junit_and_summary(fake_cli, tmp_path: Path, capsys) -> None:
     r, s = tmp_path / "r.xml", tmp_path / "s.md"
-    code, out, err = _main(["check", *SMALL, "--out", str(tmp_path / "run"), "--junit-xml", str(r),
-                            "--summary-md", str(s), "--json"], capsys)
+    code, out, err = _main(
+        [
+            "check",
+            *SMALL,
+            "--out",
+            str(tmp_path / "run"),
+            "--junit-xml",
+            str(r),
+            "--summary-md",
+            str(s),
+            "--json",
+        ],
+        capsys,
+    )
     last = err.strip().splitlines()[-1]
     m = STATUS_LINE.match(last)
     assert m and m.group(1) == "check" and int(m.group(3)) == code
@@ -279,19 +347,24 @@ def test_cli_check_writes_junit_and_summary(fake_cli, tmp_path: Path, capsys) ->
     assert data["exit_code"] == code and data["status"] == last
     assert s.read_text().startswith(f"## overtonlite {last}")
     # --strict: the fake pair misses directions, so it exits 1 and says why
-    code, _, err = _main(["check", *SMALL, "--out", str(tmp_path / "run"), "--strict", "--no-replay",
-                          "--junit-xml", str(r)], capsys)
+    code, _, err = _main(
+        ["check", *SMALL, "--out", str(tmp_path / "run"), "--strict", "--no-replay", "--junit-xml", str(r)],
+        capsys,
+    )
     assert code == 1
     assert re.match(r"^check: \d+ claim findings? not supported \(exit 1\)$", err.strip().splitlines()[-1])
     assert int(_parse_junit(r).get("failures")) > 0
 
 
-@pytest.mark.parametrize("args", [
-    ["check", "--bogus"],
-    ["check", "--pair", "nope", "--no-report"],
-    ["check", "--junit-xml", "/nonexistent-dir/r.xml"],
-    ["check", "--quick", "--limit", "0"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "--bogus"],
+        ["check", "--pair", "nope", "--no-report"],
+        ["check", "--junit-xml", "/dev/null/r.xml"],  # its folder cannot be created
+        ["check", "--quick", "--limit", "0"],
+    ],
+)
 def test_cli_check_usage_errors_exit_2(fake_cli, tmp_path: Path, capsys, args: list[str]) -> None:
     code, _, err = _main([*args, "--out", str(tmp_path / "run")], capsys)
     lines = err.strip().splitlines()
@@ -301,28 +374,47 @@ def test_cli_check_usage_errors_exit_2(fake_cli, tmp_path: Path, capsys, args: l
 
 
 def test_cli_replicate_assert(fake_cli, tmp_path: Path, capsys) -> None:
-    r = tmp_path / "r.xml"
-    code, _, err = _main(["replicate", *SMALL, "--out", str(tmp_path / "run"), "--assert", "--no-replay",
-                          "--junit-xml", str(r)], capsys)
+    r = tmp_path / "ci-out" / "r.xml"  # as in the GitHub Actions recipe: the folder does not exist yet
+    code, _, err = _main(
+        [
+            "replicate",
+            *SMALL,
+            "--out",
+            str(tmp_path / "run"),
+            "--assert",
+            "--no-replay",
+            "--junit-xml",
+            str(r),
+        ],
+        capsys,
+    )
     assert STATUS_LINE.match(err.strip().splitlines()[-1]).group(1) == "replicate"
     assert code == 0  # cross-family, not strict: directions are reported only
     root = _parse_junit(r)
     assert int(root.get("failures")) == 0 and int(root.get("skipped")) > 0
-    code, _, err = _main(["replicate", "--quick", "--junit-xml", str(r), "--out", str(tmp_path / "run2")], capsys)
+    code, _, err = _main(
+        ["replicate", "--quick", "--junit-xml", str(r), "--out", str(tmp_path / "run2")], capsys
+    )
     assert code == 2 and "need --assert" in err
 
 
 @pytest.mark.realmodel
 @pytest.mark.slow
-def test_check_quick_real_models(default_base_path, default_chat_path, minilm_dir, tmp_path: Path, capsys) -> None:
+def test_check_quick_real_models(
+    default_base_path, default_chat_path, minilm_dir, tmp_path: Path, capsys
+) -> None:
     """The CI smoke test itself: `check --quick` on the default pair exits 0 when nothing is broken, with every
     pipeline check passed (the determinism replay on the real engine included) and the files CI reads."""
     r, s = tmp_path / "r.xml", tmp_path / "s.md"
-    code, _, err = _main(["check", "--quick", "--out", str(tmp_path / "run"), "--junit-xml", str(r),
-                          "--summary-md", str(s)], capsys)
+    code, _, err = _main(
+        ["check", "--quick", "--out", str(tmp_path / "run"), "--junit-xml", str(r), "--summary-md", str(s)],
+        capsys,
+    )
     assert err.strip().splitlines()[-1] == "check: healthy (exit 0)" and code == 0, err[-3000:]
     root = _parse_junit(r)
-    pipeline = {c.get("name"): c for c in root.find("testsuite[@name='overtonlite.pipeline']").findall("testcase")}
+    pipeline = {
+        c.get("name"): c for c in root.find("testsuite[@name='overtonlite.pipeline']").findall("testcase")
+    }
     assert set(pipeline) == set(CHECKS)
     assert all(c.find("failure") is None and c.find("skipped") is None for c in pipeline.values())
     assert int(root.get("failures")) == 0

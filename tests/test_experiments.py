@@ -85,7 +85,9 @@ def test_combine_and_exit_code() -> None:
 def test_finding_line_has_estimate_ci_and_verdict() -> None:
     f = Finding("x", "Chat minus base Jaccard", "greater", 0.12, (0.05, 0.2), detail="chat 0.2 vs base 0.08")
     assert f.verdict == SUPPORTED
-    assert f.line == "Chat minus base Jaccard: 0.120 (95% CI [0.050, 0.200]); chat 0.2 vs base 0.08. Supported."
+    assert (
+        f.line == "Chat minus base Jaccard: 0.120 (95% CI [0.050, 0.200]); chat 0.2 vs base 0.08. Supported."
+    )
     d = f.to_dict()
     assert d["ci"] == [0.05, 0.2] and d["verdict"] == SUPPORTED
 
@@ -94,32 +96,58 @@ def _rec(system: str, pid: str, **values: object) -> dict[str, object]:
     return {"system": system, "prompt_id": pid, **values}
 
 
-def _overton_metrics(chat_jac: float, base_jac: float, *, chat_both: float = 0.8, base_split: bool = True,
-                     cover: float = 0.7, jitter: float = 0.01) -> tuple[list[dict[str, object]], dict[str, list[str]]]:
+def _overton_metrics(
+    chat_jac: float,
+    base_jac: float,
+    *,
+    chat_both: float = 0.8,
+    base_split: bool = True,
+    cover: float = 0.7,
+    jitter: float = 0.01,
+) -> tuple[list[dict[str, object]], dict[str, list[str]]]:
     recs: list[dict[str, object]] = []
     oe = [f"oe-{i}" for i in range(8)]
     cq = [f"cq-{i}" for i in range(8)]
     for i, pid in enumerate(oe):
         d = jitter * (i % 3 - 1)
         recs.append(_rec("chat", pid, jaccard=chat_jac + d, words_mean=120 + i, cosine=0.8))
-        recs.append(_rec("base", pid, jaccard=base_jac - d, words_mean=40 + i, cosine=0.5, coverage_union=cover + d,
-                         missing_le2_share=cover + d))
+        recs.append(
+            _rec(
+                "base",
+                pid,
+                jaccard=base_jac - d,
+                words_mean=40 + i,
+                cosine=0.5,
+                coverage_union=cover + d,
+                missing_le2_share=cover + d,
+            )
+        )
     for i, pid in enumerate(cq):
         recs.append(_rec("chat", pid, stance_both_share=chat_both, yes_no_split=False))
         recs.append(_rec("base", pid, stance_both_share=0.1, yes_no_split=base_split if i % 4 else False))
     return recs, {"open-ended": oe, "contested": cq}
 
 
-def _summary(recs: list[dict[str, object]], sets: dict[str, list[str]],
-             pairs: tuple[tuple[str, str], ...] = (("chat", "base"),), **kw: object) -> dict[str, object]:
+def _summary(
+    recs: list[dict[str, object]],
+    sets: dict[str, list[str]],
+    pairs: tuple[tuple[str, str], ...] = (("chat", "base"),),
+    **kw: object,
+) -> dict[str, object]:
     """summary.json's blocks for synthetic metrics records (each record gets the set of its prompt; stance counts
     as scored on the contested groups)."""
     set_of = {pid: name for name, ids in sets.items() for pid in ids}
     recs = [{**r, "set": set_of.get(str(r["prompt_id"]))} for r in recs]
     stance = {(str(r["system"]), str(r["prompt_id"])) for r in recs if r["set"] == "contested"}
     systems = list(dict.fromkeys(str(r["system"]) for r in recs))
-    blocks = build_summary(recs, systems=systems, reference_system=kw.get("reference_system", "chat"), seed=0,
-                           stance_groups=stance, pairs=pairs)
+    blocks = build_summary(
+        recs,
+        systems=systems,
+        reference_system=kw.get("reference_system", "chat"),
+        seed=0,
+        stance_groups=stance,
+        pairs=pairs,
+    )
     return {**blocks, "settings": {"stance_sets": ["contested"] if stance else []}}
 
 
@@ -136,7 +164,10 @@ def test_overton_claim_supported() -> None:
     (chat_j,) = _evidence(claim, "chat", "jaccard")
     assert chat_j["mean"] == pytest.approx(0.3, abs=0.01)
     assert (chat_j["set"], chat_j["n_prompts"]) == ("open-ended", 8)
-    assert {e["system"] for e in claim.evidence if e["metric"] == "jaccard" and e["kind"] == "mean"} == {"base", "chat"}
+    assert {e["system"] for e in claim.evidence if e["metric"] == "jaccard" and e["kind"] == "mean"} == {
+        "base",
+        "chat",
+    }
     (split,) = _evidence(claim, "base", "yes_no_split")
     assert (split["set"], split["n_prompts"]) == ("contested", 8)
     assert all("95% CI [" in line for line in claim.lines[:5])
@@ -167,12 +198,33 @@ def _recov_metrics(hinted: float, *, urial: float = 0.6, self_sim: float = 0.8) 
     for i in range(10):
         pid = f"oe-{i}"
         d = 0.02 * (i % 3 - 1)
-        recs.append(_rec("chat", pid, cosine_to_ref=self_sim + d, jaccard_to_ref=0.3 + d,
-                         bertscore_f1_to_ref_rescaled=0.4 + d))
-        recs.append(_rec("urial", pid, cosine_to_ref=urial + d, jaccard_to_ref=0.15 + d,
-                         bertscore_f1_to_ref_rescaled=0.2 + d))
-        recs.append(_rec("knn+summary", pid, cosine_to_ref=hinted + d, jaccard_to_ref=hinted * 0.3 / 0.8 + d,
-                         bertscore_f1_to_ref_rescaled=0.35 + d))
+        recs.append(
+            _rec(
+                "chat",
+                pid,
+                cosine_to_ref=self_sim + d,
+                jaccard_to_ref=0.3 + d,
+                bertscore_f1_to_ref_rescaled=0.4 + d,
+            )
+        )
+        recs.append(
+            _rec(
+                "urial",
+                pid,
+                cosine_to_ref=urial + d,
+                jaccard_to_ref=0.15 + d,
+                bertscore_f1_to_ref_rescaled=0.2 + d,
+            )
+        )
+        recs.append(
+            _rec(
+                "knn+summary",
+                pid,
+                cosine_to_ref=hinted + d,
+                jaccard_to_ref=hinted * 0.3 / 0.8 + d,
+                bertscore_f1_to_ref_rescaled=0.35 + d,
+            )
+        )
     return recs
 
 
@@ -195,7 +247,9 @@ def test_recoverability_supported_when_hinted_reaches_self() -> None:
 
 def test_recoverability_not_supported_when_far_below_self() -> None:
     recs = _recov_metrics(0.4, urial=0.6)
-    summary = _summary(recs, {"open-ended": [f"oe-{i}" for i in range(10)]}, pairs=(("knn+summary", "urial"),))
+    summary = _summary(
+        recs, {"open-ended": [f"oe-{i}" for i in range(10)]}, pairs=(("knn+summary", "urial"),)
+    )
     claim = recoverability_claim(summary, ["urial", "knn+summary"])
     assert claim.findings[0].verdict == NOT_SUPPORTED
     assert claim.findings[2].verdict == NOT_SUPPORTED  # worse than plain URIAL
@@ -258,8 +312,17 @@ def test_generate_icl_with_fakes_and_cached_aux(tmp_path: Path) -> None:
 
 def test_prompt_too_long_is_recorded_and_counted(tmp_path: Path) -> None:
     models = fake_pair(base_ctx=60)  # the URIAL prompts do not fit, the zero-shot ones do
-    generate_icl(models.base, models.chat, PROMPTS, "base,urial", out=tmp_path, n=2, seed=0, k=2,
-                 embedder=HashEmbedder())
+    generate_icl(
+        models.base,
+        models.chat,
+        PROMPTS,
+        "base,urial",
+        out=tmp_path,
+        n=2,
+        seed=0,
+        k=2,
+        embedder=HashEmbedder(),
+    )
     counts = overflow_counts(tmp_path)
     assert counts["urial"] == {"groups": 5, "prompt_too_long": 5}
     assert counts["base"]["prompt_too_long"] == 0
@@ -270,7 +333,9 @@ def test_prompt_too_long_is_recorded_and_counted(tmp_path: Path) -> None:
 def test_knn_needs_more_than_k_prompts(tmp_path: Path) -> None:
     models = fake_pair()
     with pytest.raises(UsageError, match="more than k=3"):
-        generate_icl(models.base, models.chat, PROMPTS[:3], "knn", out=tmp_path, n=2, k=3, embedder=HashEmbedder())
+        generate_icl(
+            models.base, models.chat, PROMPTS[:3], "knn", out=tmp_path, n=2, k=3, embedder=HashEmbedder()
+        )
 
 
 def test_generate_diversity_systems_and_stops(tmp_path: Path) -> None:
@@ -306,7 +371,9 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
 def test_write_results_merges_claims(tmp_path: Path) -> None:
     pair = fake_pair().info
     write_results(tmp_path, pair=pair, settings={"n": 2}, claims={"overton": {"verdict": SUPPORTED}})
-    data = write_results(tmp_path, pair=pair, settings={"k": 3}, claims={"recoverability": {"verdict": INCONCLUSIVE}})
+    data = write_results(
+        tmp_path, pair=pair, settings={"k": 3}, claims={"recoverability": {"verdict": INCONCLUSIVE}}
+    )
     assert set(data["claims"]) == {"overton", "recoverability"}
     assert data["settings"] == {"n": 2, "k": 3}
     assert data["banner"].startswith("family and alignment are confounded")

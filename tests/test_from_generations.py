@@ -28,19 +28,43 @@ def write_generations(path: Path, *, contested: bool = False) -> Path:
     for i, topic in enumerate(TOPICS):
         for system, make in (
             ("m-base", lambda k, t=topic: f"{t} {k} is odd and {t} is old"),
-            ("m-chat", lambda k, t=topic: f"Sure! A guide to {t}: learn {t} basics, practise {t}, enjoy {t} {k}."),
+            (
+                "m-chat",
+                lambda k, t=topic: f"Sure! A guide to {t}: learn {t} basics, practise {t}, enjoy {t} {k}.",
+            ),
             ("m-icl", lambda k, t=topic: f"{t} basics: learn {t}, practise {k}."),
             ("m-hint", lambda k, t=topic: f"A guide to {t}: learn {t} basics, practise {t} {k}."),
         ):
-            rows.append({"system": system, "prompt_id": i, "prompt": f"How do I get into {topic}?",
-                         "samples": [make(k) for k in range(4)]})
+            rows.append(
+                {
+                    "system": system,
+                    "prompt_id": i,
+                    "prompt": f"How do I get into {topic}?",
+                    "samples": [make(k) for k in range(4)],
+                }
+            )
     if contested:
-        for j, q in enumerate(["Is coffee healthy?", "Should cities ban cars?", "Is chess a sport?",
-                               "Are cats better than dogs?"]):
-            for system, texts in (("m-base", ["Yes.", "No.", "Yes, it is.", "No, never."]),
-                                  ("m-chat", ["It depends: some say yes, others say no."] * 4)):
-                rows.append({"system": system, "prompt_id": f"c{j}", "prompt": q, "set": "contested",
-                             "samples": texts})
+        for j, q in enumerate(
+            [
+                "Is coffee healthy?",
+                "Should cities ban cars?",
+                "Is chess a sport?",
+                "Are cats better than dogs?",
+            ]
+        ):
+            for system, texts in (
+                ("m-base", ["Yes.", "No.", "Yes, it is.", "No, never."]),
+                ("m-chat", ["It depends: some say yes, others say no."] * 4),
+            ):
+                rows.append(
+                    {
+                        "system": system,
+                        "prompt_id": f"c{j}",
+                        "prompt": q,
+                        "set": "contested",
+                        "samples": texts,
+                    }
+                )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -52,9 +76,14 @@ def test_parse_roles() -> None:
     roles = parse_roles(["base=a", "chat=b", "hinted=c", "hinted=d"])
     assert (roles.base, roles.chat, roles.urial, roles.hinted) == ("a", "b", None, ("c", "d"))
     assert roles.mapping() == {"a": "base", "b": "chat", "c": "c", "d": "d"}
-    for bad, msg in ((["base=a"], "--role chat"), (["base=a", "chat=b", "judge=c"], "unknown role"),
-                     (["base=a", "chat=a"], "more than one role"), (["base=a", "base=b", "chat=c"], "twice"),
-                     (["base", "chat=b"], "ROLE=SYSTEM"), (["base=a", "chat=b", "hinted=chat"], "role name")):
+    for bad, msg in (
+        (["base=a"], "--role chat"),
+        (["base=a", "chat=b", "judge=c"], "unknown role"),
+        (["base=a", "chat=a"], "more than one role"),
+        (["base=a", "base=b", "chat=c"], "twice"),
+        (["base", "chat=b"], "ROLE=SYSTEM"),
+        (["base=a", "chat=b", "hinted=chat"], "role name"),
+    ):
         with pytest.raises(UsageError, match=msg):
             parse_roles(bad)
 
@@ -81,14 +110,24 @@ def test_from_generations_writes_results_and_report(tmp_path: Path) -> None:
     assert {s["system"] for s in samples} == {"base", "chat", "urial", "m-hint"}
     assert {s["source_system"] for s in samples if s["system"] == "chat"} == {"m-chat"}
     # the same directory can be judged again (it is ours)
-    replicate_from(src, roles=ROLES, out=tmp_path / "out", embedder=HashEmbedder(), seed=0, report=False, limit=4)
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["settings"]["prompts"] == {"selected": 4}
+    replicate_from(
+        src, roles=ROLES, out=tmp_path / "out", embedder=HashEmbedder(), seed=0, report=False, limit=4
+    )
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["settings"]["prompts"] == {
+        "selected": 4
+    }
 
 
 def test_contested_prompts_are_measured_and_roles_are_optional(tmp_path: Path) -> None:
     src = write_generations(tmp_path / "gens.jsonl", contested=True)
-    res = replicate_from(src, roles={"base": "m-base", "chat": "m-chat"}, out=tmp_path / "out",
-                         embedder=HashEmbedder(), seed=0, report=False)
+    res = replicate_from(
+        src,
+        roles={"base": "m-base", "chat": "m-chat"},
+        out=tmp_path / "out",
+        embedder=HashEmbedder(),
+        seed=0,
+        report=False,
+    )
     by_name = {f["name"]: f for f in res.claims["overton"]["findings"]}
     assert by_name["both_share"]["verdict"] != "not measured"
     assert by_name["both_share"]["estimate"] > 0.5  # chat says "both" where base says yes or no
@@ -102,7 +141,9 @@ def test_bad_input_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "o1").exists()  # nothing is written before the input and the roles check out
     run = tmp_path / "generated"
     run.mkdir()
-    (run / "samples.jsonl").write_text(json.dumps({"system": "chat", "prompt_id": "1", "samples": ["x"]}) + "\n")
+    (run / "samples.jsonl").write_text(
+        json.dumps({"system": "chat", "prompt_id": "1", "samples": ["x"]}) + "\n"
+    )
     with pytest.raises(UsageError, match="did not write"):
         replicate_from(src, roles=ROLES, out=run, embedder=HashEmbedder())
     assert "source_system" not in (run / "samples.jsonl").read_text()  # nothing was overwritten
@@ -122,11 +163,22 @@ def test_cli_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     src = write_generations(tmp_path / "gens.jsonl")
     code, _, err = _run_cli(["replicate", "--out", str(tmp_path / "o"), "--role", "base=m-base"], capsys)
     assert code == 2 and "only apply with --from" in err
-    code, _, err = _run_cli(["replicate", "--from", str(src), "--role", "base=m-base", "--out",
-                             str(tmp_path / "o")], capsys)
+    code, _, err = _run_cli(
+        ["replicate", "--from", str(src), "--role", "base=m-base", "--out", str(tmp_path / "o")], capsys
+    )
     assert code == 2 and "--role chat" in err
-    code, _, err = _run_cli(["replicate", "--from", str(src), *sum((["--role", r] for r in ROLES), []),
-                             "--quick", "--out", str(tmp_path / "o")], capsys)
+    code, _, err = _run_cli(
+        [
+            "replicate",
+            "--from",
+            str(src),
+            *sum((["--role", r] for r in ROLES), []),
+            "--quick",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capsys,
+    )
     assert code == 2 and "--quick" in err
 
 
@@ -155,12 +207,34 @@ print("NO-MODEL-OK")
 def test_cli_on_the_reference_loads_no_model(tmp_path: Path) -> None:
     """The real command on the authors' Llama-2 generations (first 3 prompts), real default embedder."""
     out = tmp_path / "ref"
-    argv = ["replicate", "--from", str(REFERENCE), "--role", "base=llama-2-base", "--role", "chat=llama-2-chat",
-            "--role", "urial=llama-2-icl", "--role", "hinted=llama-2-icl-chat-summary", "--limit", "3",
-            "--same-family", "--out", str(out), "--json"]
+    argv = [
+        "replicate",
+        "--from",
+        str(REFERENCE),
+        "--role",
+        "base=llama-2-base",
+        "--role",
+        "chat=llama-2-chat",
+        "--role",
+        "urial=llama-2-icl",
+        "--role",
+        "hinted=llama-2-icl-chat-summary",
+        "--limit",
+        "3",
+        "--same-family",
+        "--out",
+        str(out),
+        "--json",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", _NO_MODEL, *argv], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_MODEL, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "NO-MODEL-OK" in proc.stdout
     results = json.loads((out / "results.json").read_text())
@@ -175,11 +249,27 @@ def test_cli_loads_no_model_on_any_generations(tmp_path: Path) -> None:
     """Without the reference data too: the real command (default embedder) opens no generator, imports no llama_cpp."""
     src = write_generations(tmp_path / "gens.jsonl")
     out = tmp_path / "run"
-    argv = ["replicate", "--from", str(src), *sum((["--role", r] for r in ROLES), []), "--limit", "3",
-            "--no-report", "--out", str(out), "--json"]
+    argv = [
+        "replicate",
+        "--from",
+        str(src),
+        *sum((["--role", r] for r in ROLES), []),
+        "--limit",
+        "3",
+        "--no-report",
+        "--out",
+        str(out),
+        "--json",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", _NO_MODEL, *argv], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_MODEL, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "NO-MODEL-OK" in proc.stdout
     results = json.loads((out / "results.json").read_text())
@@ -192,12 +282,24 @@ def test_cli_from_with_assert_writes_junit_and_exits_by_its_failures(tmp_path: P
 
     src = write_generations(tmp_path / "gens.jsonl")
     out, junit = tmp_path / "run", tmp_path / "r.xml"
-    argv = ["replicate", "--from", str(src), *sum((["--role", r] for r in ROLES), []), "--limit", "4",
-            "--out", str(out), "--assert", "--junit-xml", str(junit)]
+    argv = [
+        "replicate",
+        "--from",
+        str(src),
+        *sum((["--role", r] for r in ROLES), []),
+        "--limit",
+        "4",
+        "--out",
+        str(out),
+        "--assert",
+        "--junit-xml",
+        str(junit),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     script = _NO_MODEL.replace("    if exc.code:\n        raise\n", "    print('EXIT', exc.code or 0)\n")
-    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *argv], capture_output=True, text=True, env=env, cwd=REPO, timeout=900
+    )
     assert "NO-MODEL-OK" in proc.stdout, proc.stderr[-2000:]
     code = int(proc.stdout.split("EXIT", 1)[1].split()[0]) if "EXIT" in proc.stdout else 0
     suites = ET.parse(junit).getroot()
@@ -206,3 +308,22 @@ def test_cli_from_with_assert_writes_junit_and_exits_by_its_failures(tmp_path: P
     assert cases and any(c.get("name", "").startswith("replay") is False for c in cases)
     assert code == (1 if failures else 0)
     assert proc.stderr.strip().splitlines()[-1].endswith(f"(exit {code})")
+
+
+def test_limit_applies_per_prompt_set(tmp_path: Path) -> None:
+    """--limit keeps the first K prompts of each set, so a mixed file keeps its contested prompts."""
+    src = write_generations(tmp_path / "gens.jsonl", contested=True)
+    res = replicate_from(
+        src,
+        roles=["base=m-base", "chat=m-chat"],
+        out=tmp_path / "run",
+        embedder=HashEmbedder(),
+        limit=2,
+        report=False,
+    )
+    kept = {
+        (r["set"], r["prompt_id"])
+        for r in (json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines())
+    }
+    assert {s for s, _ in kept} == {"open-ended", "contested"} and len({p for _, p in kept}) == 4
+    assert res.claims["overton"]["findings"]

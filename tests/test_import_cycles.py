@@ -125,7 +125,9 @@ def test_no_cycle_among_module_level_imports() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-@pytest.mark.parametrize("forbidden", ["overtonlite.experiments", "overtonlite.scoring", "overtonlite.metrics"])
+@pytest.mark.parametrize(
+    "forbidden", ["overtonlite.experiments", "overtonlite.scoring", "overtonlite.metrics"]
+)
 def test_report_imports_neither_experiments_nor_scoring(forbidden: str) -> None:
     for module, (_, every) in GRAPH.items():
         if module == "overtonlite.report" or module.startswith("overtonlite.report."):

@@ -39,8 +39,16 @@ class ScriptedEngine:
 
 def test_schema_and_parse_agree() -> None:
     s = STANCE.schema(with_reason=True)
-    assert s["required"] == ["reason", "stance"] and s["properties"]["stance"]["enum"] == ["yes", "no", "both", "other"]
-    assert STANCE.parse('{"reason": "r", "stance": "both"}', with_reason=True) == {"reason": "r", "stance": "both"}
+    assert s["required"] == ["reason", "stance"] and s["properties"]["stance"]["enum"] == [
+        "yes",
+        "no",
+        "both",
+        "other",
+    ]
+    assert STANCE.parse('{"reason": "r", "stance": "both"}', with_reason=True) == {
+        "reason": "r",
+        "stance": "both",
+    }
     assert MISSING.parse('{"score": "4"}', with_reason=False) == {"score": 4}  # "4" as GPT-4 wrote scores
     for bad in ('{"stance": "maybe"}', '{"stance": "yes", "x": 1}', "[1]", '{"stance": "yes"', ""):
         with pytest.raises(ValueError):
@@ -48,8 +56,10 @@ def test_schema_and_parse_agree() -> None:
     for bad in ('{"score": 6}', '{"score": 0}', '{"score": true}', '{"score": 2.5}'):
         with pytest.raises(ValueError):
             MISSING.parse(bad, with_reason=False)
-    q = QUALITY.parse(json.dumps({a: 3 for a in ("helpfulness", "clarity", "factuality", "depth", "engagement")}),
-                      with_reason=False)
+    q = QUALITY.parse(
+        json.dumps({a: 3 for a in ("helpfulness", "clarity", "factuality", "depth", "engagement")}),
+        with_reason=False,
+    )
     assert QUALITY.label(q)["depth"] == 3
     assert [t.name for t in parse_tasks("stance, quality")] == ["stance", "quality"]
     with pytest.raises(ValueError, match="unknown judge task"):
@@ -83,20 +93,26 @@ def test_malformed_answer_is_retried_then_recorded_not_guessed() -> None:
     res = Judge(eng, with_reason=False, attempts=3).judge_one(STANCE, {"query": "Q?", "response": "R"})
     assert res["label"] is None and res["error"].startswith("malformed answer") and res["attempts"] == 3
     assert res["raw"] == '{"stance": "perhaps"}'
-    res = Judge(ScriptedEngine(["TOO_LONG"]), with_reason=False).judge_one(STANCE, {"query": "Q", "response": "R"})
+    res = Judge(ScriptedEngine(["TOO_LONG"]), with_reason=False).judge_one(
+        STANCE, {"query": "Q", "response": "R"}
+    )
     assert res["label"] is None and res["error"].startswith("prompt_too_long") and res["attempts"] == 1
 
 
 def test_cache_resumes_and_keys_on_judge_and_prompt(tmp_path: Path) -> None:
-    items = [JudgeItem(STANCE, {"query": "Q?", "response": f"R{i}"}, {"prompt_id": "p", "sample_index": i})
-             for i in range(3)]
+    items = [
+        JudgeItem(STANCE, {"query": "Q?", "response": f"R{i}"}, {"prompt_id": "p", "sample_index": i})
+        for i in range(3)
+    ]
     eng = ScriptedEngine(['{"stance": "yes"}', '{"stance": "no"}', "bad", "bad"])
     judge = Judge(eng, with_reason=False, attempts=2)
     out = judge.judge_many(items, cache_dir=tmp_path)
     assert [r["label"] for r in out] == ["yes", "no", None] and out[2]["error"]
     lines = (tmp_path / "judgments.jsonl").read_text().splitlines()
     rec = json.loads(lines[0])
-    assert rec["judge"] == "scripted" and rec["judge_id"] == judge.judge_id and len(rec["prompt_sha256"]) == 64
+    assert (
+        rec["judge"] == "scripted" and rec["judge_id"] == judge.judge_id and len(rec["prompt_sha256"]) == 64
+    )
     assert rec["task"] == "stance" and rec["prompt_id"] == "p" and rec["sample_index"] == 0
     # a rerun makes nothing new (errors are cached too) ...
     eng2 = ScriptedEngine([])
@@ -106,11 +122,15 @@ def test_cache_resumes_and_keys_on_judge_and_prompt(tmp_path: Path) -> None:
     with open(tmp_path / "judgments.jsonl", "a") as fh:
         fh.write('{"key": "torn')
     eng3 = ScriptedEngine(['{"stance": "both"}'])
-    fixed = Judge(eng3, with_reason=False, attempts=2).judge_many(items, cache_dir=tmp_path, retry_errors=True)
+    fixed = Judge(eng3, with_reason=False, attempts=2).judge_many(
+        items, cache_dir=tmp_path, retry_errors=True
+    )
     assert [r["label"] for r in fixed] == ["yes", "no", "both"] and len(eng3.calls) == 1
     # another judge (another model) is another judgment
     other = ScriptedEngine(['{"stance": "other"}'] * 3, name="other-judge")
-    assert [r["label"] for r in Judge(other, with_reason=False).judge_many(items, cache_dir=tmp_path)] == ["other"] * 3
+    assert [r["label"] for r in Judge(other, with_reason=False).judge_many(items, cache_dir=tmp_path)] == [
+        "other"
+    ] * 3
 
 
 class _G:
@@ -119,10 +139,17 @@ class _G:
 
 
 def test_judge_records_run_where_the_proxy_ran(tmp_path: Path) -> None:
-    groups = [_G("chat", "q1", "Is X good?", ["Both sides.", "Yes."]), _G("base", "q1", "Is X good?", ["No.", "Yes"])]
+    groups = [
+        _G("chat", "q1", "Is X good?", ["Both sides.", "Yes."]),
+        _G("base", "q1", "Is X good?", ["No.", "Yes"]),
+    ]
     records = [{"stance": ["both", "yes"], "missing": None}, {"stance": ["no", "yes"], "missing": [1, 3]}]
-    answers = {"Both sides.": '{"stance": "both"}', "Yes.": '{"stance": "yes"}', "No.": '{"stance": "no"}',
-               "Yes": '{"stance": "yes"}'}
+    answers = {
+        "Both sides.": '{"stance": "both"}',
+        "Yes.": '{"stance": "yes"}',
+        "No.": '{"stance": "no"}',
+        "Yes": '{"stance": "yes"}',
+    }
 
     class ByText(ScriptedEngine):
         def complete(self, messages: list[dict[str, str]], **kw: Any) -> str:
@@ -134,8 +161,9 @@ def test_judge_records_run_where_the_proxy_ran(tmp_path: Path) -> None:
             return answers[resp]
 
     judge = Judge(ByText([]), with_reason=False, attempts=1)
-    counts = judge_records(records, groups, judge, tasks=parse_tasks("stance,missing"), reference_system="chat",
-                           out=tmp_path)
+    counts = judge_records(
+        records, groups, judge, tasks=parse_tasks("stance,missing"), reference_system="chat", out=tmp_path
+    )
     assert records[0]["stance_judge"] == ["both", "yes"] and records[0]["missing_judge"] is None
     assert records[1]["stance_judge"] == ["no", "yes"] and records[1]["yes_no_split_judge"] is True
     assert records[1]["missing_judge"] == [2, None] and records[1]["missing_judge_mean"] == 2.0
@@ -149,10 +177,20 @@ def test_score_input_with_a_judge_keeps_the_proxy_and_adds_the_judge(tmp_path: P
     from tests.exp_fakes import HashEmbedder
 
     rows = [
-        {"system": "chat", "prompt_id": "c1", "prompt": "Is coffee bad for you?", "set": "contested",
-         "samples": ["It depends: some risks, some benefits.", "No, moderate coffee is fine."]},
-        {"system": "base", "prompt_id": "c1", "prompt": "Is coffee bad for you?", "set": "contested",
-         "samples": ["Yes, it is bad.", "No."]},
+        {
+            "system": "chat",
+            "prompt_id": "c1",
+            "prompt": "Is coffee bad for you?",
+            "set": "contested",
+            "samples": ["It depends: some risks, some benefits.", "No, moderate coffee is fine."],
+        },
+        {
+            "system": "base",
+            "prompt_id": "c1",
+            "prompt": "Is coffee bad for you?",
+            "set": "contested",
+            "samples": ["Yes, it is bad.", "No."],
+        },
     ]
     inp = tmp_path / "in.jsonl"
     inp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -162,15 +200,27 @@ def test_score_input_with_a_judge_keeps_the_proxy_and_adds_the_judge(tmp_path: P
             self.calls.append(kw)
             return '{"score": 2}' if "Alternative answer" in messages[1]["content"] else '{"stance": "both"}'
 
-    plain = score_input(inp, out=tmp_path / "plain", reference_system="chat", embedder=HashEmbedder(), n_boot=50)
-    judged = score_input(inp, out=tmp_path / "judged", reference_system="chat", embedder=HashEmbedder(), n_boot=50,
-                         judge=Judge(Always([]), with_reason=False))
+    plain = score_input(
+        inp, out=tmp_path / "plain", reference_system="chat", embedder=HashEmbedder(), n_boot=50
+    )
+    judged = score_input(
+        inp,
+        out=tmp_path / "judged",
+        reference_system="chat",
+        embedder=HashEmbedder(),
+        n_boot=50,
+        judge=Judge(Always([]), with_reason=False),
+    )
     assert "judge" not in plain.settings and judged.settings["judge"]["name"] == "scripted"
     assert judged.settings["judge"]["counts"]["stance"] == {"judged": 4, "errors": 0}
-    lines = {(r["system"], r["prompt_id"]): r
-             for r in map(json.loads, (tmp_path / "judged" / "metrics.jsonl").read_text().splitlines())}
-    plain_lines = {(r["system"], r["prompt_id"]): r
-                   for r in map(json.loads, (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines())}
+    lines = {
+        (r["system"], r["prompt_id"]): r
+        for r in map(json.loads, (tmp_path / "judged" / "metrics.jsonl").read_text().splitlines())
+    }
+    plain_lines = {
+        (r["system"], r["prompt_id"]): r
+        for r in map(json.loads, (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines())
+    }
     base = lines[("base", "c1")]
     assert base["stance_judge"] == ["both", "both"] and base["missing_judge"] == [2, 2]
     assert base["stance"] == plain_lines[("base", "c1")]["stance"]  # the proxy labels are unchanged
@@ -182,6 +232,12 @@ def test_reference_sample_zero_is_not_judged_against_itself(tmp_path: Path) -> N
     groups = [_G("chat", "q1", "How?", ["Ref answer.", "Other answer."])]
     records = [{"stance": None, "missing": [None, 2]}]
     eng = ScriptedEngine(['{"score": 3}'])
-    judge_records(records, groups, Judge(eng, with_reason=False), tasks=parse_tasks("missing"),
-                  reference_system="chat", out=tmp_path)
+    judge_records(
+        records,
+        groups,
+        Judge(eng, with_reason=False),
+        tasks=parse_tasks("missing"),
+        reference_system="chat",
+        out=tmp_path,
+    )
     assert records[0]["missing_judge"] == [None, 3] and len(eng.calls) == 1

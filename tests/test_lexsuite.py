@@ -30,10 +30,18 @@ B = [
 ]
 # diversity 0.3.1 on A and B (see the module docstring)
 LIBRARY = {
-    "A": {"compression_ratio": 1.223, "homogenization_rougel": 0.463, "self_repetition": 1.0397207708399179,
-          "ngram_diversity": 2.857},
-    "B": {"compression_ratio": 1.249, "homogenization_rougel": 0.204, "self_repetition": 0.0,
-          "ngram_diversity": 3.734},
+    "A": {
+        "compression_ratio": 1.223,
+        "homogenization_rougel": 0.463,
+        "self_repetition": 1.0397207708399179,
+        "ngram_diversity": 2.857,
+    },
+    "B": {
+        "compression_ratio": 1.249,
+        "homogenization_rougel": 0.204,
+        "self_repetition": 0.0,
+        "ngram_diversity": 3.734,
+    },
 }
 
 

@@ -75,7 +75,9 @@ def test_batching_groups_in_flight(tiny: LlamaCppGenerator) -> None:
             assert s.finish_reason in ("eos", "length", "stop") and s.max_tokens == 24
             assert 0 <= s.n_tokens <= 24
         total += sum(s.n_tokens for s in r.samples)
-    assert tiny._cells_used == (len(tiny._prefix.tokens) if tiny._prefix else 0)  # every reservation returned
+    assert tiny.kv.cells_used == (
+        len(tiny.kv.prefix.tokens) if tiny.kv.prefix else 0
+    )  # every reservation returned
     # 15 sequences, 8 at a time: far fewer decode calls than one per generated token per sequence
     assert calls <= 4 * 24
     assert sum(got) >= total
@@ -239,7 +241,7 @@ def test_shared_prefix_evaluated_once(tiny_gguf: Path) -> None:
         again = list(shared.generate(reqs[:2]))
         assert shared.stats["prefix_tokens_evaluated"] == prefix_len
         assert all(r.prompt_tokens_evaluated < r.prompt_tokens for r in again)
-        assert shared._cells_used == prefix_len  # only the cached prefix still holds KV cells
+        assert shared.kv.cells_used == prefix_len  # only the cached prefix still holds KV cells
     finally:
         shared.close()
         plain.close()
@@ -266,7 +268,7 @@ def test_greedy_and_early_close(tiny: LlamaCppGenerator) -> None:
     with pytest.raises(UsageError):
         list(tiny.generate([_req("y", "second generate while the first is open")]))
     it.close()  # stop at a group boundary; the engine frees its sequences
-    assert tiny._cells_used == 0
+    assert tiny.kv.cells_used == 0
     (again,) = tiny.generate([_req("g", "Greedy", seeds=(1, 2), sampling=sc)])
     assert [s.text for s in again.samples] == [s.text for s in g.samples]
 

@@ -38,7 +38,11 @@ def test_replicate_end_to_end_with_fakes(tmp_path: Path) -> None:
     assert data["settings"]["n"] == rep.QUICK.n and data["settings"]["max_tokens"] == rep.QUICK.max_tokens
     over = data["claims"]["overton"]["evidence"]
     assert {"jaccard", "words_mean"} <= {e["metric"] for e in over}
-    assert {e["system"] for e in over if e["metric"] == "jaccard" and e["kind"] == "mean"} == {"base", "chat", "urial"}
+    assert {e["system"] for e in over if e["metric"] == "jaccard" and e["kind"] == "mean"} == {
+        "base",
+        "chat",
+        "urial",
+    }
     rec = data["claims"]["recoverability"]["evidence"]
     shares = {e["system"] for e in rec if e["kind"] == "ratio" and e["metric"] == "cosine_to_ref"}
     assert shares == {f"{c} / chat" for c in rep.QUICK.conditions}
@@ -81,8 +85,9 @@ def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
 
 
 def test_check_json_prints_checks_and_exit_code(fake_cli, tmp_path: Path, capsys) -> None:
-    code, out, err = _main(["check", "--quick", "--out", str(tmp_path / "run"), "--json", "--no-report",
-                            "--no-replay"], capsys)
+    code, out, err = _main(
+        ["check", "--quick", "--out", str(tmp_path / "run"), "--json", "--no-report", "--no-replay"], capsys
+    )
     data = json.loads(out)
     assert {i["suite"] for i in data["items"]} == {"pipeline", "claims.overton", "claims.recoverability"}
     expected = 1 if any(i["status"] == "failed" for i in data["items"]) else 0
@@ -91,8 +96,9 @@ def test_check_json_prints_checks_and_exit_code(fake_cli, tmp_path: Path, capsys
 
 
 def test_replicate_cli_writes_results(fake_cli, tmp_path: Path, capsys) -> None:
-    code, out, err = _main(["replicate", "--quick", "--out", str(tmp_path), "--json", "--no-report", "--n", "3"],
-                           capsys)
+    code, out, err = _main(
+        ["replicate", "--quick", "--out", str(tmp_path), "--json", "--no-report", "--n", "3"], capsys
+    )
     assert code == 0
     data = json.loads(out)
     _check_results(data)
@@ -143,11 +149,39 @@ def test_unwritable_out_exit_2(fake_cli, tmp_path: Path, capsys) -> None:
 
 
 def test_diversity_and_icl_commands_share_a_run_dir(fake_cli, tmp_path: Path, capsys) -> None:
-    code, _, _ = _main(["diversity", "--limit", "4", "--n", "2", "--max-tokens", "32", "--out", str(tmp_path),
-                        "--no-report"], capsys)
+    code, _, _ = _main(
+        [
+            "diversity",
+            "--limit",
+            "4",
+            "--n",
+            "2",
+            "--max-tokens",
+            "32",
+            "--out",
+            str(tmp_path),
+            "--no-report",
+        ],
+        capsys,
+    )
     assert code == 0
-    code, _, _ = _main(["icl", "--limit", "5", "--n", "2", "--max-tokens", "32", "--conditions",
-                        "urial,knn+keywords", "--out", str(tmp_path), "--no-report"], capsys)
+    code, _, _ = _main(
+        [
+            "icl",
+            "--limit",
+            "5",
+            "--n",
+            "2",
+            "--max-tokens",
+            "32",
+            "--conditions",
+            "urial,knn+keywords",
+            "--out",
+            str(tmp_path),
+            "--no-report",
+        ],
+        capsys,
+    )
     assert code == 0
     data = json.loads((tmp_path / "results.json").read_text())
     assert set(data["claims"]) == {"overton", "recoverability"}
@@ -159,8 +193,9 @@ def test_diversity_and_icl_commands_share_a_run_dir(fake_cli, tmp_path: Path, ca
 
 @pytest.mark.realmodel
 @pytest.mark.slow
-def test_replicate_quick_real_models(default_base_path, default_chat_path, minilm_dir, tmp_path: Path,
-                                    capsys) -> None:
+def test_replicate_quick_real_models(
+    default_base_path, default_chat_path, minilm_dir, tmp_path: Path, capsys
+) -> None:
     """The CI smoke test: `replicate --quick` on the default pair, end to end (its time is measured by
     benchmarks/bench_replicate.py, not here)."""
     code, _, err = _main(["replicate", "--quick", "--out", str(tmp_path)], capsys)

@@ -78,7 +78,11 @@ def _record(system: str, prompt_id: str, rng: random.Random) -> dict[str, Any]:
         "coverage": coverage,
         "missing": [rng.choice([1, 2, 2, 3, 4]) for _ in range(5)] if coverage else None,
         "stance_both_share": (stance.count("both") / 5) if stance else None,
-        **({f"stance_{k}_share": stance.count(k) / 5 for k in ("yes", "no", "both", "other")} if stance else {}),
+        **(
+            {f"stance_{k}_share": stance.count(k) / 5 for k in ("yes", "no", "both", "other")}
+            if stance
+            else {}
+        ),
         "yes_no_split": (1.0 if "yes" in stance and "no" in stance else 0.0) if stance else None,
         "quality_pass": [True, True, False, True, rng.random() > 0.5],
         "jaccard_filtered": jac * 1.2,
@@ -94,9 +98,18 @@ def _stat(values: list[float]) -> dict[str, Any]:
     return {"mean": mean, "ci": [mean * 0.9, mean * 1.1], "n": len(values)}
 
 
-def _ev(system: str, set_name: str, metric: str, mean: float, ci: list[float], n: int, kind: str = "mean") -> dict:
-    return {"system": system, "set": set_name, "metric": metric, "kind": kind, "mean": mean, "ci": ci,
-            "n_prompts": n}
+def _ev(
+    system: str, set_name: str, metric: str, mean: float, ci: list[float], n: int, kind: str = "mean"
+) -> dict:
+    return {
+        "system": system,
+        "set": set_name,
+        "metric": metric,
+        "kind": kind,
+        "mean": mean,
+        "ci": ci,
+        "n_prompts": n,
+    }
 
 
 EVIDENCE = [
@@ -123,8 +136,17 @@ def write_summary(path: Path, metrics: list[dict[str, Any]], *, old_layout: bool
         data = {"systems": out, "paired": PAIRED, "settings": SCORING}
     else:
         recs = [
-            {**r, "set": r.get("set") or ("contested" if str(r["prompt_id"]).startswith("cq") else
-                                          "open-ended" if str(r["prompt_id"]).startswith("oe") else None)}
+            {
+                **r,
+                "set": r.get("set")
+                or (
+                    "contested"
+                    if str(r["prompt_id"]).startswith("cq")
+                    else "open-ended"
+                    if str(r["prompt_id"]).startswith("oe")
+                    else None
+                ),
+            }
             for r in metrics
         ]
         systems = list(dict.fromkeys(r["system"] for r in recs))
@@ -241,8 +263,17 @@ def write_run(
                             "verdict": "inconclusive",
                             "evidence": {"share_cosine": {ICL[1]: {"mean": 0.951, "ci": [0.90, 1.01]}}}
                             if old_layout
-                            else [_ev(f"{ICL[1]} / {CHAT}", "open-ended", "cosine_to_ref", 0.951, [0.90, 1.01], 4,
-                                      "ratio")],
+                            else [
+                                _ev(
+                                    f"{ICL[1]} / {CHAT}",
+                                    "open-ended",
+                                    "cosine_to_ref",
+                                    0.951,
+                                    [0.90, 1.01],
+                                    4,
+                                    "ratio",
+                                )
+                            ],
                             "lines": [
                                 "icl-knn+summary reaches 95.1% [90.0%, 101.0%] of the aligned self-similarity"
                             ],
@@ -435,7 +466,10 @@ def test_paired_differences_table(run_dir: Path) -> None:
     for name in (f"{BASE} - {CHAT}", f"{URIAL} - {CHAT}"):
         for set_name, n in (("open-ended", 4), ("contested", 3)):
             entry = paired[name]["sets"][set_name]
-            assert f"| {name} | {set_name} | {n} | {_cell(entry['words_mean'], 1)} | {_cell(entry['jaccard'])} |" in md
+            assert (
+                f"| {name} | {set_name} | {n} | {_cell(entry['words_mean'], 1)} | {_cell(entry['jaccard'])} |"
+                in md
+            )
 
 
 def _summary_only_run(run: Path, rows: list[dict[str, Any]]) -> Path:
@@ -458,9 +492,17 @@ def test_similarity_uses_rescaled_bertscore_when_present(tmp_path: Path) -> None
         for p in ("a", "b")
     ]
     md = build_report(_summary_only_run(tmp_path / "run", rows), plots=False).md.read_text()
-    assert "| system | set | prompts | cosine | share of self | BERTScore-style F1 (rescaled) | share of self |" in md
-    assert "| chat (self-baseline) | all | 2 | 0.800 [0.800, 0.800] | self | 0.400 [0.400, 0.400] | self |" in md
-    assert "| urial | all | 2 | 0.600 [0.600, 0.600] | 75% [75%, 75%] | 0.200 [0.200, 0.200] | 50% [50%, 50%] |" in md
+    assert (
+        "| system | set | prompts | cosine | share of self | BERTScore-style F1 (rescaled) | share of self |"
+        in md
+    )
+    assert (
+        "| chat (self-baseline) | all | 2 | 0.800 [0.800, 0.800] | self | 0.400 [0.400, 0.400] | self |" in md
+    )
+    assert (
+        "| urial | all | 2 | 0.600 [0.600, 0.600] | 75% [75%, 75%] | 0.200 [0.200, 0.200] | 50% [50%, 50%] |"
+        in md
+    )
 
 
 def test_metrics_only_run_reports_without_verdicts(tmp_path: Path) -> None:
@@ -651,16 +693,28 @@ def test_report_of_a_replicate_run_with_fakes(tmp_path: Path) -> None:
 
 def test_judge_section_shows_proxy_and_judge_side_by_side(tmp_path: Path) -> None:
     rows = [
-        {"system": s, "prompt_id": p, "set": "contested", "stance": ["yes"] * 5, "stance_both_share": both,
-         "yes_no_split": 0.0,
-         "stance_judge_both_share": jb, "yes_no_split_judge": 1.0}
+        {
+            "system": s,
+            "prompt_id": p,
+            "set": "contested",
+            "stance": ["yes"] * 5,
+            "stance_both_share": both,
+            "yes_no_split": 0.0,
+            "stance_judge_both_share": jb,
+            "yes_no_split_judge": True,
+        }
         for s, both, jb in (("base", 0.2, 0.4), ("chat", 0.8, 0.6))
         for p in ("cq1", "cq2")
     ]
     run = _summary_only_run(tmp_path / "run", rows)
     summary = json.loads((run / "summary.json").read_text())
-    summary["settings"]["judge"] = {"name": "judge-model", "backend": "llama.cpp", "tasks": ["stance"],
-                                    "id": "abc", "counts": {"stance": {"judged": 20, "errors": 1}}}
+    summary["settings"]["judge"] = {
+        "name": "judge-model",
+        "backend": "llama.cpp",
+        "tasks": ["stance"],
+        "id": "abc",
+        "counts": {"stance": {"judged": 20, "errors": 1}},
+    }
     (run / "summary.json").write_text(json.dumps(summary))
     md = build_report(run, plots=False).md.read_text()
     assert "## Judge and proxy" in md
@@ -671,3 +725,34 @@ def test_judge_section_shows_proxy_and_judge_side_by_side(tmp_path: Path) -> Non
 
 def test_no_judge_section_without_a_judge(run_dir: Path) -> None:
     assert "Judge and proxy" not in build_report(run_dir, plots=False).md.read_text()
+
+
+def test_stance_table_shows_the_confusion_corrected_values(run_dir: Path) -> None:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    entry = summary["systems"][BASE]["sets"]["contested"]["stance_both_share_corrected"]
+    md = build_report(run_dir, plots=False).md.read_text()
+    assert '"both" share, corrected | split rate, corrected |' in md
+    row = next(line for line in md.splitlines() if line.startswith(f"| {BASE} | contested |") and "%" in line)
+    assert _cell(entry) in row
+
+
+def test_truncation_column_reads_results_json_and_is_not_measured_without_finish_reasons(
+    tmp_path: Path,
+) -> None:
+    from overtonlite.report.markdown import MISSING
+
+    run = _summary_only_run(
+        tmp_path / "run",
+        [{"system": s, "prompt_id": p, "jaccard": 0.2} for s in ("base", "chat") for p in ("a", "b")],
+    )
+    groups = [
+        {"system": s, "prompt_id": p, "samples": [{"text": "x"}, {"text": "y"}]}
+        for s in ("base", "chat")
+        for p in ("a", "b")
+    ]
+    (run / "samples.jsonl").write_text("".join(json.dumps(g) + "\n" for g in groups))
+    md = build_report(run, plots=False).md.read_text()
+    assert f"| base | 2 | 0 | 0 | 4 | {MISSING} |" in md  # no finish reasons: not 0 %
+    (run / "results.json").write_text(json.dumps({"truncation": {"base": 0.25}, "claims": {}}))
+    md = build_report(run, plots=False).md.read_text()
+    assert "| base | 2 | 0 | 0 | 4 | 25.0% |" in md

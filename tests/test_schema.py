@@ -46,7 +46,11 @@ def test_every_evidence_entry_equals_its_summary_entry(quick_run: Path) -> None:
                 stored = summary["ratios"][f"{a} / {b}"]["sets"][f["set"]][f["metric"]]
             else:
                 stored = summary["systems"][a]["sets"][f["set"]][f["metric"]]
-            assert (f["estimate"], f["ci"], f["n_prompts"]) == (stored["mean"], stored["ci"], stored["n_prompts"])
+            assert (f["estimate"], f["ci"], f["n_prompts"]) == (
+                stored["mean"],
+                stored["ci"],
+                stored["n_prompts"],
+            )
     assert n_entries > 20
     # one bootstrap resample count for every CI
     assert summary["settings"]["n_boot"] == results["settings"]["n_boot"] == schema.N_BOOT
@@ -116,7 +120,11 @@ def test_previous_summary_layout_is_read_as_the_all_set(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text(json.dumps(old))
     data = schema.read_summary(tmp_path)
     assert data is not None and data["schema_version"] == 1
-    assert schema.summary_stat(data, "chat", "all", "jaccard") == {"mean": 0.3, "ci": [0.2, 0.4], "n_prompts": 5}
+    assert schema.summary_stat(data, "chat", "all", "jaccard") == {
+        "mean": 0.3,
+        "ci": [0.2, 0.4],
+        "n_prompts": 5,
+    }
     assert schema.paired_stat(data, "base", "chat", "all", "jaccard")["mean"] == -0.1
     assert schema.set_names(data) == ["all"]
 
@@ -127,7 +135,49 @@ def test_writers_are_atomic_and_ordered(tmp_path: Path) -> None:
     assert list(written)[:4] == ["schema_version", "pair", "settings", "claims"]
     assert json.loads(path.read_text()) == written
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left behind
-    schema.write_metrics(tmp_path / "metrics.jsonl", [{"system": "a", "prompt_id": "1", "jaccard": 0.5, "x": 2}])
+    schema.write_metrics(
+        tmp_path / "metrics.jsonl", [{"system": "a", "prompt_id": "1", "jaccard": 0.5, "x": 2}]
+    )
     (rec,) = schema.read_metrics(tmp_path)
     assert list(rec)[: len(schema.METRIC_KEYS)] == list(schema.METRIC_KEYS) and rec["x"] == 2
     assert math.isclose(rec["jaccard"], 0.5)
+
+
+def test_judge_values_as_the_judge_writes_them_reach_summary_json() -> None:
+    """The judge stores its yes/no split as a bool per group and its counts as ints: the split is summarised (on
+    the stance set only), the error count is not a metric."""
+    from overtonlite.scoring.agg import build_summary
+
+    recs = []
+    for i, split in enumerate((True, False, True, True)):
+        recs.append(
+            {
+                "system": "base",
+                "prompt_id": f"c{i}",
+                "set": "contested",
+                "stance": ["yes", "no"],
+                "yes_no_split": split,
+                "yes_no_split_judge": split,
+                "stance_judge_both_share": 0.5,
+                "missing_judge_mean": None,
+                "judge_errors": 1,
+            }
+        )
+        recs.append(
+            {
+                "system": "base",
+                "prompt_id": f"o{i}",
+                "set": "open-ended",
+                "stance": None,
+                "missing_judge_mean": 2.0 + i,
+                "missing_judge_le2_share": 0.5,
+                "judge_errors": 0,
+            }
+        )
+    summary = build_summary(recs, systems=["base"], reference_system=None, seed=0)
+    sets = summary["systems"]["base"]["sets"]
+    assert sets["contested"]["yes_no_split_judge"]["mean"] == pytest.approx(0.75)
+    assert sets["contested"]["yes_no_split_judge"]["n_prompts"] == 4
+    assert "yes_no_split_judge" not in sets["open-ended"]
+    assert sets["open-ended"]["missing_judge_mean"]["mean"] == pytest.approx(3.5)
+    assert all("judge_errors" not in metrics for metrics in sets.values())

@@ -377,10 +377,20 @@ def test_property_any_texts_give_documented_values(tmp_path, groups, use_ref):
 def test_stance_auto_follows_the_prompt_set_of_each_group(tmp_path: Path) -> None:
     """A run mixing open-ended and contested prompts gets stance labels on the contested groups only."""
     rows = [
-        {"system": "chat", "prompt_id": "oe-1", "set": "open-ended", "prompt": "Describe a calm morning routine.",
-         "samples": ["Wake early and stretch.", "Make tea and read a little."]},
-        {"system": "chat", "prompt_id": "cq-1", "set": "contested", "prompt": "Is coffee good for you?",
-         "samples": ["Yes, in moderation it is.", "No, it is not good for you."]},
+        {
+            "system": "chat",
+            "prompt_id": "oe-1",
+            "set": "open-ended",
+            "prompt": "Describe a calm morning routine.",
+            "samples": ["Wake early and stretch.", "Make tea and read a little."],
+        },
+        {
+            "system": "chat",
+            "prompt_id": "cq-1",
+            "set": "contested",
+            "prompt": "Is coffee good for you?",
+            "samples": ["Yes, in moderation it is.", "No, it is not good for you."],
+        },
     ]
     src = tmp_path / "mixed.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

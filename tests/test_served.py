@@ -45,8 +45,10 @@ def _registry(tmp_path: Path, urls: list[str], *, role: str = "base", extra: str
 
 def _requests(k: int = 6, n: int = 3) -> list[GenRequest]:
     sp = SamplingConfig(max_tokens=8)
-    return [GenRequest(f"p{i}", f"Prompt {i}", tuple(derive_seed(0, f"p{i}", j) for j in range(n)), sp)
-            for i in range(k)]
+    return [
+        GenRequest(f"p{i}", f"Prompt {i}", tuple(derive_seed(0, f"p{i}", j) for j in range(n)), sp)
+        for i in range(k)
+    ]
 
 
 def slow_ignores_n(path: str, body: dict[str, Any]) -> ob.Reply:
@@ -74,8 +76,10 @@ def test_results_do_not_depend_on_the_number_of_endpoints(serve, tmp_path: Path)
     a, b, c = serve(slow_ignores_n), serve(slow_ignores_n), serve(slow_ignores_n)
     one = open_generator("srv", registry=_registry(tmp_path, [a.url]))
     three = open_generator("srv", registry=_registry(tmp_path, [a.url, b.url, c.url]))
-    texts = [{g.key: [(s.text, s.seed) for s in g.samples] for g in gen.generate(_requests())}
-             for gen in (one, three)]
+    texts = [
+        {g.key: [(s.text, s.seed) for s in g.samples] for g in gen.generate(_requests())}
+        for gen in (one, three)
+    ]
     assert texts[0] == texts[1]
     # each sample carries the seed derived from (run seed, prompt id, sample index), whatever server answered
     assert texts[0]["p2"][1][1] == derive_seed(0, "p2", 1)
@@ -103,8 +107,10 @@ def test_chat_role_goes_to_chat_endpoint(serve, tmp_path: Path) -> None:
     def chat(path: str, body: dict[str, Any]) -> ob.Reply:
         if path.endswith("/chat/completions"):
             msg = {"role": "assistant", "content": f"hello {body['seed']}"}
-            return 200, {"choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+            return 200, {
+                "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2},
+            }
         return ob.ignores_n(path, body)
 
     a = serve(chat)
@@ -114,7 +120,9 @@ def test_chat_role_goes_to_chat_endpoint(serve, tmp_path: Path) -> None:
     (g,) = gen.generate([GenRequest("c", prompt, (7,), SamplingConfig(max_tokens=4))])
     assert g.samples[0].text == "hello 7"
     body = a.calls[-1][1]
-    assert a.calls[-1][0] == "/v1/chat/completions" and body["messages"] == [{"role": "user", "content": "Hi"}]
+    assert a.calls[-1][0] == "/v1/chat/completions" and body["messages"] == [
+        {"role": "user", "content": "Hi"}
+    ]
     # the paper's settings, explicitly: temperature 0.5, repetition penalty 1.1, top-p / top-k off
     assert (body["temperature"], body["repeat_penalty"], body["top_p"], body["top_k"]) == (0.5, 1.1, 1.0, 0)
 
@@ -162,8 +170,18 @@ def test_hint_model_writes_the_summaries(tmp_path: Path) -> None:
     models = fake_pair()
     hinter = FakeGenerator("hint-writer", chat_template=True, model_sha256="h" * 64, mean_words=12)
     prompts = [Prompt(id=f"p{i}", text=f"How do I learn topic {i}?") for i in range(4)]
-    generate_icl(models.base, models.chat, prompts, "knn+summary", out=tmp_path, n=2, seed=0, k=2,
-                 embedder=HashEmbedder(), hint_model=hinter)
+    generate_icl(
+        models.base,
+        models.chat,
+        prompts,
+        "knn+summary",
+        out=tmp_path,
+        n=2,
+        seed=0,
+        k=2,
+        embedder=HashEmbedder(),
+        hint_model=hinter,
+    )
     aux = {g["system"]: g for g in read_groups(tmp_path / "aux")}
     assert set(aux) == {"summaries@hint-writer"} and hinter.stats["groups"] == 4
     chat_groups = models.chat.stats["groups"]

@@ -44,10 +44,28 @@ def _entry_text(text: str, key: str) -> str:
 
 def _start(model: Path, alias: str, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        alias,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        "1",
+        *extra,
+    ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
@@ -68,8 +86,12 @@ def _wait(proc: subprocess.Popen, url: str, log: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, default_base_path: Path, default_chat_path: Path,
-           minilm_dir: Path) -> Iterator[dict[str, str]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory,
+    default_base_path: Path,
+    default_chat_path: Path,
+    minilm_dir: Path,
+) -> Iterator[dict[str, str]]:
     reason = _server_missing()
     if reason:
         pytest.skip(reason)
@@ -144,10 +166,29 @@ def replicate_run(served: dict[str, str], tmp_path_factory: pytest.TempPathFacto
     """`overtonlite replicate --quick` on the served pair, as a user runs it (a subprocess, the registry through
     OVERTONLITE_MODELS, the key through the variable the entry names)."""
     out = tmp_path_factory.mktemp("rep") / "run"
-    env = {**os.environ, "OVERTONLITE_MODELS": served["registry"], "SERVED_TEST_KEY": SECRET,
-           "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-m", "overtonlite", "replicate", "--quick", "--pair", "served", "--limit", "4", "--n",
-           "2", "--max-tokens", "16", "--out", str(out)]
+    env = {
+        **os.environ,
+        "OVERTONLITE_MODELS": served["registry"],
+        "SERVED_TEST_KEY": SECRET,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "overtonlite",
+        "replicate",
+        "--quick",
+        "--pair",
+        "served",
+        "--limit",
+        "4",
+        "--n",
+        "2",
+        "--max-tokens",
+        "16",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -161,7 +202,9 @@ def test_replicate_quick_on_a_served_pair(replicate_run: Path) -> None:
     assert results["pair"]["base"] == "served-gemma" and results["pair"]["chat"] == "served-smol"
     assert results["banner"]  # cross-family pair: the confound is said
     assert (replicate_run / "report.md").is_file() and (replicate_run / "report.html").is_file()
-    systems = {json.loads(line)["system"] for line in (replicate_run / "samples.jsonl").read_text().splitlines()}
+    systems = {
+        json.loads(line)["system"] for line in (replicate_run / "samples.jsonl").read_text().splitlines()
+    }
     assert {"base", "chat", "urial", "knn+summary"} <= systems
 
 
@@ -177,8 +220,9 @@ def test_manifest_records_endpoints_and_no_key(replicate_run: Path, served: dict
     assert '"backend": "openai"' in backends
 
 
-def test_served_embedder_gives_vectors_and_local_token_states(served_env: dict[str, str],
-                                                              default_chat_path: Path) -> None:
+def test_served_embedder_gives_vectors_and_local_token_states(
+    served_env: dict[str, str], default_chat_path: Path
+) -> None:
     import numpy as np
     from llama_cpp import Llama
 
@@ -210,11 +254,24 @@ def test_served_embedder_gives_vectors_and_local_token_states(served_env: dict[s
 
 def _tiny_input(tmp: Path) -> Path:
     rows = [
-        {"system": "chat", "prompt_id": "c1", "prompt": "Is coffee bad for your health?", "set": "contested",
-         "samples": ["It depends. Some studies link heavy coffee drinking to problems, while moderate amounts seem"
-                     " safe and may even help the liver.", "No. For most adults moderate coffee is fine."]},
-        {"system": "base", "prompt_id": "c1", "prompt": "Is coffee bad for your health?", "set": "contested",
-         "samples": ["Yes, coffee is bad for you because it raises blood pressure.", "I like tea better."]},
+        {
+            "system": "chat",
+            "prompt_id": "c1",
+            "prompt": "Is coffee bad for your health?",
+            "set": "contested",
+            "samples": [
+                "It depends. Some studies link heavy coffee drinking to problems, while moderate amounts seem"
+                " safe and may even help the liver.",
+                "No. For most adults moderate coffee is fine.",
+            ],
+        },
+        {
+            "system": "base",
+            "prompt_id": "c1",
+            "prompt": "Is coffee bad for your health?",
+            "set": "contested",
+            "samples": ["Yes, coffee is bad for you because it raises blood pressure.", "I like tea better."],
+        },
     ]
     path = tmp / "input.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -222,14 +279,31 @@ def _tiny_input(tmp: Path) -> Path:
 
 
 @pytest.mark.parametrize("judge", ["served-smol", "smollm2-135m-instruct"])
-def test_score_judge_writes_labels_beside_the_proxy(served_env: dict[str, str], tmp_path: Path, judge: str) -> None:
+def test_score_judge_writes_labels_beside_the_proxy(
+    served_env: dict[str, str], tmp_path: Path, judge: str
+) -> None:
     from overtonlite.cli import main
 
     inp = _tiny_input(tmp_path)
     out = tmp_path / "scored"
-    main(["score", str(inp), "--out", str(out), "--reference-system", "chat", "--judge", judge,
-          "--judge-tasks", "stance,missing"])
-    recs = {(r["system"], r["prompt_id"]): r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+    main(
+        [
+            "score",
+            str(inp),
+            "--out",
+            str(out),
+            "--reference-system",
+            "chat",
+            "--judge",
+            judge,
+            "--judge-tasks",
+            "stance,missing",
+        ]
+    )
+    recs = {
+        (r["system"], r["prompt_id"]): r
+        for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+    }
     base = recs[("base", "c1")]
     assert base["stance"] is not None and len(base["stance_judge"]) == 2  # beside the proxy labels
     assert all(x in ("yes", "no", "both", "other", None) for x in base["stance_judge"])
@@ -244,8 +318,20 @@ def test_score_judge_writes_labels_beside_the_proxy(served_env: dict[str, str], 
     assert settings["counts"]["missing"]["judged"] == 3 and recs[("chat", "c1")]["missing_judge"][0] is None
     assert len(cached) == 7 and all(c["judge"] == judge and len(c["prompt_sha256"]) == 64 for c in cached)
     # resumable: a second run makes no new judgment
-    main(["score", str(inp), "--out", str(out), "--reference-system", "chat", "--judge", judge,
-          "--judge-tasks", "stance,missing"])
+    main(
+        [
+            "score",
+            str(inp),
+            "--out",
+            str(out),
+            "--reference-system",
+            "chat",
+            "--judge",
+            judge,
+            "--judge-tasks",
+            "stance,missing",
+        ]
+    )
     assert len((out / "judgments.jsonl").read_text().splitlines()) == 7
     if judge == "served-smol":
         assert settings["response_format"] in ("json_schema", "json_object+schema")

@@ -19,25 +19,35 @@ MODELS = ("gemma-3-270m", "smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"
 
 def _generators() -> dict[str, FakeGenerator]:
     return {
-        "gemma-3-270m": FakeGenerator("gemma-3-270m", chat_template=False, model_sha256="a" * 64, mean_words=12),
+        "gemma-3-270m": FakeGenerator(
+            "gemma-3-270m", chat_template=False, model_sha256="a" * 64, mean_words=12
+        ),
         "smollm2-135m-instruct": FakeGenerator("smollm2-135m-instruct", model_sha256="b" * 64, mean_words=20),
-        "qwen2.5-coder-0.5b-instruct": FakeGenerator("qwen2.5-coder-0.5b-instruct", model_sha256="c" * 64,
-                                                     mean_words=20),
+        "qwen2.5-coder-0.5b-instruct": FakeGenerator(
+            "qwen2.5-coder-0.5b-instruct", model_sha256="c" * 64, mean_words=20
+        ),
     }
 
 
 def test_plan_names_and_sizes() -> None:
     systems, infos = plan_systems(["default", "gemma-coder"], [0.5, 1.0], [48])
     assert [s.name for s in systems] == [
-        "base@T0.5", "base@T1.0",
-        "chat:smollm2-135m-instruct@T0.5", "chat:smollm2-135m-instruct@T1.0",
-        "chat:qwen2.5-coder-0.5b-instruct@T0.5", "chat:qwen2.5-coder-0.5b-instruct@T1.0",
+        "base@T0.5",
+        "base@T1.0",
+        "chat:smollm2-135m-instruct@T0.5",
+        "chat:smollm2-135m-instruct@T1.0",
+        "chat:qwen2.5-coder-0.5b-instruct@T0.5",
+        "chat:qwen2.5-coder-0.5b-instruct@T1.0",
     ]
     assert [s.params_count for s in systems[::2]] == [270e6, 135e6, 0.5e9]
     assert len(infos) == 2
     many, _ = plan_systems(["default"], [0.3], [64, 128])
-    assert [s.name for s in many] == ["base@T0.3/M64", "base@T0.3/M128", "chat:smollm2-135m-instruct@T0.3/M64",
-                                      "chat:smollm2-135m-instruct@T0.3/M128"]
+    assert [s.name for s in many] == [
+        "base@T0.3/M64",
+        "base@T0.3/M128",
+        "chat:smollm2-135m-instruct@T0.3/M64",
+        "chat:smollm2-135m-instruct@T0.3/M128",
+    ]
     assert params_count("1.5B") == 1.5e9 and params_count("big") is None
     assert temperature_label(1) == "1.0" and temperature_label(0.25) == "0.25"
 
@@ -54,8 +64,15 @@ def test_plan_names_and_sizes() -> None:
     ],
 )
 def test_bad_settings(kwargs: dict, message: str) -> None:
-    base = {"quick": True, "pairs": None, "temperatures": None, "max_tokens": None, "n": None, "limit": None,
-            "seed": 0}
+    base = {
+        "quick": True,
+        "pairs": None,
+        "temperatures": None,
+        "max_tokens": None,
+        "n": None,
+        "limit": None,
+        "seed": 0,
+    }
     with pytest.raises(UsageError, match=message):
         settings_for(**(base | kwargs))
 
@@ -82,8 +99,14 @@ def test_sweep_writes_summary_with_new_metrics_and_matrix(swept) -> None:
     names = [r["name"] for r in res.table]
     assert len(names) == 6 and set(names) <= set(summary["systems"])
     for name in names:
-        for key in ("distinct_at_n", "distinct_at_n_filtered", "homogenization_rougel", "compression_ratio",
-                    "ngram_diversity", "self_repetition"):
+        for key in (
+            "distinct_at_n",
+            "distinct_at_n_filtered",
+            "homogenization_rougel",
+            "compression_ratio",
+            "ngram_diversity",
+            "self_repetition",
+        ):
             assert key in summary["systems"][name]["sets"]["open-ended"], (name, key)
     sim = summary["similarity"]["sets"]
     assert set(sim) == {"open-ended", "contested"}
@@ -105,8 +128,13 @@ def test_sweep_writes_summary_with_new_metrics_and_matrix(swept) -> None:
 def test_report_has_sweep_plots_and_table(swept) -> None:
     out, res, _ = swept
     page = (out / "report.html").read_text()
-    for ident in ("plot-sweep-temperature", "plot-sweep-size", "plot-sweep-heatmap", "plot-sweep-histograms",
-                  "sweep-table"):
+    for ident in (
+        "plot-sweep-temperature",
+        "plot-sweep-size",
+        "plot-sweep-heatmap",
+        "plot-sweep-histograms",
+        "sweep-table",
+    ):
         assert f'id="{ident}"' in page, ident
     md = (out / "report.md").read_text()
     assert "## Sweep: temperature and model size" in md
@@ -118,8 +146,14 @@ def test_rerun_resumes_and_only_samples_new_settings(swept) -> None:
     before = {m: g.stats["groups"] for m, g in gens.items()}
     again = sweep(out=out, quick=True, generators=gens, embedder=HashEmbedder(), report=False)
     assert {m: g.stats["groups"] for m, g in gens.items()} == before  # everything was already sampled
-    more = sweep(out=out, quick=True, temperatures="0.5,1.0,1.5", generators=gens, embedder=HashEmbedder(),
-                 report=False)
+    more = sweep(
+        out=out,
+        quick=True,
+        temperatures="0.5,1.0,1.5",
+        generators=gens,
+        embedder=HashEmbedder(),
+        report=False,
+    )
     added = {m: g.stats["groups"] - before[m] for m, g in gens.items()}
     assert added == {m: 6 for m in MODELS}  # one new temperature x (4 + 2) prompts per model
     assert len(more.table) == 9 and len(again.table) == 6
@@ -134,8 +168,9 @@ def test_cli_json_prints_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         return real(*args, **kwargs, generators=_generators(), embedder=HashEmbedder())
 
     monkeypatch.setattr(mod, "sweep", fake_sweep)
-    res = CliRunner().invoke(cli, ["sweep", "--quick", "--limit", "2", "--no-report", "--out", str(tmp_path / "o"),
-                                   "--json"])
+    res = CliRunner().invoke(
+        cli, ["sweep", "--quick", "--limit", "2", "--no-report", "--out", str(tmp_path / "o"), "--json"]
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert len(rows) == 6 and rows[0]["name"] == "base@T0.5" and "distinct_at_n" in rows[0]
@@ -145,8 +180,22 @@ def test_cli_json_prints_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 @pytest.mark.slow
 def test_sweep_real_models_small(default_base_path, default_chat_path, minilm_dir, tmp_path: Path) -> None:
     """The three offline models through the real engine and embedder, at a fraction of the quick preset."""
-    res = CliRunner().invoke(cli, ["sweep", "--quick", "--limit", "1", "--n", "2", "--max-tokens", "16",
-                                   "--out", str(tmp_path), "--json"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "sweep",
+            "--quick",
+            "--limit",
+            "1",
+            "--n",
+            "2",
+            "--max-tokens",
+            "16",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert [r["name"] for r in rows][:2] == ["base@T0.5", "base@T1.0"] and len(rows) == 6
@@ -168,11 +217,27 @@ def test_reuse_copies_matching_groups_from_a_diversity_run(tmp_path: Path) -> No
 
     gens = _generators()
     prompts = [*load_prompts("builtin:open-ended", limit=2), *load_prompts("builtin:contested", limit=2)]
-    generate_diversity(gens["gemma-3-270m"], gens["smollm2-135m-instruct"], prompts, out=tmp_path / "div", n=4,
-                       sampling=SamplingConfig(max_tokens=48), seed=0, systems=("base", "chat"))
+    generate_diversity(
+        gens["gemma-3-270m"],
+        gens["smollm2-135m-instruct"],
+        prompts,
+        out=tmp_path / "div",
+        n=4,
+        sampling=SamplingConfig(max_tokens=48),
+        seed=0,
+        systems=("base", "chat"),
+    )
     before = {m: g.stats["groups"] for m, g in gens.items()}
-    res = sweep(out=tmp_path / "sw", quick=True, limit=2, pairs="default", reuse=[tmp_path / "div"],
-                generators=gens, embedder=HashEmbedder(), report=False)
+    res = sweep(
+        out=tmp_path / "sw",
+        quick=True,
+        limit=2,
+        pairs="default",
+        reuse=[tmp_path / "div"],
+        generators=gens,
+        embedder=HashEmbedder(),
+        report=False,
+    )
     added = {m: g.stats["groups"] - before[m] for m, g in gens.items()}
     # T 0.5 of both models came from the diversity run; only T 1.0 was generated
     assert added["gemma-3-270m"] == 4 and added["smollm2-135m-instruct"] == 4
@@ -182,7 +247,18 @@ def test_reuse_copies_matching_groups_from_a_diversity_run(tmp_path: Path) -> No
     assert {g["system"] for g in reused} == {"base@T0.5", "chat:smollm2-135m-instruct@T0.5"}
     src = {(g["system"], g["prompt_id"]): g for g in read_groups(tmp_path / "div" / "samples.jsonl")}
     for g in reused:
-        assert g["samples"] == src[("base" if g["system"].startswith("base") else "chat", g["prompt_id"])]["samples"]
+        assert (
+            g["samples"]
+            == src[("base" if g["system"].startswith("base") else "chat", g["prompt_id"])]["samples"]
+        )
     with pytest.raises(UsageError, match="no samples.jsonl"):
-        sweep(out=tmp_path / "sw2", quick=True, limit=1, pairs="default", reuse=[tmp_path / "nothing"],
-              generators=_generators(), embedder=HashEmbedder(), report=False)
+        sweep(
+            out=tmp_path / "sw2",
+            quick=True,
+            limit=1,
+            pairs="default",
+            reuse=[tmp_path / "nothing"],
+            generators=_generators(),
+            embedder=HashEmbedder(),
+            report=False,
+        )

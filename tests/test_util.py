@@ -30,7 +30,9 @@ def test_atomic_writes_replace_whole_files_with_the_umask_mode(tmp_path: Path) -
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
 
 
-def test_atomic_write_failure_keeps_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_failure_keeps_the_old_file_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "x.txt"
     util.write_text_atomic(path, "old")
     temps: list[str] = []

@@ -23,18 +23,30 @@ from tests.exp_fakes import HashEmbedder
 
 
 def _finding(**kw):
-    base = dict(name="x", statement="chat minus base", expected="greater", estimate=0.2, ci=(0.1, 0.3),
-                systems=("chat", "base"))
+    base = dict(
+        name="x",
+        statement="chat minus base",
+        expected="greater",
+        estimate=0.2,
+        ci=(0.1, 0.3),
+        systems=("chat", "base"),
+    )
     base.update(kw)
     return Finding(**base)
 
 
 def test_shares_count_length_stops_per_system() -> None:
     recs = [
-        {"system": "chat", "prompt_id": "1", "samples": [{"text": "a", "finish_reason": "length"},
-                                                         {"text": "b", "finish_reason": "stop"}]},
-        {"system": "chat", "prompt_id": "2", "samples": [{"text": "c", "finish_reason": "length"},
-                                                         {"text": "d", "finish_reason": "length"}]},
+        {
+            "system": "chat",
+            "prompt_id": "1",
+            "samples": [{"text": "a", "finish_reason": "length"}, {"text": "b", "finish_reason": "stop"}],
+        },
+        {
+            "system": "chat",
+            "prompt_id": "2",
+            "samples": [{"text": "c", "finish_reason": "length"}, {"text": "d", "finish_reason": "length"}],
+        },
         {"system": "base", "prompt_id": "1", "samples": ["no finish reason recorded"]},
         {"system": "urial", "prompt_id": "1", "error": "prompt_too_long", "samples": []},
     ]
@@ -111,11 +123,19 @@ def _metrics(n: int, *, finished: bool) -> list[dict]:
     out = []
     for i in range(n):
         for system, words, cut_words in (("base", 40.0 + i, 30.0 + i), ("chat", 80.0 + i, 60.0 + i)):
-            rec = {"system": system, "prompt_id": f"oe-{i}", "set": "open-ended",
-                   "jaccard": 0.1 + 0.01 * i if system == "base" else 0.2 + 0.012 * i,
-                   "words_mean": words, "missing_le2_share": 0.7, "truncation_rate": 0.0 if finished else None}
+            rec = {
+                "system": system,
+                "prompt_id": f"oe-{i}",
+                "set": "open-ended",
+                "jaccard": 0.1 + 0.01 * i if system == "base" else 0.2 + 0.012 * i,
+                "words_mean": words,
+                "missing_le2_share": 0.7,
+                "truncation_rate": 0.0 if finished else None,
+            }
             if finished:
-                rec["words_mean_finished"] = cut_words if i % 4 else None  # one prompt in four lacks finished ones
+                rec["words_mean_finished"] = (
+                    cut_words if i % 4 else None
+                )  # one prompt in four lacks finished ones
                 rec["missing_le2_share_finished"] = 0.8
             out.append(rec)
     return out
@@ -124,12 +144,20 @@ def _metrics(n: int, *, finished: bool) -> list[dict]:
 def _summary(records: list[dict]) -> dict:
     from overtonlite.scoring.agg import build_summary
 
-    return build_summary(records, systems=["base", "chat"], reference_system="chat", seed=0, n_boot=200,
-                         pairs=[("chat", "base")])
+    return build_summary(
+        records,
+        systems=["base", "chat"],
+        reference_system="chat",
+        seed=0,
+        n_boot=200,
+        pairs=[("chat", "base")],
+    )
 
 
 def test_finished_variant_is_used_when_finish_reasons_are_recorded() -> None:
-    name, text = pick_metric(_summary(_metrics(8, finished=False)), "words_mean", ("chat", "base"), "open-ended")
+    name, text = pick_metric(
+        _summary(_metrics(8, finished=False)), "words_mean", ("chat", "base"), "open-ended"
+    )
     assert name == "words_mean" and "all samples" in text
     summary = _summary(_metrics(8, finished=True))
     name, text = pick_metric(summary, "words_mean", ("chat", "base"), "open-ended")
@@ -149,7 +177,10 @@ def test_finished_variant_is_used_when_finish_reasons_are_recorded() -> None:
 
     attach_values(claim, _metrics(8, finished=True))
     length = next(f for f in claim.findings if f.name == "length")
-    assert length.values == (tuple(60.0 + i for i in range(8) if i % 4), tuple(30.0 + i for i in range(8) if i % 4))
+    assert length.values == (
+        tuple(60.0 + i for i in range(8) if i % 4),
+        tuple(30.0 + i for i in range(8) if i % 4),
+    )
     gated = gate_claim(claim, {"chat": 0.5, "base": 0.0})
     assert all(f.verdict in (INCONCLUSIVE, NOT_MEASURED) for f in gated.findings if "chat" in f.systems)
 
@@ -162,20 +193,43 @@ def _write_run(path: Path, *, cut_chat: bool) -> None:
         topic = ["tea", "rain", "bread", "chess", "bikes", "stars"][i]
         prompt = f"How do I learn about {topic}?"
         base = [f"{topic} is fun {k} times and {topic} again" for k in range(3)]
-        chat = [f"Here is a long guide to {topic}: first read about {topic}, then practise {topic} daily {k}"
-                for k in range(3)]
-        rows.append({"system": "base", "prompt_id": f"oe-{i}", "prompt": prompt, "set": "open-ended",
-                     "samples": [{"text": t, "finish_reason": "stop"} for t in base]})
-        rows.append({"system": "chat", "prompt_id": f"oe-{i}", "prompt": prompt, "set": "open-ended",
-                     "samples": [{"text": t, "finish_reason": "length" if cut_chat else "stop"} for t in chat]})
+        chat = [
+            f"Here is a long guide to {topic}: first read about {topic}, then practise {topic} daily {k}"
+            for k in range(3)
+        ]
+        rows.append(
+            {
+                "system": "base",
+                "prompt_id": f"oe-{i}",
+                "prompt": prompt,
+                "set": "open-ended",
+                "samples": [{"text": t, "finish_reason": "stop"} for t in base],
+            }
+        )
+        rows.append(
+            {
+                "system": "chat",
+                "prompt_id": f"oe-{i}",
+                "prompt": prompt,
+                "set": "open-ended",
+                "samples": [{"text": t, "finish_reason": "length" if cut_chat else "stop"} for t in chat],
+            }
+        )
     (path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
 def test_a_run_with_a_cut_system_has_no_decided_finding_on_it(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _write_run(run, cut_chat=True)
-    score_input(run, out=run, reference_system="chat", embedder=HashEmbedder(), seed=0, n_boot=200,
-                pairs=[("chat", "base")])
+    score_input(
+        run,
+        out=run,
+        reference_system="chat",
+        embedder=HashEmbedder(),
+        seed=0,
+        n_boot=200,
+        pairs=[("chat", "base")],
+    )
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     base = next(r for r in metrics if r["system"] == "base")
     chat = next(r for r in metrics if r["system"] == "chat")
@@ -183,7 +237,9 @@ def test_a_run_with_a_cut_system_has_no_decided_finding_on_it(tmp_path: Path) ->
     assert chat["words_mean_finished"] is None and chat["truncation_rate"] == 1.0
     claims = compute_claims(run, conditions=(), which=("overton",), max_tokens=80)
     findings = claims["overton"]["findings"]
-    assert findings and all(f["verdict"] not in (SUPPORTED, NOT_SUPPORTED) for f in findings if "chat" in f["systems"])
+    assert findings and all(
+        f["verdict"] not in (SUPPORTED, NOT_SUPPORTED) for f in findings if "chat" in f["systems"]
+    )
     length = next(f for f in findings if f["name"] == "length")
     assert length["truncated"] == {"chat": 1.0} and "cut at max_tokens" in length["line"]
     assert any("80-token cap" in line and "length finding" in line for line in claims["overton"]["lines"])
@@ -192,8 +248,15 @@ def test_a_run_with_a_cut_system_has_no_decided_finding_on_it(tmp_path: Path) ->
 def test_finished_runs_are_judged_normally(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _write_run(run, cut_chat=False)
-    score_input(run, out=run, reference_system="chat", embedder=HashEmbedder(), seed=0, n_boot=200,
-                pairs=[("chat", "base")])
+    score_input(
+        run,
+        out=run,
+        reference_system="chat",
+        embedder=HashEmbedder(),
+        seed=0,
+        n_boot=200,
+        pairs=[("chat", "base")],
+    )
     claims = compute_claims(run, conditions=(), which=("overton",), max_tokens=80)
     length = next(f for f in claims["overton"]["findings"] if f["name"] == "length")
     assert length["truncated"] is None and length["verdict"] == SUPPORTED  # chat answers are longer here
@@ -206,8 +269,9 @@ def test_quick_replicate_records_truncation_and_respects_the_gate(tmp_path: Path
     from overtonlite.experiments import replicate as rep
     from tests.exp_fakes import fake_pair
 
-    res = rep.replicate(out=tmp_path, quick=True, max_tokens=16, models=fake_pair(), embedder=HashEmbedder(),
-                        report=False)
+    res = rep.replicate(
+        out=tmp_path, quick=True, max_tokens=16, models=fake_pair(), embedder=HashEmbedder(), report=False
+    )
     data = json.loads((tmp_path / "results.json").read_text())
     trunc = data["truncation"]
     assert {"base", "chat", "urial"} <= set(trunc) and all(0.0 <= v <= 1.0 for v in trunc.values())

@@ -87,14 +87,20 @@ def open_generator(
 
     path = Path(ensure_model(spec, pull=True, progress=progress))
     sha = spec.file.sha256 or sha256_file(path)
-    kwargs: dict[str, Any] = {"name": spec.name, "model_sha256": sha, "n_ctx": n_ctx or 2048, "n_threads": threads}
+    kwargs: dict[str, Any] = {
+        "name": spec.name,
+        "model_sha256": sha,
+        "n_ctx": n_ctx or 2048,
+        "n_threads": threads,
+    }
     if max_seqs is not None:
         kwargs["max_seqs"] = max_seqs
     return LlamaCppGenerator(path, **kwargs)
 
 
-def open_embedder(spec_or_name: Any = None, *, registry: Any = None, cache: bool = True,
-                  threads: int | None = None) -> Any:
+def open_embedder(
+    spec_or_name: Any = None, *, registry: Any = None, cache: bool = True, threads: int | None = None
+) -> Any:
     """An :class:`~overtonlite.backends.base.Embedder` for a registry embedder (default: the registry's default).
 
     Local: the ONNX embedder with its on-disk cache. Served: sentence vectors from ``/v1/embeddings``; token states
@@ -111,8 +117,14 @@ def open_embedder(spec_or_name: Any = None, *, registry: Any = None, cache: bool
         return open_default_embedder(spec.name, cache=cache, threads=threads)
     from overtonlite.backends.openai.embed import OpenAIEmbedder
 
-    local = next((e for e in (reg.embedders.get(reg.default_embedder), *reg.embedders.values())
-                  if e is not None and e.endpoint is None), None)
+    local = next(
+        (
+            e
+            for e in (reg.embedders.get(reg.default_embedder), *reg.embedders.values())
+            if e is not None and e.endpoint is None
+        ),
+        None,
+    )
 
     def token_embedder() -> Any:
         if local is None:
@@ -123,8 +135,15 @@ def open_embedder(spec_or_name: Any = None, *, registry: Any = None, cache: bool
 
     ep = spec.endpoint
     return OpenAIEmbedder(
-        list(ep.base_urls), model=ep.model, name=spec.name, api_key=endpoint_api_key(spec.name, ep),
-        timeout=ep.timeout, retries=ep.retries, max_concurrency=ep.concurrency, dim=spec.dim or None,
-        calibration=spec.calibration, token_embedder=token_embedder,
+        list(ep.base_urls),
+        model=ep.model,
+        name=spec.name,
+        api_key=endpoint_api_key(spec.name, ep),
+        timeout=ep.timeout,
+        retries=ep.retries,
+        max_concurrency=ep.concurrency,
+        dim=spec.dim or None,
+        calibration=spec.calibration,
+        token_embedder=token_embedder if local is not None else None,
         token_embedder_name=local.name if local is not None else None,
     )

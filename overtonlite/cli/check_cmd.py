@@ -15,11 +15,27 @@ from overtonlite.cli.experiments_cmd import _banner, _Progress, _render, _replic
 @click.command("check", cls=StatusCommand)
 @functools.partial(_replicate_options, default_out="runs/check")
 @ci_options
-@click.option("--json", "as_json", is_flag=True, help="Print the check result (checks and findings) on stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the check result (checks and findings) on stdout."
+)
 @click.pass_context
-def check(ctx: click.Context, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
-          no_report: bool, quick: bool, n: int | None, max_tokens: int | None, strict: bool, no_replay: bool,
-          junit_xml: Path | None, summary_md: Path | None, as_json: bool) -> None:
+def check(
+    ctx: click.Context,
+    out: Path,
+    pair: str,
+    limit: int | None,
+    seed: int,
+    threads: int | None,
+    no_report: bool,
+    quick: bool,
+    n: int | None,
+    max_tokens: int | None,
+    strict: bool,
+    no_replay: bool,
+    junit_xml: Path | None,
+    summary_md: Path | None,
+    as_json: bool,
+) -> None:
     """CI smoke test: `replicate`, then check that the pipeline is healthy.
 
     \b
@@ -34,9 +50,20 @@ def check(ctx: click.Context, out: Path, pair: str, limit: int | None, seed: int
 
     check_output_paths(junit_xml, summary_md)
     with _Progress(not as_json) as progress:
-        result = run_check(pair, out=out, strict=strict, replay=not no_replay, report=not no_report,
-                           progress=progress, n=n, max_tokens=max_tokens, limit=limit, seed=seed, quick=quick,
-                           threads=threads)
+        result = run_check(
+            pair,
+            out=out,
+            strict=strict,
+            replay=not no_replay,
+            report=not no_report,
+            progress=progress,
+            n=n,
+            max_tokens=max_tokens,
+            limit=limit,
+            seed=seed,
+            quick=quick,
+            threads=threads,
+        )
     if as_json:
         _banner(result.results)
     else:

@@ -35,8 +35,9 @@ class StatusCommand(click.Command):
             click.echo(f"{self.name}: {what} (exit {code})", err=True)
         raise click.exceptions.Exit(code)
 
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.ClickException as exc:
@@ -55,14 +56,30 @@ def ci_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--strict``, ``--no-replay``, ``--junit-xml FILE`` and ``--summary-md FILE``."""
     path = click.Path(dir_okay=False, path_type=Path)
     options = [
-        click.option("--strict", is_flag=True,
-                     help="Fail (exit 1) on a claim direction that fails beyond its CI even on a cross-family pair."),
-        click.option("--no-replay", is_flag=True,
-                     help="Skip the determinism check (it generates the chat system's groups again)."),
-        click.option("--junit-xml", "junit_xml", type=path, default=None,
-                     help="Write a JUnit XML report: one test case per check and per claim finding."),
-        click.option("--summary-md", "summary_md", type=path, default=None,
-                     help="Write a Markdown summary (e.g. to $GITHUB_STEP_SUMMARY)."),
+        click.option(
+            "--strict",
+            is_flag=True,
+            help="Fail (exit 1) on a claim direction that fails beyond its CI even on a cross-family pair.",
+        ),
+        click.option(
+            "--no-replay",
+            is_flag=True,
+            help="Skip the determinism check (it generates the chat system's groups again).",
+        ),
+        click.option(
+            "--junit-xml",
+            "junit_xml",
+            type=path,
+            default=None,
+            help="Write a JUnit XML report: one test case per check and per claim finding.",
+        ),
+        click.option(
+            "--summary-md",
+            "summary_md",
+            type=path,
+            default=None,
+            help="Write a Markdown summary (e.g. to $GITHUB_STEP_SUMMARY).",
+        ),
     ]
     for opt in reversed(options):
         func = opt(func)
@@ -77,16 +94,22 @@ def check_output_paths(*paths: Path | None) -> None:
         if p.is_dir():
             raise UsageError(f"{p} is a directory; give a file name")
         parent = p.expanduser().resolve().parent
-        if not parent.is_dir():
-            raise UsageError(f"cannot write {p}: the folder {parent} does not exist")
+        try:  # a CI job asks for ci-out/check.xml before ci-out exists: create the folder
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write {p}: cannot create the folder {parent} ({exc.strerror or exc})"
+            ) from None
 
 
 def render_check(result: Any) -> None:
     """The checks and findings as a rich table on stdout (a command's result)."""
     from rich.table import Table
 
-    table = Table(title=f"{result.command}: pipeline checks and claim findings ({result.enforcement})",
-                  title_justify="left")
+    table = Table(
+        title=f"{result.command}: pipeline checks and claim findings ({result.enforcement})",
+        title_justify="left",
+    )
     table.add_column("test")
     table.add_column("status")
     table.add_column("detail", overflow="fold")
@@ -96,8 +119,9 @@ def render_check(result: Any) -> None:
     print_result(table)
 
 
-def finish(ctx: click.Context, result: Any, *, junit_xml: Path | None, summary_md: Path | None,
-           as_json: bool) -> None:
+def finish(
+    ctx: click.Context, result: Any, *, junit_xml: Path | None, summary_md: Path | None, as_json: bool
+) -> None:
     """Render (or print the JSON), write the CI files, close with the status line on stderr and exit with the
     check's code."""
     from overtonlite.experiments.ci_output import write_junit, write_summary_md

@@ -16,19 +16,38 @@ from overtonlite.cli.ci import StatusCommand, check_output_paths, ci_options, fi
 from overtonlite.cli.common import at_least, console, print_json, print_result
 from overtonlite.errors import UsageError
 
-_VERDICT_STYLE = {"supported": "green", "not supported": "red", "inconclusive": "yellow", "not measured": "dim"}
+_VERDICT_STYLE = {
+    "supported": "green",
+    "not supported": "red",
+    "inconclusive": "yellow",
+    "not measured": "dim",
+}
 
 
 def _common(func: Callable[..., Any], *, default_out: str | None = None) -> Callable[..., Any]:
     out_help = "Run directory (samples, metrics, results.json, report)."
     options = [
-        click.option("--out", "out", required=default_out is None, default=default_out, show_default=True,
-                     type=click.Path(file_okay=False, path_type=Path), help=out_help),
-        click.option("--pair", default="default", show_default=True, help="Registry pair (see `models list`)."),
+        click.option(
+            "--out",
+            "out",
+            required=default_out is None,
+            default=default_out,
+            show_default=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help=out_help,
+        ),
+        click.option(
+            "--pair", default="default", show_default=True, help="Registry pair (see `models list`)."
+        ),
         click.option("--limit", type=int, default=None, help="Use only the first K prompts of each set."),
         click.option("--seed", type=int, default=0, show_default=True, help="Run seed."),
-        click.option("--threads", type=int, default=None, callback=at_least(1),
-                     help="CPU threads (default: physical cores)."),
+        click.option(
+            "--threads",
+            type=int,
+            default=None,
+            callback=at_least(1),
+            help="CPU threads (default: physical cores).",
+        ),
         click.option("--no-report", is_flag=True, help="Skip report.md / report.html."),
     ]
     for opt in reversed(options):
@@ -78,8 +97,10 @@ def _render(results: dict[str, Any], *, seconds: float | None = None, out: Path 
     print_result(f"pair: base [bold]{pair.get('base')}[/], chat [bold]{pair.get('chat')}[/]")
     for name, claim in (results.get("claims") or {}).items():
         verdict = claim.get("verdict", "?")
-        table = Table(title=f"claim: {name} -> [{_VERDICT_STYLE.get(verdict, 'white')}]{verdict}[/]",
-                      title_justify="left")
+        table = Table(
+            title=f"claim: {name} -> [{_VERDICT_STYLE.get(verdict, 'white')}]{verdict}[/]",
+            title_justify="left",
+        )
         table.add_column("finding")
         table.add_column("systems")
         table.add_column("set")
@@ -91,15 +112,23 @@ def _render(results: dict[str, Any], *, seconds: float | None = None, out: Path 
             ci = f.get("ci")
             ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
             est = f.get("estimate")
-            table.add_row(f.get("name", ""), " vs ".join(f.get("systems") or []) or "-", f.get("set") or "-",
-                          str(f.get("n_prompts") or "-"), f"{est:.3f}" if isinstance(est, int | float) else "-",
-                          ci_text, f"[{_VERDICT_STYLE.get(f.get('verdict'), 'white')}]{f.get('verdict')}[/]")
+            table.add_row(
+                f.get("name", ""),
+                " vs ".join(f.get("systems") or []) or "-",
+                f.get("set") or "-",
+                str(f.get("n_prompts") or "-"),
+                f"{est:.3f}" if isinstance(est, int | float) else "-",
+                ci_text,
+                f"[{_VERDICT_STYLE.get(f.get('verdict'), 'white')}]{f.get('verdict')}[/]",
+            )
         print_result(table)
         for line in claim.get("lines") or []:
             print_result(f"  - {line}", highlight=False, markup=False, soft_wrap=True)
     timings = results.get("timings") or {}
     if timings:
-        console.print("[dim]seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items()) + "[/]", highlight=False)
+        console.print(
+            "[dim]seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items()) + "[/]", highlight=False
+        )
     if results.get("signature"):
         console.print(f"[dim]{results['signature']}[/]", highlight=False)
     if out is not None:
@@ -109,21 +138,50 @@ def _render(results: dict[str, Any], *, seconds: float | None = None, out: Path 
 
 @click.command("diversity")
 @_common
-@click.option("--prompts", "prompt_specs", multiple=True, default=("builtin:open-ended", "builtin:contested"),
-              show_default=True, help="Prompt set(s): builtin:NAME or a .jsonl / .csv file (repeatable).")
+@click.option(
+    "--prompts",
+    "prompt_specs",
+    multiple=True,
+    default=("builtin:open-ended", "builtin:contested"),
+    show_default=True,
+    help="Prompt set(s): builtin:NAME or a .jsonl / .csv file (repeatable).",
+)
 @click.option("--n", "n", type=int, default=5, show_default=True, help="Samples per prompt.")
 @click.option("--max-tokens", type=int, default=256, show_default=True)
-@click.option("--answer-cap", type=int, default=120, show_default=True, help="Words per URIAL example answer.")
+@click.option(
+    "--answer-cap", type=int, default=120, show_default=True, help="Words per URIAL example answer."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results.json on stdout.")
-def diversity(out: Path, pair: str, limit: int | None, seed: int, threads: int | None, no_report: bool,
-              prompt_specs: tuple[str, ...], n: int, max_tokens: int, answer_cap: int, as_json: bool) -> None:
+def diversity(
+    out: Path,
+    pair: str,
+    limit: int | None,
+    seed: int,
+    threads: int | None,
+    no_report: bool,
+    prompt_specs: tuple[str, ...],
+    n: int,
+    max_tokens: int,
+    answer_cap: int,
+    as_json: bool,
+) -> None:
     """Claim 1: base vs chat vs URIAL diversity, length, coverage and stance, with verdicts."""
     from overtonlite.experiments.replicate import run_diversity
 
     with _Progress(not as_json) as progress:
-        res = run_diversity(pair, out=out, prompts=prompt_specs, n=n, max_tokens=max_tokens, limit=limit,
-                            seed=seed, answer_cap_words=answer_cap, threads=threads, report=not no_report,
-                            progress=progress)
+        res = run_diversity(
+            pair,
+            out=out,
+            prompts=prompt_specs,
+            n=n,
+            max_tokens=max_tokens,
+            limit=limit,
+            seed=seed,
+            answer_cap_words=answer_cap,
+            threads=threads,
+            report=not no_report,
+            progress=progress,
+        )
     if as_json:
         _banner(res.results)
         print_json(res.results)
@@ -133,26 +191,64 @@ def diversity(out: Path, pair: str, limit: int | None, seed: int, threads: int |
 
 @click.command("icl")
 @_common
-@click.option("--prompts", "prompt_spec", default="builtin:open-ended", show_default=True,
-              help="Prompt set: builtin:NAME or a .jsonl / .csv file.")
-@click.option("--conditions", default=None,
-              help="Comma-separated conditions, e.g. urial,knn+summary (default: the full grid).")
+@click.option(
+    "--prompts",
+    "prompt_spec",
+    default="builtin:open-ended",
+    show_default=True,
+    help="Prompt set: builtin:NAME or a .jsonl / .csv file.",
+)
+@click.option(
+    "--conditions",
+    default=None,
+    help="Comma-separated conditions, e.g. urial,knn+summary (default: the full grid).",
+)
 @click.option("--k", "k", type=int, default=3, show_default=True, help="Examples for random / kNN selection.")
 @click.option("--n", "n", type=int, default=5, show_default=True, help="Samples per prompt.")
 @click.option("--max-tokens", type=int, default=256, show_default=True)
-@click.option("--answer-cap", type=int, default=120, show_default=True,
-              help="Words per example answer (the same cap in every condition).")
+@click.option(
+    "--answer-cap",
+    type=int,
+    default=120,
+    show_default=True,
+    help="Words per example answer (the same cap in every condition).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print results.json on stdout.")
-def icl(out: Path, pair: str, limit: int | None, seed: int, threads: int | None, no_report: bool, prompt_spec: str,
-        conditions: str | None, k: int, n: int, max_tokens: int, answer_cap: int, as_json: bool) -> None:
+def icl(
+    out: Path,
+    pair: str,
+    limit: int | None,
+    seed: int,
+    threads: int | None,
+    no_report: bool,
+    prompt_spec: str,
+    conditions: str | None,
+    k: int,
+    n: int,
+    max_tokens: int,
+    answer_cap: int,
+    as_json: bool,
+) -> None:
     """Claim 2: in-context alignment conditions scored against the chat model's own self-similarity."""
     from overtonlite.experiments.icl import DEFAULT_CONDITIONS
     from overtonlite.experiments.replicate import run_icl
 
     with _Progress(not as_json) as progress:
-        res = run_icl(pair, out=out, prompts=prompt_spec, conditions=conditions or DEFAULT_CONDITIONS, k=k, n=n,
-                      max_tokens=max_tokens, limit=limit, seed=seed, answer_cap_words=answer_cap, threads=threads,
-                      report=not no_report, progress=progress)
+        res = run_icl(
+            pair,
+            out=out,
+            prompts=prompt_spec,
+            conditions=conditions or DEFAULT_CONDITIONS,
+            k=k,
+            n=n,
+            max_tokens=max_tokens,
+            limit=limit,
+            seed=seed,
+            answer_cap_words=answer_cap,
+            threads=threads,
+            report=not no_report,
+            progress=progress,
+        )
     if as_json:
         _banner(res.results)
         print_json(res.results)
@@ -160,10 +256,25 @@ def icl(out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
         _render(res.results, seconds=res.seconds, out=res.out)
 
 
-def _replicate(ctx: click.Context, *, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
-               no_report: bool, quick: bool, n: int | None, max_tokens: int | None, assert_: bool, as_json: bool,
-               claims_only: bool, judge: str | None = None, hint_model: str | None = None,
-               ci: dict[str, Any] | None = None) -> None:
+def _replicate(
+    ctx: click.Context,
+    *,
+    out: Path,
+    pair: str,
+    limit: int | None,
+    seed: int,
+    threads: int | None,
+    no_report: bool,
+    quick: bool,
+    n: int | None,
+    max_tokens: int | None,
+    assert_: bool,
+    as_json: bool,
+    claims_only: bool,
+    judge: str | None = None,
+    hint_model: str | None = None,
+    ci: dict[str, Any] | None = None,
+) -> None:
     from overtonlite.experiments.replicate import replicate as run_replicate
 
     ci = ci or {}
@@ -172,9 +283,20 @@ def _replicate(ctx: click.Context, *, out: Path, pair: str, limit: int | None, s
     check_output_paths(ci.get("junit_xml"), ci.get("summary_md"))
 
     with _Progress(not as_json) as progress:
-        res = run_replicate(pair, out=out, n=n, max_tokens=max_tokens, limit=limit, seed=seed, quick=quick,
-                            threads=threads, report=not no_report, progress=progress, judge=judge,
-                            hint_model=hint_model)
+        res = run_replicate(
+            pair,
+            out=out,
+            n=n,
+            max_tokens=max_tokens,
+            limit=limit,
+            seed=seed,
+            quick=quick,
+            threads=threads,
+            report=not no_report,
+            progress=progress,
+            judge=judge,
+            hint_model=hint_model,
+        )
     if not as_json:
         _render(res.results, seconds=res.seconds, out=res.out)
         if res.report is not None:
@@ -187,8 +309,15 @@ def _replicate(ctx: click.Context, *, out: Path, pair: str, limit: int | None, s
         from overtonlite.experiments.check import check_run
 
         with _Progress(not as_json) as progress:
-            result = check_run(res.out, strict=ci.get("strict", False), replay=not ci.get("no_replay"),
-                               report=not no_report, threads=threads, command="replicate", progress=progress)
+            result = check_run(
+                res.out,
+                strict=ci.get("strict", False),
+                replay=not ci.get("no_replay"),
+                report=not no_report,
+                threads=threads,
+                command="replicate",
+                progress=progress,
+            )
         finish(ctx, result, junit_xml=ci.get("junit_xml"), summary_md=ci.get("summary_md"), as_json=as_json)
 
 
@@ -205,13 +334,33 @@ def _replicate_options(func: Callable[..., Any], *, default_out: str | None = No
     return _common(func, default_out=default_out)
 
 
-def _replicate_from(ctx: click.Context, *, source: Path, roles: tuple[str, ...], out: Path, limit: int | None,
-                    seed: int, no_report: bool, same_family: bool, embedder: str | None, assert_: bool,
-                    as_json: bool, ci: dict[str, Any]) -> None:
+def _replicate_from(
+    ctx: click.Context,
+    *,
+    source: Path,
+    roles: tuple[str, ...],
+    out: Path,
+    limit: int | None,
+    seed: int,
+    no_report: bool,
+    same_family: bool,
+    embedder: str | None,
+    assert_: bool,
+    as_json: bool,
+    ci: dict[str, Any],
+) -> None:
     from overtonlite.experiments.from_generations import replicate_from
 
-    res = replicate_from(source, roles=roles, out=out, embedder=embedder, seed=seed, limit=limit,
-                         same_family=same_family, report=not no_report)
+    res = replicate_from(
+        source,
+        roles=roles,
+        out=out,
+        embedder=embedder,
+        seed=seed,
+        limit=limit,
+        same_family=same_family,
+        report=not no_report,
+    )
     if as_json and not assert_:
         print_json(res.results)
     elif not as_json:
@@ -221,8 +370,9 @@ def _replicate_from(ctx: click.Context, *, source: Path, roles: tuple[str, ...],
     if assert_:  # the checks of `overtonlite check`; nothing to replay, since no model generated these texts
         from overtonlite.experiments.check import check_run
 
-        result = check_run(res.out, strict=ci.get("strict", False), replay=False, report=not no_report,
-                           command="replicate")
+        result = check_run(
+            res.out, strict=ci.get("strict", False), replay=False, report=not no_report, command="replicate"
+        )
         finish(ctx, result, junit_xml=ci.get("junit_xml"), summary_md=ci.get("summary_md"), as_json=as_json)
 
 
@@ -232,55 +382,133 @@ class _ReplicateCommand(StatusCommand):
 
 @click.command("replicate", cls=_ReplicateCommand)
 @_replicate_options
-@click.option("--from", "source", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Judge existing generations instead of sampling: a responses JSONL in the `score` input format "
-                   "or a run directory. Needs --role base=NAME and --role chat=NAME; loads no model.")
-@click.option("--role", "roles", multiple=True, metavar="ROLE=SYSTEM",
-              help="With --from: which input system plays base, chat, urial or hinted (repeatable; hinted may "
-                   "repeat).")
-@click.option("--same-family", is_flag=True, help="With --from: base and chat come from one pretrained model.")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Judge existing generations instead of sampling: a responses JSONL in the `score` input format "
+    "or a run directory. Needs --role base=NAME and --role chat=NAME; loads no model.",
+)
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    metavar="ROLE=SYSTEM",
+    help="With --from: which input system plays base, chat, urial or hinted (repeatable; hinted may repeat).",
+)
+@click.option(
+    "--same-family", is_flag=True, help="With --from: base and chat come from one pretrained model."
+)
 @click.option("--embedder", default=None, help="With --from: registry embedder name (default: the default).")
-@click.option("--assert", "assert_", is_flag=True,
-              help="Then run the checks of `overtonlite check` on the run, with its exit codes "
-                   "(--strict, --no-replay, --junit-xml and --summary-md apply only with it).")
+@click.option(
+    "--assert",
+    "assert_",
+    is_flag=True,
+    help="Then run the checks of `overtonlite check` on the run, with its exit codes "
+    "(--strict, --no-replay, --junit-xml and --summary-md apply only with it).",
+)
 @ci_options
-@click.option("--judge", default=None,
-              help="Registry chat model (local or served) that also judges stance and missing information; labels "
-              "go beside the proxy labels in metrics.jsonl. Off by default.")
-@click.option("--hint-model", default=None,
-              help="Registry chat model (local or served) that writes the summary hints instead of the pair's chat "
-              "model.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print results.json on stdout (with --assert: the check result).")
+@click.option(
+    "--judge",
+    default=None,
+    help="Registry chat model (local or served) that also judges stance and missing information; labels "
+    "go beside the proxy labels in metrics.jsonl. Off by default.",
+)
+@click.option(
+    "--hint-model",
+    default=None,
+    help="Registry chat model (local or served) that writes the summary hints instead of the pair's chat "
+    "model.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print results.json on stdout (with --assert: the check result)."
+)
 @click.pass_context
-def replicate(ctx: click.Context, out: Path, pair: str, limit: int | None, seed: int, threads: int | None,
-              no_report: bool, quick: bool, n: int | None, max_tokens: int | None, source: Path | None,
-              roles: tuple[str, ...], same_family: bool, embedder: str | None, assert_: bool, strict: bool,
-              no_replay: bool, junit_xml: Path | None, summary_md: Path | None, judge: str | None,
-              hint_model: str | None, as_json: bool) -> None:
+def replicate(
+    ctx: click.Context,
+    out: Path,
+    pair: str,
+    limit: int | None,
+    seed: int,
+    threads: int | None,
+    no_report: bool,
+    quick: bool,
+    n: int | None,
+    max_tokens: int | None,
+    source: Path | None,
+    roles: tuple[str, ...],
+    same_family: bool,
+    embedder: str | None,
+    assert_: bool,
+    strict: bool,
+    no_replay: bool,
+    junit_xml: Path | None,
+    summary_md: Path | None,
+    judge: str | None,
+    hint_model: str | None,
+    as_json: bool,
+) -> None:
     """Both claims end to end on the built-in prompt sets: samples, metrics, verdicts, results.json, report.
     With --from, the same verdicts from existing generations, without loading a model."""
     ci = {"strict": strict, "no_replay": no_replay, "junit_xml": junit_xml, "summary_md": summary_md}
     if source is not None:
-        unused = [flag for flag, given in (("--quick", quick), ("--n", n is not None),
-                                           ("--max-tokens", max_tokens is not None),
-                                           ("--threads", threads is not None), ("--pair", pair != "default"),
-                                           ("--hint-model", hint_model is not None))
-                  if given]
+        unused = [
+            flag
+            for flag, given in (
+                ("--quick", quick),
+                ("--n", n is not None),
+                ("--max-tokens", max_tokens is not None),
+                ("--threads", threads is not None),
+                ("--pair", pair != "default"),
+                ("--hint-model", hint_model is not None),
+            )
+            if given
+        ]
         if unused:
-            raise UsageError(f"{', '.join(unused)} only apply to sampling; --from judges existing generations")
+            raise UsageError(
+                f"{', '.join(unused)} only apply to sampling; --from judges existing generations"
+            )
         if judge is not None:
-            raise UsageError("--judge is not available with --from yet; run `overtonlite score DIR --judge MODEL` "
-                             "on the output directory instead")
+            raise UsageError(
+                "--judge is not available with --from yet; run `overtonlite score DIR --judge MODEL` "
+                "on the output directory instead"
+            )
         if not assert_ and any(ci.values()):
             raise UsageError("--strict, --no-replay, --junit-xml and --summary-md need --assert")
         check_output_paths(junit_xml, summary_md)
-        _replicate_from(ctx, source=source, roles=roles, out=out, limit=limit, seed=seed, no_report=no_report,
-                        same_family=same_family, embedder=embedder, assert_=assert_, as_json=as_json, ci=ci)
+        _replicate_from(
+            ctx,
+            source=source,
+            roles=roles,
+            out=out,
+            limit=limit,
+            seed=seed,
+            no_report=no_report,
+            same_family=same_family,
+            embedder=embedder,
+            assert_=assert_,
+            as_json=as_json,
+            ci=ci,
+        )
         return
     if roles or same_family or embedder:
         raise UsageError("--role, --same-family and --embedder only apply with --from")
-    _replicate(ctx, out=out, pair=pair, limit=limit, seed=seed, threads=threads, no_report=no_report, quick=quick,
-               n=n, max_tokens=max_tokens, assert_=assert_, as_json=as_json, claims_only=False, judge=judge,
-               hint_model=hint_model, ci=ci)
-
+    _replicate(
+        ctx,
+        out=out,
+        pair=pair,
+        limit=limit,
+        seed=seed,
+        threads=threads,
+        no_report=no_report,
+        quick=quick,
+        n=n,
+        max_tokens=max_tokens,
+        assert_=assert_,
+        as_json=as_json,
+        claims_only=False,
+        judge=judge,
+        hint_model=hint_model,
+        ci=ci,
+    )

@@ -116,10 +116,13 @@ def _entry_rows(reg: Any) -> list[dict[str, Any]]:
                 "family": spec.family,
                 "role": spec.role if is_model else "embedder",
                 "size": None if None in sizes or not sizes else sum(sizes),
-                "source": "endpoint" if spec.endpoint is not None
-                else sorted({f.kind for f in files})[0] if len({f.kind for f in files}) == 1
+                "source": "endpoint"
+                if spec.endpoint is not None
+                else sorted({f.kind for f in files})[0]
+                if len({f.kind for f in files}) == 1
                 else "mixed",
-                "source_detail": [spec.endpoint.source_label] if spec.endpoint is not None
+                "source_detail": [spec.endpoint.source_label]
+                if spec.endpoint is not None
                 else [f.source_label for f in files],
                 "pulled": all(s.pulled for s in statuses),
                 "sha": "/".join(shas) or "served",
@@ -367,8 +370,11 @@ def info_cmd(name: str, as_json: bool) -> None:
     spec = reg.entry(name)
     if spec.endpoint is not None:  # served: what the registry says (the server is not contacted)
         role = spec.role if isinstance(spec, ModelSpec) else "embedder"
-        _show_info(spec.name, {"name": spec.name, "family": spec.family, "role": role,
-                               "endpoint": spec.endpoint.to_dict()}, as_json)
+        _show_info(
+            spec.name,
+            {"name": spec.name, "family": spec.family, "role": role, "endpoint": spec.endpoint.to_dict()},
+            as_json,
+        )
         return
     if isinstance(spec, ModelSpec):
         from overtonlite.gguf_info import gguf_summary

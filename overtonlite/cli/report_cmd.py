@@ -26,7 +26,9 @@ from overtonlite.cli.common import console, print_json, print_result
 )
 @click.option("--no-plots", is_flag=True, help="Leave the plots out of report.html (no matplotlib needed).")
 @click.option("--open", "open_browser", is_flag=True, help="Open report.html in the default web browser.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report paths and the verdicts as JSON on stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the report paths and the verdicts as JSON on stdout."
+)
 def report(
     run_dir: Path, rescore: bool, stance_set: str | None, no_plots: bool, open_browser: bool, as_json: bool
 ) -> None:

@@ -187,7 +187,9 @@ def sample(
         generator = _fake_generator(model, ctx=ctx, delay=fake_delay, chat=mode != "raw")
         model_name = model
     else:
-        generator, model_name, extra_stop = _model_generator(model, ctx=ctx, threads=threads, max_seqs=max_seqs)
+        generator, model_name, extra_stop = _model_generator(
+            model, ctx=ctx, threads=threads, max_seqs=max_seqs
+        )
     sampling = SamplingConfig(
         temperature=temperature,
         repetition_penalty=repetition_penalty,
@@ -258,8 +260,9 @@ def _model_generator(
 
     spec = load_registry().model(model)
     with PullProgress(log_after=2.0) as bar:
-        generator = open_generator(spec, n_ctx=ctx, threads=threads, max_seqs=max_seqs,
-                                   progress=bar.callback(spec.name))
+        generator = open_generator(
+            spec, n_ctx=ctx, threads=threads, max_seqs=max_seqs, progress=bar.callback(spec.name)
+        )
     return generator, spec.name, tuple(spec.stop)
 
 

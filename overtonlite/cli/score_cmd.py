@@ -111,7 +111,9 @@ def render_summary(summary: Any) -> None:
     jinfo = settings.get("judge")
     if jinfo:
         counts = ", ".join(f"{t} {c['judged']} ({c['errors']} errors)" for t, c in jinfo["counts"].items())
-        console.print(f"judge {jinfo['name']} ({jinfo['backend']}): {counts}; labels in metrics.jsonl (*_judge)")
+        console.print(
+            f"judge {jinfo['name']} ({jinfo['backend']}): {counts}; labels in metrics.jsonl (*_judge)"
+        )
     if summary.errors:
         console.print(
             f"[yellow]{len(summary.errors)} group(s) had generation errors and were not scored[/yellow]"

@@ -14,9 +14,15 @@ import click
 from overtonlite.cli.common import console, print_json
 from overtonlite.cli.experiments_cmd import _Progress
 
-_COLUMNS = (("distinct_at_n", "distinct@N"), ("cosine", "cosine"), ("jaccard", "Jaccard"),
-            ("homogenization_rougel", "ROUGE-L hom."), ("compression_ratio", "compr."),
-            ("words_mean", "words"), ("stance_both_share", "both"))
+_COLUMNS = (
+    ("distinct_at_n", "distinct@N"),
+    ("cosine", "cosine"),
+    ("jaccard", "Jaccard"),
+    ("homogenization_rougel", "ROUGE-L hom."),
+    ("compression_ratio", "compr."),
+    ("words_mean", "words"),
+    ("stance_both_share", "both"),
+)
 
 
 def _cell(entry: dict[str, Any] | None) -> str:
@@ -30,7 +36,9 @@ def _render(table: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    out = Console(width=max(Console().width, 190))  # the result table goes to stdout, wide enough for the names
+    out = Console(
+        width=max(Console().width, 190)
+    )  # the result table goes to stdout, wide enough for the names
     t = Table(title="sweep (mean over prompts [95% CI])", title_justify="left")
     t.add_column("system", no_wrap=True)
     t.add_column("params", justify="right")
@@ -42,34 +50,71 @@ def _render(table: list[dict[str, Any]]) -> None:
 
 
 @click.command("sweep")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory (one for the whole sweep; rerunning resumes and reuses matching samples).")
-@click.option("--pairs", default=None, help="Comma-separated registry pairs (default: the preset's, "
-              "default,gemma-coder).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory (one for the whole sweep; rerunning resumes and reuses matching samples).",
+)
+@click.option(
+    "--pairs",
+    default=None,
+    help="Comma-separated registry pairs (default: the preset's, default,gemma-coder).",
+)
 @click.option("--temperatures", default=None, help="Comma-separated temperatures, e.g. 0.3,0.5,1.0.")
 @click.option("--max-tokens", "max_tokens", default=None, help="Comma-separated max new tokens, e.g. 64,128.")
 @click.option("--n", "n", type=int, default=None, help="Samples per prompt (default: the preset's).")
 @click.option("--limit", type=int, default=None, help="Use only the first K prompts of each set.")
-@click.option("--quick", is_flag=True, help="Small sizes: both offline pairs at T 0.5 and 1.0, 4 + 2 prompts, "
-              "N=4, 48 tokens.")
-@click.option("--reuse", "reuse", multiple=True, type=click.Path(path_type=Path),
-              help="Another run directory whose groups with the same cache key are copied instead of generated "
-              "(repeatable).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Small sizes: both offline pairs at T 0.5 and 1.0, 4 + 2 prompts, N=4, 48 tokens.",
+)
+@click.option(
+    "--reuse",
+    "reuse",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Another run directory whose groups with the same cache key are copied instead of generated "
+    "(repeatable).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: physical cores).")
 @click.option("--no-report", is_flag=True, help="Skip report.md / report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table (one object per system) as JSON.")
-def sweep(out: Path, pairs: str | None, temperatures: str | None, max_tokens: str | None, n: int | None,
-          limit: int | None, quick: bool, reuse: tuple[Path, ...], seed: int, threads: int | None, no_report: bool,
-          as_json: bool) -> None:
+def sweep(
+    out: Path,
+    pairs: str | None,
+    temperatures: str | None,
+    max_tokens: str | None,
+    n: int | None,
+    limit: int | None,
+    quick: bool,
+    reuse: tuple[Path, ...],
+    seed: int,
+    threads: int | None,
+    no_report: bool,
+    as_json: bool,
+) -> None:
     """Claim-1 measurements over several pairs, temperatures and max_tokens in one run directory, with
     distinct@N, the lexical suite, an inter-system similarity matrix and scaling plots in the report."""
     from overtonlite.experiments.sweep import sweep as run_sweep
 
     with _Progress(not as_json) as progress:
-        res = run_sweep(pairs, out=out, temperatures=temperatures, max_tokens=max_tokens, n=n, limit=limit,
-                        seed=seed, quick=quick, reuse=reuse, threads=threads, report=not no_report,
-                        progress=progress)
+        res = run_sweep(
+            pairs,
+            out=out,
+            temperatures=temperatures,
+            max_tokens=max_tokens,
+            n=n,
+            limit=limit,
+            seed=seed,
+            quick=quick,
+            reuse=reuse,
+            threads=threads,
+            report=not no_report,
+            progress=progress,
+        )
     if as_json:
         print_json(res.table)
         return

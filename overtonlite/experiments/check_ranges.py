@@ -19,14 +19,32 @@ COS = (-1.0, 1.0)
 # metric (metrics.jsonl key or summary.json name) -> (low, high); None = unbounded on that side
 RANGES: dict[str, tuple[float | None, float | None]] = {
     **dict.fromkeys(
-        ("jaccard", "jaccard_filtered", "jaccard_to_ref", "distinct_1", "distinct_2", "quality_pass_rate",
-         "quality_pass", "list_rate", "refusal_rate", "truncation_rate", "empty_rate", "stance_both_share",
-         "stance_yes_share", "stance_no_share", "stance_other_share", "missing_le2_share", "coverage",
-         "coverage_union", "yes_no_split"),
+        (
+            "jaccard",
+            "jaccard_filtered",
+            "jaccard_to_ref",
+            "distinct_1",
+            "distinct_2",
+            "quality_pass_rate",
+            "quality_pass",
+            "list_rate",
+            "refusal_rate",
+            "truncation_rate",
+            "empty_rate",
+            "stance_both_share",
+            "stance_yes_share",
+            "stance_no_share",
+            "stance_other_share",
+            "missing_le2_share",
+            "coverage",
+            "coverage_union",
+            "yes_no_split",
+        ),
         UNIT,
     ),
     **dict.fromkeys(
-        ("cosine", "cosine_filtered", "cosine_to_ref", "relevance", "relevance_mean", "bertscore_f1_to_ref"), COS
+        ("cosine", "cosine_filtered", "cosine_to_ref", "relevance", "relevance_mean", "bertscore_f1_to_ref"),
+        COS,
     ),
     "missing": (1.0, 5.0),
     "missing_mean": (1.0, 5.0),
@@ -39,7 +57,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 STANCE_LABELS = ("yes", "no", "both", "other")
 
 
-def metric_range(name: str, *, n: int | None = None, max_tokens: int | None = None) -> tuple[float | None, float | None]:
+def metric_range(
+    name: str, *, n: int | None = None, max_tokens: int | None = None
+) -> tuple[float | None, float | None]:
     """The range of ``name``; ``n`` bounds the Vendi score, ``max_tokens`` the token counts. Unknown: unbounded."""
     lo, hi = RANGES.get(name, (None, None))
     if name == "vendi" and n is not None:
@@ -100,8 +120,9 @@ def record_problems(rec: Mapping[str, Any], *, max_tokens: int | None = None) ->
                 break
 
 
-def summary_problems(node: Any, *, n: int | None = None, max_tokens: int | None = None,
-                     path: tuple[str, ...] = ()) -> Iterator[str]:
+def summary_problems(
+    node: Any, *, n: int | None = None, max_tokens: int | None = None, path: tuple[str, ...] = ()
+) -> Iterator[str]:
     """Every out-of-range ``{"mean", "ci"}`` entry anywhere in summary.json (whatever its nesting), and every
     CI whose low end is above its high end. Entries under a ``paired`` key are differences between systems, and
     entries under a ``ratios`` key ratios of means (checked only for being finite)."""
@@ -115,13 +136,16 @@ def summary_problems(node: Any, *, n: int | None = None, max_tokens: int | None 
             yield from summary_problems(child, n=n, max_tokens=max_tokens, path=(*path, str(key)))
 
 
-def _entry_problems(entry: Mapping[str, Any], *, n: int | None, max_tokens: int | None,
-                    path: tuple[str, ...]) -> Iterator[str]:
+def _entry_problems(
+    entry: Mapping[str, Any], *, n: int | None, max_tokens: int | None, path: tuple[str, ...]
+) -> Iterator[str]:
     name = path[-1] if path else "?"
     where = "/".join(path)
     paired = any("paired" in p or " - " in p for p in path)
     lo, hi = (difference_range if paired else metric_range)(name, n=n, max_tokens=max_tokens)
-    if any("ratio" in p for p in path):  # ratios of means (share of the self-similarity): only finite, CI ordered
+    if any(
+        "ratio" in p for p in path
+    ):  # ratios of means (share of the self-similarity): only finite, CI ordered
         lo = hi = None
     values = [("mean", entry.get("mean"))]
     ci = entry.get("ci")

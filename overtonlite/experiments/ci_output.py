@@ -58,16 +58,25 @@ def junit_xml(result: CheckResult) -> str:
     root.set("time", f"{result.seconds:.3f}")
     for suite, items in _suites(result).items():
         name = f"{SUITE_PREFIX}.{suite}"
-        ts = ET.SubElement(root, "testsuite", {"name": name, **_counts(items), "timestamp": stamp,
-                                               "hostname": platform.node() or "localhost"})
+        ts = ET.SubElement(
+            root,
+            "testsuite",
+            {"name": name, **_counts(items), "timestamp": stamp, "hostname": platform.node() or "localhost"},
+        )
         props = ET.SubElement(ts, "properties")
-        for key, value in (("pair", str(result.pair.get("name", ""))), ("base", str(result.pair.get("base", ""))),
-                           ("chat", str(result.pair.get("chat", ""))), ("enforcement", result.enforcement),
-                           ("run_dir", str(result.out)), ("status", result.status_line)):
+        for key, value in (
+            ("pair", str(result.pair.get("name", ""))),
+            ("base", str(result.pair.get("base", ""))),
+            ("chat", str(result.pair.get("chat", ""))),
+            ("enforcement", result.enforcement),
+            ("run_dir", str(result.out)),
+            ("status", result.status_line),
+        ):
             ET.SubElement(props, "property", {"name": key, "value": _x(value)})
         for item in items:
-            case = ET.SubElement(ts, "testcase", {"classname": name, "name": _x(item.name),
-                                                  "time": f"{item.seconds:.3f}"})
+            case = ET.SubElement(
+                ts, "testcase", {"classname": name, "name": _x(item.name), "time": f"{item.seconds:.3f}"}
+            )
             if item.status == "failed":
                 kind = "ClaimNotSupported" if item.kind == "finding" else "CheckFailed"
                 fail = ET.SubElement(case, "failure", {"message": _x(item.message), "type": kind})
@@ -94,18 +103,26 @@ def summary_markdown(result: CheckResult) -> str:
     pair = result.pair
     if pair:
         fam = "same-family" if pair.get("same_family") else "cross-family"
-        lines.append(f"Pair `{pair.get('name', '?')}`: base `{pair.get('base')}`, chat `{pair.get('chat')}` "
-                     f"({fam}); {result.enforcement}.")
+        lines.append(
+            f"Pair `{pair.get('name', '?')}`: base `{pair.get('base')}`, chat `{pair.get('chat')}` "
+            f"({fam}); {result.enforcement}."
+        )
         lines.append("")
     lines += ["| check | status | detail |", "|---|---|---|"]
     lines += [f"| {_cell(i.name)} | {_MARK[i.status]} | {_cell(i.message)} |" for i in result.checks]
     if result.findings:
-        lines += ["", "| claim | finding | estimate | 95% CI | verdict | status |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| claim | finding | estimate | 95% CI | verdict | status |",
+            "|---|---|---|---|---|---|",
+        ]
         for i in result.findings:
             est = f"{i.estimate:.3f}" if i.estimate is not None else "-"
             ci = f"[{i.ci[0]:.3f}, {i.ci[1]:.3f}]" if i.ci else "-"
-            lines.append(f"| {_cell(i.suite.removeprefix('claims.'))} | {_cell(i.name)} | {est} | {ci} | "
-                         f"{_cell(i.verdict)} | {_MARK[i.status]} |")
+            lines.append(
+                f"| {_cell(i.suite.removeprefix('claims.'))} | {_cell(i.name)} | {est} | {ci} | "
+                f"{_cell(i.verdict)} | {_MARK[i.status]} |"
+            )
         lines += ["", "<details><summary>Finding lines</summary>", ""]
         lines += [f"- {_cell(i.detail or i.message)}" for i in result.findings]
         lines += ["", "</details>"]

@@ -182,7 +182,9 @@ def write_results(
     merged_settings = dict(old.get("settings") or {})
     for key, value in settings.items():
         prev = merged_settings.get(key)
-        merged_settings[key] = {**prev, **value} if isinstance(prev, dict) and isinstance(value, dict) else value
+        merged_settings[key] = (
+            {**prev, **value} if isinstance(prev, dict) and isinstance(value, dict) else value
+        )
     manifest = schema.read_manifest(path) or {}
     data: dict[str, Any] = {
         "pair": pair.to_dict() if pair is not None else old.get("pair"),

@@ -40,8 +40,27 @@ from overtonlite.prompts import HUMAN_EXAMPLES, STOP, render_base, render_urial
 SYSTEMS = (BASE, CHAT, URIAL)
 DEFAULT_ANSWER_CAP = 120
 EVIDENCE_METRICS = (
-    "jaccard", "cosine", "vendi", "words_mean", "jaccard_filtered", "cosine_filtered", "quality_pass_rate",
-    "coverage_union", "missing_le2_share", "stance_both_share", "yes_no_split", "truncation_rate", "list_rate",
+    "jaccard",
+    "cosine",
+    "vendi",
+    "words_mean",
+    "jaccard_filtered",
+    "cosine_filtered",
+    "quality_pass_rate",
+    "coverage_union",
+    "missing_le2_share",
+    "stance_both_share",
+    "yes_no_split",
+    "truncation_rate",
+    "list_rate",
+    "stance_both_share_corrected",
+    "yes_no_split_corrected",
+)
+STANCE_EVIDENCE = (
+    "stance_both_share",
+    "yes_no_split",
+    "stance_both_share_corrected",
+    "yes_no_split_corrected",
 )
 
 
@@ -85,14 +104,41 @@ def generate_diversity(
     done: dict[str, Any] = {}
     for system in systems:
         if system == BASE:
-            done[system] = sample_run(base, prompts, out=out, system=BASE, n=n, sampling=raw_sampling(sampling),
-                                      seed=seed, render=base_render, progress=progress)
+            done[system] = sample_run(
+                base,
+                prompts,
+                out=out,
+                system=BASE,
+                n=n,
+                sampling=raw_sampling(sampling),
+                seed=seed,
+                render=base_render,
+                progress=progress,
+            )
         elif system == URIAL:
-            done[system] = sample_run(base, prompts, out=out, system=URIAL, n=n, sampling=raw_sampling(sampling),
-                                      seed=seed, render=urial_render(answer_cap_words), progress=progress)
+            done[system] = sample_run(
+                base,
+                prompts,
+                out=out,
+                system=URIAL,
+                n=n,
+                sampling=raw_sampling(sampling),
+                seed=seed,
+                render=urial_render(answer_cap_words),
+                progress=progress,
+            )
         elif system == CHAT:
-            done[system] = sample_run(chat, prompts, out=out, system=CHAT, n=n, sampling=sampling, seed=seed,
-                                      mode="chat", progress=progress)
+            done[system] = sample_run(
+                chat,
+                prompts,
+                out=out,
+                system=CHAT,
+                n=n,
+                sampling=sampling,
+                seed=seed,
+                mode="chat",
+                progress=progress,
+            )
         else:
             raise ValueError(f"unknown diversity system {system!r}")
     return done
@@ -114,7 +160,7 @@ def overton_claim(summary: dict[str, Any]) -> Claim:
     cq = ev.stance_set(summary)
     evidence: list[dict[str, Any]] = []
     for metric in EVIDENCE_METRICS:
-        set_name = cq if metric in ("stance_both_share", "yes_no_split") else oe
+        set_name = cq if metric in STANCE_EVIDENCE else oe
         for system in SYSTEMS:
             entry = ev.mean_entry(summary, system, set_name, metric)
             if entry is not None:
@@ -122,6 +168,16 @@ def overton_claim(summary: dict[str, Any]) -> Claim:
 
     def val(metric: str, system: str, set_name: str | None) -> str:
         return _entry_value(ev.mean_entry(summary, system, set_name, metric))
+
+    def corrected(metric: str, first: str, second: str) -> str:
+        """The stance value corrected for the classifier's confusion, with a CI that includes it (summary.json)."""
+        a, b = (ev.mean_entry(summary, s, cq, f"{metric}_corrected") for s in (first, second))
+        if a is None or b is None:
+            return ""
+        return (
+            f"; corrected for the stance classifier's confusion: {first} {fmt(a.get('mean'))} "
+            f"({fmt_ci(a.get('ci'))}) vs {second} {fmt(b.get('mean'))} ({fmt_ci(b.get('ci'))})"
+        )
 
     def paired(a: str, b: str, set_name: str | None, metric: str) -> dict[str, Any] | None:
         entry = ev.paired_entry(summary, a, b, set_name, metric)
@@ -137,42 +193,86 @@ def overton_claim(summary: dict[str, Any]) -> Claim:
     union = "coverage_union_finished" if le2.endswith("_finished") else "coverage_union"
     findings = [
         Finding.from_entry(
-            "lexical_similarity", f"Apparent diversity drop: chat minus base within-prompt Jaccard ({oe})", "greater",
-            paired(CHAT, BASE, oe, "jaccard"), systems=(CHAT, BASE), set_name=oe, metric="jaccard", unmeasured=no_oe,
-            detail=f"chat {val('jaccard', CHAT, oe)} vs base {val('jaccard', BASE, oe)}"),
+            "lexical_similarity",
+            f"Apparent diversity drop: chat minus base within-prompt Jaccard ({oe or ev.OPEN_ENDED})",
+            "greater",
+            paired(CHAT, BASE, oe, "jaccard"),
+            systems=(CHAT, BASE),
+            set_name=oe,
+            metric="jaccard",
+            unmeasured=no_oe,
+            detail=f"chat {val('jaccard', CHAT, oe)} vs base {val('jaccard', BASE, oe)}",
+        ),
         Finding.from_entry(
-            "length", f"Chat answers are longer: chat minus base mean words ({oe})", "greater",
-            paired(CHAT, BASE, oe, words), systems=(CHAT, BASE), set_name=oe, metric=words, unmeasured=no_oe,
+            "length",
+            f"Chat answers are longer: chat minus base mean words ({oe or ev.OPEN_ENDED})",
+            "greater",
+            paired(CHAT, BASE, oe, words),
+            systems=(CHAT, BASE),
+            set_name=oe,
+            metric=words,
+            unmeasured=no_oe,
             samples=words_used,
-            detail=f"on all samples chat {val('words_mean', CHAT, oe)} vs base {val('words_mean', BASE, oe)} words"),
+            detail=f"on all samples chat {val('words_mean', CHAT, oe)} vs base {val('words_mean', BASE, oe)} words",
+        ),
         Finding.from_entry(
-            "both_share", f"Overton answers: chat minus base share of 'both' stances ({cq or ev.CONTESTED})", "greater",
-            paired(CHAT, BASE, cq, "stance_both_share"), systems=(CHAT, BASE), set_name=cq,
-            metric="stance_both_share", unmeasured=no_cq,
-            detail=f"chat {val('stance_both_share', CHAT, cq)} vs base {val('stance_both_share', BASE, cq)}"),
+            "both_share",
+            f"Overton answers: chat minus base share of 'both' stances ({cq or ev.CONTESTED})",
+            "greater",
+            paired(CHAT, BASE, cq, "stance_both_share"),
+            systems=(CHAT, BASE),
+            set_name=cq,
+            metric="stance_both_share",
+            unmeasured=no_cq,
+            detail=f"chat {val('stance_both_share', CHAT, cq)} vs base {val('stance_both_share', BASE, cq)}"
+            + corrected("stance_both_share", CHAT, BASE),
+        ),
         Finding.from_entry(
-            "yes_no_split", "Distributional pluralism: base minus chat rate of prompts whose samples say both yes "
-            f"and no ({cq or ev.CONTESTED})", "greater", paired(BASE, CHAT, cq, "yes_no_split"), systems=(BASE, CHAT),
-            set_name=cq, metric="yes_no_split", unmeasured=no_cq,
-            detail=f"base {val('yes_no_split', BASE, cq)} vs chat {val('yes_no_split', CHAT, cq)}"),
+            "yes_no_split",
+            "Distributional pluralism: base minus chat rate of prompts whose samples say both yes "
+            f"and no ({cq or ev.CONTESTED})",
+            "greater",
+            paired(BASE, CHAT, cq, "yes_no_split"),
+            systems=(BASE, CHAT),
+            set_name=cq,
+            metric="yes_no_split",
+            unmeasured=no_cq,
+            detail=f"base {val('yes_no_split', BASE, cq)} vs chat {val('yes_no_split', CHAT, cq)}"
+            + corrected("yes_no_split", BASE, CHAT),
+        ),
         Finding.from_entry(
-            "coverage", "Aggregation: share of base samples whose information is mostly in the chat answer "
-            f"(missing-information proxy <= 2, {oe}; expected above 0.5)", "greater",
-            ev.mean_entry(summary, BASE, oe, le2), systems=(BASE, CHAT), set_name=oe,
-            metric=le2, kind="mean", threshold=0.5, unmeasured=no_oe, samples=le2_used,
-            detail=f"share of base sentences covered {val(union, BASE, oe)}"),
+            "coverage",
+            "Aggregation: share of base samples whose information is mostly in the chat answer "
+            f"(missing-information proxy <= 2, {oe or ev.OPEN_ENDED}; expected above 0.5)",
+            "greater",
+            ev.mean_entry(summary, BASE, oe, le2),
+            systems=(BASE, CHAT),
+            set_name=oe,
+            metric=le2,
+            kind="mean",
+            threshold=0.5,
+            unmeasured=no_oe,
+            samples=le2_used,
+            detail=f"share of base sentences covered {val(union, BASE, oe)}",
+        ),
     ]
 
     notes = []
     sem = paired(CHAT, BASE, oe, "cosine")
     if sem is not None:
-        notes.append(f"Semantic similarity within prompts, chat minus base (embedding cosine): {fmt(sem['mean'])} "
-                     f"({fmt_ci(sem['ci'])}); lexical and semantic diversity are reported separately.")
+        notes.append(
+            f"Semantic similarity within prompts, chat minus base (embedding cosine): {fmt(sem['mean'])} "
+            f"({fmt_ci(sem['ci'])}); lexical and semantic diversity are reported separately."
+        )
     filt = paired(CHAT, BASE, oe, "jaccard_filtered")
     if filt is not None:
-        notes.append(f"After the quality filter the chat-minus-base Jaccard gap is {fmt(filt['mean'])} "
-                     f"({fmt_ci(filt['ci'])}), against {fmt(findings[0].estimate)} before it.")
+        notes.append(
+            f"After the quality filter the chat-minus-base Jaccard gap is {fmt(filt['mean'])} "
+            f"({fmt_ci(filt['ci'])}), against {fmt(findings[0].estimate)} before it."
+        )
     if ev.has_system(summary, URIAL):
-        notes.append(f"URIAL (base model + 3 human examples): Jaccard {val('jaccard', URIAL, oe)}, "
-                     f"{val('words_mean', URIAL, oe)} words, 'both' share {val('stance_both_share', URIAL, cq)}.")
+        notes.append(
+            f"URIAL (base model + 3 human examples): Jaccard {val('jaccard', URIAL, oe)}, "
+            f"{val('words_mean', URIAL, oe)} words, 'both' share {val('stance_both_share', URIAL, cq)}."
+        )
     return Claim("overton", findings, evidence, notes)

@@ -18,7 +18,9 @@ def sets_of(summary: Mapping[str, Any] | None) -> list[str]:
     return schema.set_names(summary)
 
 
-def choose_set(summary: Mapping[str, Any] | None, preferred: str, *, exclude: Sequence[str] = ()) -> str | None:
+def choose_set(
+    summary: Mapping[str, Any] | None, preferred: str, *, exclude: Sequence[str] = ()
+) -> str | None:
     """The set a finding about ``preferred`` prompts uses: ``preferred`` when the summary has it; else the only
     other named set that is not excluded; else ``all`` when the summary has no named set besides excluded ones
     that hold prompts; else None (not measured)."""
@@ -45,27 +47,35 @@ def stance_set(summary: Mapping[str, Any] | None) -> str | None:
     return CONTESTED if CONTESTED in sets_of(summary) else None
 
 
-def mean_entry(summary: Mapping[str, Any] | None, system: str, set_name: str | None, metric: str) -> dict[str, Any] | None:
+def mean_entry(
+    summary: Mapping[str, Any] | None, system: str, set_name: str | None, metric: str
+) -> dict[str, Any] | None:
     """The evidence entry of one system's mean (None when not measured)."""
     if set_name is None:
         return None
     return schema.evidence(summary, system=system, set_name=set_name, metric=metric)
 
 
-def paired_entry(summary: Mapping[str, Any] | None, a: str, b: str, set_name: str | None,
-                 metric: str) -> dict[str, Any] | None:
+def paired_entry(
+    summary: Mapping[str, Any] | None, a: str, b: str, set_name: str | None, metric: str
+) -> dict[str, Any] | None:
     """The evidence entry of the paired difference ``a - b`` (None when not measured)."""
     if set_name is None:
         return None
-    return schema.evidence(summary, system=schema.paired_key(a, b), set_name=set_name, metric=metric, kind="paired")
+    return schema.evidence(
+        summary, system=schema.paired_key(a, b), set_name=set_name, metric=metric, kind="paired"
+    )
 
 
-def ratio_entry(summary: Mapping[str, Any] | None, a: str, b: str, set_name: str | None,
-                metric: str) -> dict[str, Any] | None:
+def ratio_entry(
+    summary: Mapping[str, Any] | None, a: str, b: str, set_name: str | None, metric: str
+) -> dict[str, Any] | None:
     """The evidence entry of the paired ratio of means ``a / b`` (None when not measured)."""
     if set_name is None:
         return None
-    return schema.evidence(summary, system=schema.ratio_key(a, b), set_name=set_name, metric=metric, kind="ratio")
+    return schema.evidence(
+        summary, system=schema.ratio_key(a, b), set_name=set_name, metric=metric, kind="ratio"
+    )
 
 
 def has_system(summary: Mapping[str, Any] | None, system: str) -> bool:

@@ -94,7 +94,9 @@ def parse_roles(specs: Sequence[str] | Mapping[str, Any]) -> Roles:
         raise UsageError(f"system {dup[0]!r} is given more than one role")
     clash = [h for h in got["hinted"] if h in (BASE, CHAT, URIAL)]
     if clash:
-        raise UsageError(f"a hinted system cannot be named {clash[0]!r} (a role name); rename it in the input")
+        raise UsageError(
+            f"a hinted system cannot be named {clash[0]!r} (a role name); rename it in the input"
+        )
     return Roles(got[BASE][0], got[CHAT][0], (got[URIAL] or [None])[0], tuple(got["hinted"]))
 
 
@@ -108,18 +110,32 @@ class GenerationsInfo(PairInfo):
     def banner(self) -> str | None:
         if self.same_family:
             return None
-        return (f"overtonlite did not generate '{self.base}' and '{self.chat}' and does not know whether they come "
-                "from one pretrained model; unless they do (say so with --same-family), every base-vs-chat "
-                "difference may mix the effect of alignment with the effect of a different model")
+        return (
+            f"overtonlite did not generate '{self.base}' and '{self.chat}' and does not know whether they come "
+            "from one pretrained model; unless they do (say so with --same-family), every base-vs-chat "
+            "difference may mix the effect of alignment with the effect of a different model"
+        )
 
 
-def _select(records: list[dict[str, Any]], roles: Roles, path: Path, *, limit: int | None,
-            prompt_ids: Sequence[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
+def _select(
+    records: list[dict[str, Any]],
+    roles: Roles,
+    path: Path,
+    *,
+    limit: int | None,
+    prompt_ids: Sequence[str] | None,
+) -> tuple[list[dict[str, Any]], list[str]]:
     systems = list(dict.fromkeys(str(r["system"]) for r in records))
-    for role, name in (("base", roles.base), ("chat", roles.chat), ("urial", roles.urial),
-                       *(("hinted", h) for h in roles.hinted)):
+    for role, name in (
+        ("base", roles.base),
+        ("chat", roles.chat),
+        ("urial", roles.urial),
+        *(("hinted", h) for h in roles.hinted),
+    ):
         if name is not None and name not in systems:
-            raise UsageError(f"--role {role}={name}: no system {name!r} in {path} (systems: {', '.join(systems)})")
+            raise UsageError(
+                f"--role {role}={name}: no system {name!r} in {path} (systems: {', '.join(systems)})"
+            )
     ids = list(dict.fromkeys(str(r["prompt_id"]) for r in records if r["system"] == roles.chat))
     if prompt_ids is not None:
         wanted = {str(p) for p in prompt_ids}
@@ -127,17 +143,33 @@ def _select(records: list[dict[str, Any]], roles: Roles, path: Path, *, limit: i
     if limit is not None:
         if limit < 1:
             raise UsageError(f"--limit must be >= 1, got {limit}")
-        ids = ids[:limit]
+        # the first K prompts of each prompt set, as for sampling (a mixed file keeps its contested prompts)
+        set_of = {str(r["prompt_id"]): r.get("set") for r in records if r["system"] == roles.chat}
+        taken: dict[Any, int] = {}
+        kept_ids = []
+        for i in ids:
+            taken[set_of.get(i)] = taken.get(set_of.get(i), 0) + 1
+            if taken[set_of.get(i)] <= limit:
+                kept_ids.append(i)
+        ids = kept_ids
     if not ids:
-        raise UsageError(f"no prompt of {path} is left to judge (chat system {roles.chat!r}, limit/subset applied)")
+        raise UsageError(
+            f"no prompt of {path} is left to judge (chat system {roles.chat!r}, limit/subset applied)"
+        )
     keep = set(ids)
     mapping = roles.mapping()
     out = [r for r in records if r["system"] in mapping and str(r["prompt_id"]) in keep]
     return out, ids
 
 
-def _write_samples(out: Path, records: list[dict[str, Any]], roles: Roles, prompts: Mapping[tuple[str, str], Any],
-                   *, contested: bool) -> Path:
+def _write_samples(
+    out: Path,
+    records: list[dict[str, Any]],
+    roles: Roles,
+    prompts: Mapping[tuple[str, str], Any],
+    *,
+    contested: bool,
+) -> Path:
     """The selected groups under their run names; groups without a set join ``contested`` when ``contested``
     (every prompt is a yes/no question), else ``open-ended``."""
     mapping = roles.mapping()
@@ -171,8 +203,10 @@ def _check_out(out: Path) -> None:
     except (ValueError, TypeError):
         ours = False
     if not ours:
-        raise UsageError(f"{out} already holds a samples.jsonl that replicate --from did not write; "
-                         "choose a new --out directory")
+        raise UsageError(
+            f"{out} already holds a samples.jsonl that replicate --from did not write; "
+            "choose a new --out directory"
+        )
 
 
 def replicate_from(
@@ -195,6 +229,7 @@ def replicate_from(
     ``out``, DataError for a malformed input.
     """
     from overtonlite.experiments.replicate import ReplicateResult, _build_report, claim_pairs, compute_claims
+    from overtonlite.rundir.manifest import portable_path
     from overtonlite.rundir.records import read_groups
     from overtonlite.scoring import score_input, should_score_stance
     from overtonlite.scoring.inputs import read_input
@@ -206,7 +241,9 @@ def replicate_from(
     path, groups = read_input(source)
     outdir = ensure_writable(out)
     if outdir.resolve() == path.parent.resolve() and path.name == "samples.jsonl":
-        raise UsageError("--out must differ from the --from run directory (its samples.jsonl would be replaced)")
+        raise UsageError(
+            "--out must differ from the --from run directory (its samples.jsonl would be replaced)"
+        )
     _check_out(outdir)
     selected, ids = _select(read_groups(path), role, path, limit=limit, prompt_ids=prompt_ids)
     prompts = {(g.system, g.pid): g.prompt for g in groups}
@@ -221,14 +258,24 @@ def replicate_from(
     conditions = [c for c in (URIAL if role.urial else None, *role.hinted) if c]
     present = set(role.mapping().values())
     pairs = [p for p in claim_pairs(conditions) if p[0] in present and p[1] in present]
-    scored = score_input(outdir, out=outdir, reference_system=CHAT, stance=None, embedder=embedder, seed=seed,
-                         pairs=pairs)
+    scored = score_input(
+        outdir, out=outdir, reference_system=CHAT, stance=None, embedder=embedder, seed=seed, pairs=pairs
+    )
     timings["score"] = time.perf_counter() - t
     claims = compute_claims(outdir, conditions=conditions, hinted=list(role.hinted))
-    pair = GenerationsInfo(name=f"from:{path.name}", base=role.base, chat=role.chat, same_family=same_family,
-                           source=str(path))
+    pair = GenerationsInfo(
+        name=f"from:{path.name}",
+        base=role.base,
+        chat=role.chat,
+        same_family=same_family,
+        source=portable_path(path),
+    )
     settings = {
-        SOURCE_KEY: {"input": str(path), "input_sha256": sha256_file(path), "roles": role.to_dict()},
+        SOURCE_KEY: {
+            "input": portable_path(path),
+            "input_sha256": sha256_file(path),
+            "roles": role.to_dict(),
+        },
         "prompts": {"selected": len(ids)},
         "seed": seed,
         "conditions": conditions,
@@ -238,16 +285,21 @@ def replicate_from(
         "stance_scored": scored.settings.get("stance_scored"),
     }
     timings["total_before_report"] = time.perf_counter() - t0
-    results = write_results(outdir, pair=pair, settings=settings, claims=claims,
-                            extra={"timings": {k: round(v, 1) for k, v in timings.items()},
-                                   "truncation": run_shares(outdir)})
+    results = write_results(
+        outdir,
+        pair=pair,
+        settings=settings,
+        claims=claims,
+        extra={"timings": {k: round(v, 1) for k, v in timings.items()}, "truncation": run_shares(outdir)},
+    )
     paths = None
     if report:
         t = time.perf_counter()
         paths = _build_report(outdir)
         timings["report"] = time.perf_counter() - t
-    return ReplicateResult(out=outdir, results=results, report=paths, seconds=time.perf_counter() - t0,
-                           timings=timings)
+    return ReplicateResult(
+        out=outdir, results=results, report=paths, seconds=time.perf_counter() - t0, timings=timings
+    )
 
 
 __all__ = ["GenerationsInfo", "Roles", "parse_roles", "replicate_from"]

@@ -48,9 +48,20 @@ from overtonlite.scoring.inputs import clean_text
 SELECTIONS = ("base", "urial", "fixed-aligned", "random", "knn")
 HINTS = ("summary", "extractive", "keywords")
 DEFAULT_CONDITIONS = (
-    "base", "base+summary", "urial", "urial+summary", "fixed-aligned", "fixed-aligned+summary", "knn", "knn+summary",
+    "base",
+    "base+summary",
+    "urial",
+    "urial+summary",
+    "fixed-aligned",
+    "fixed-aligned+summary",
+    "knn",
+    "knn+summary",
 )
-MEASURES = {"cosine": "cosine_to_ref", "bertscore": "bertscore_f1_to_ref_rescaled", "jaccard": "jaccard_to_ref"}
+MEASURES = {
+    "cosine": "cosine_to_ref",
+    "bertscore": "bertscore_f1_to_ref_rescaled",
+    "jaccard": "jaccard_to_ref",
+}
 AUX_DIR = "aux"
 SUMMARY_MAX_TOKENS = 96
 PROMPT_TOO_LONG = "prompt_too_long"
@@ -118,8 +129,16 @@ def _first_texts(run_dir: Path, system: str, ids: Sequence[str] | None = None) -
 class IclMaterial:
     """Everything the ICL prompts are built from: chat sample 0 per prompt, hints, aligned examples, neighbours."""
 
-    def __init__(self, prompts: Sequence[Prompt], chat_s0: dict[str, str], *, k: int, seed: int,
-                 answer_cap_words: int | None, embedder: Any = None) -> None:
+    def __init__(
+        self,
+        prompts: Sequence[Prompt],
+        chat_s0: dict[str, str],
+        *,
+        k: int,
+        seed: int,
+        answer_cap_words: int | None,
+        embedder: Any = None,
+    ) -> None:
         self.prompts = [p for p in prompts if p.id in chat_s0]
         self.index = {p.id: i for i, p in enumerate(self.prompts)}
         self.chat_s0 = chat_s0
@@ -161,7 +180,9 @@ class IclMaterial:
                 emb = self.embedder.embed([p.text for p in self.prompts])
                 self._neighbours[selection] = knn_neighbours(emb, k=self.k)
             else:
-                self._neighbours[selection] = random_neighbours([p.id for p in self.prompts], k=self.k, seed=self.seed)
+                self._neighbours[selection] = random_neighbours(
+                    [p.id for p in self.prompts], k=self.k, seed=self.seed
+                )
         return self._neighbours[selection]
 
     def examples(self, cond: Condition, pid: str) -> list[Example]:
@@ -169,8 +190,12 @@ class IclMaterial:
         if cond.selection == "urial":
             exs = list(HUMAN_EXAMPLES)
             if cond.hint and cond.hint != "summary":
-                exs = [Example(e.query, e.answer, self.hint_for_text(cond.hint, e.answer, f"human:{i}"), e.source)
-                       for i, e in enumerate(exs)]
+                exs = [
+                    Example(
+                        e.query, e.answer, self.hint_for_text(cond.hint, e.answer, f"human:{i}"), e.source
+                    )
+                    for i, e in enumerate(exs)
+                ]
             return exs
         if cond.selection == "fixed-aligned":
             out = []
@@ -197,8 +222,9 @@ class IclMaterial:
             hint = self.hint(cond.hint, prompt.id) if cond.hint else None
             if cond.selection == "base":
                 return render_base(prompt.text, hint=hint)
-            return render_urial(prompt.text, self.examples(cond, prompt.id), hint=hint,
-                                answer_cap_words=self.cap)
+            return render_urial(
+                prompt.text, self.examples(cond, prompt.id), hint=hint, answer_cap_words=self.cap
+            )
 
         return render
 
@@ -235,8 +261,17 @@ def prepare_material(
     need_summary = any(c.hint == "summary" for c in conds)
     if need_aligned:
         ex_prompts = [Prompt(id=f"example-{i + 1}", text=q) for i, q in enumerate(EXAMPLE_QUERIES)]
-        sample_run(chat, ex_prompts, out=aux, system="aligned-examples", n=1, sampling=_greedy(example_max_tokens),
-                   seed=seed, mode="chat", progress=progress)
+        sample_run(
+            chat,
+            ex_prompts,
+            out=aux,
+            system="aligned-examples",
+            n=1,
+            sampling=_greedy(example_max_tokens),
+            seed=seed,
+            mode="chat",
+            progress=progress,
+        )
         answers = _first_texts(aux, "aligned-examples")
         mat.aligned = [Example(p.text, answers.get(p.id, ""), None, "aligned") for p in ex_prompts]
     if need_summary:
@@ -247,10 +282,21 @@ def prepare_material(
             Prompt(id=pid, text=text, messages=tuple(summarize_messages(text, answer)))
             for pid, text, answer in targets
         ]
-        writer, sum_system = (chat, "summaries") if hint_model is None else (hint_model, f"summaries@{hint_model.name}")
+        writer, sum_system = (
+            (chat, "summaries") if hint_model is None else (hint_model, f"summaries@{hint_model.name}")
+        )
         if sum_prompts:
-            sample_run(writer, sum_prompts, out=aux, system=sum_system, n=1, sampling=_greedy(SUMMARY_MAX_TOKENS),
-                       seed=seed, mode="chat", progress=progress)
+            sample_run(
+                writer,
+                sum_prompts,
+                out=aux,
+                system=sum_system,
+                n=1,
+                sampling=_greedy(SUMMARY_MAX_TOKENS),
+                seed=seed,
+                mode="chat",
+                progress=progress,
+            )
         summaries = _first_texts(aux, sum_system)
         mat.summaries = {pid: summaries.get(pid, "") for pid in chat_s0}
         mat.aligned_summaries = [summaries.get(f"example-{i + 1}", "") for i in range(len(mat.aligned))]
@@ -280,18 +326,49 @@ def generate_icl(
     conds = parse_conditions(conditions) if isinstance(conditions, str) else list(conditions)
     check_pool(prompts, conds, k)
     sampling = sampling or SamplingConfig()
-    done: dict[str, Any] = {CHAT: sample_run(chat, prompts, out=out, system=CHAT, n=n, sampling=sampling, seed=seed,
-                                             mode="chat", progress=progress)}
-    mat = prepare_material(chat, prompts, conds, out=out, k=k, seed=seed, answer_cap_words=answer_cap_words,
-                           example_max_tokens=sampling.max_tokens, embedder=embedder, progress=progress,
-                           hint_model=hint_model)
+    done: dict[str, Any] = {
+        CHAT: sample_run(
+            chat,
+            prompts,
+            out=out,
+            system=CHAT,
+            n=n,
+            sampling=sampling,
+            seed=seed,
+            mode="chat",
+            progress=progress,
+        )
+    }
+    mat = prepare_material(
+        chat,
+        prompts,
+        conds,
+        out=out,
+        k=k,
+        seed=seed,
+        answer_cap_words=answer_cap_words,
+        example_max_tokens=sampling.max_tokens,
+        embedder=embedder,
+        progress=progress,
+        hint_model=hint_model,
+    )
     if not mat.prompts:
-        raise UsageError("the chat model produced no answer for any prompt, so there is no reference to compare with")
+        raise UsageError(
+            "the chat model produced no answer for any prompt, so there is no reference to compare with"
+        )
     check_pool(mat.prompts, conds, k)
     for cond in conds:
-        done[cond.name] = sample_run(base, mat.prompts, out=out, system=cond.name, n=n,
-                                     sampling=raw_sampling(sampling), seed=seed, render=mat.render(cond),
-                                     progress=progress)
+        done[cond.name] = sample_run(
+            base,
+            mat.prompts,
+            out=out,
+            system=cond.name,
+            n=n,
+            sampling=raw_sampling(sampling),
+            seed=seed,
+            render=mat.render(cond),
+            progress=progress,
+        )
     return done
 
 
@@ -327,7 +404,9 @@ def recoverability_claim(
     ``paired["COND - urial"]``). ``hinted`` names the hinted conditions (default: the names with a ``+``, as
     ``knn+summary``); without any scored condition but base and URIAL the claim is "not measured".
     """
-    sset = set_name if set_name is not None else ev.choose_set(summary, ev.OPEN_ENDED, exclude=(ev.CONTESTED,))
+    sset = (
+        set_name if set_name is not None else ev.choose_set(summary, ev.OPEN_ENDED, exclude=(ev.CONTESTED,))
+    )
     evidence: list[dict[str, Any]] = []
     ratios: dict[str, dict[str, dict[str, Any] | None]] = {}
     for measure, key in MEASURES.items():
@@ -353,34 +432,62 @@ def recoverability_claim(
     findings: list[Finding] = []
     notes: list[str] = []
     if not pool:
-        findings.append(Finding("reaches_self_cosine", "Recoverability: an in-context condition reaches the chat "
-                                "self-similarity", "reach", None, None, threshold=1.0, set=sset,
-                                metric=MEASURES["cosine"], kind="ratio",
-                                unmeasured="no in-context condition other than base or URIAL was scored"))
+        findings.append(
+            Finding(
+                "reaches_self_cosine",
+                "Recoverability: an in-context condition reaches the chat self-similarity",
+                "reach",
+                None,
+                None,
+                threshold=1.0,
+                set=sset,
+                metric=MEASURES["cosine"],
+                kind="ratio",
+                unmeasured="no in-context condition other than base or URIAL was scored",
+            )
+        )
     else:
         best = max(pool, key=lambda c: mean(c, "cosine"))
         for measure in ("cosine", "jaccard"):
-            findings.append(Finding.from_entry(
-                f"reaches_self_{measure}",
-                f"Best hinted condition '{best}' reaches the chat self-similarity ({measure} share of chat s1..s(N-1) "
-                f"vs s0, {sset}; expected: CI includes or exceeds 1 and excludes shares below 0.8)", "reach",
-                ratios[best].get(measure), systems=(best, CHAT), set_name=sset, metric=MEASURES[measure],
-                kind="ratio", threshold=1.0))
+            findings.append(
+                Finding.from_entry(
+                    f"reaches_self_{measure}",
+                    f"Best hinted condition '{best}' reaches the chat self-similarity ({measure} share of chat s1..s(N-1) "
+                    f"vs s0, {sset}; expected: CI includes or exceeds 1 and excludes shares below 0.8)",
+                    "reach",
+                    ratios[best].get(measure),
+                    systems=(best, CHAT),
+                    set_name=sset,
+                    metric=MEASURES[measure],
+                    kind="ratio",
+                    threshold=1.0,
+                )
+            )
         key = MEASURES["cosine"]
         if ev.has_system(summary, URIAL) and best != URIAL:
             diff = ev.paired_entry(summary, best, URIAL, sset, key)
             if diff is not None:
                 evidence.append(diff)
-            findings.append(Finding.from_entry(
-                "beats_urial", f"'{best}' is closer to chat s0 than plain URIAL: cosine difference ({sset})", "greater",
-                diff, systems=(best, URIAL), set_name=sset, metric=key))
+            findings.append(
+                Finding.from_entry(
+                    "beats_urial",
+                    f"'{best}' is closer to chat s0 than plain URIAL: cosine difference ({sset})",
+                    "greater",
+                    diff,
+                    systems=(best, URIAL),
+                    set_name=sset,
+                    metric=key,
+                )
+            )
     for cond in conditions:
         if cond in ratios:
             r = {m: ratios[cond].get(m) or {} for m in MEASURES}
-            notes.append(f"{cond}: {fmt(r['cosine'].get('mean'))} of the chat self-similarity on cosine "
-                         f"({fmt_ci(r['cosine'].get('ci'))}), {fmt(r['bertscore'].get('mean'))} on BERTScore-F1 "
-                         f"({fmt_ci(r['bertscore'].get('ci'))}), {fmt(r['jaccard'].get('mean'))} on Jaccard "
-                         f"({fmt_ci(r['jaccard'].get('ci'))}).")
+            notes.append(
+                f"{cond}: {fmt(r['cosine'].get('mean'))} of the chat self-similarity on cosine "
+                f"({fmt_ci(r['cosine'].get('ci'))}), {fmt(r['bertscore'].get('mean'))} on BERTScore-F1 "
+                f"({fmt_ci(r['bertscore'].get('ci'))}), {fmt(r['jaccard'].get('mean'))} on Jaccard "
+                f"({fmt_ci(r['jaccard'].get('ci'))})."
+            )
     extra: dict[str, Any] = {}
     if overflow:
         over = {s: c for s, c in overflow.items() if s in conditions}

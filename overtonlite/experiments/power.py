@@ -55,8 +55,9 @@ def finding_values(finding: Any, metrics: Sequence[Mapping[str, Any]]) -> tuple[
 
 def attach_values(claim: Any, metrics: Sequence[Mapping[str, Any]]) -> Any:
     """Fill ``values`` of every finding of ``claim`` from metrics.jsonl records (in place; returns the claim)."""
-    claim.findings = [f if f.values else dataclasses.replace(f, values=finding_values(f, metrics))
-                      for f in claim.findings]
+    claim.findings = [
+        f if f.values else dataclasses.replace(f, values=finding_values(f, metrics)) for f in claim.findings
+    ]
     return claim
 
 

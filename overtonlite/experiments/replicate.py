@@ -73,9 +73,12 @@ class Preset:
     k: int = 3
 
 
-QUICK = Preset(open_ended=6, contested=6, n=4, max_tokens=80, conditions=("urial", "knn+summary"),
-               answer_cap_words=60)
-FULL = Preset(open_ended=20, contested=20, n=5, max_tokens=512, conditions=DEFAULT_CONDITIONS, answer_cap_words=120)
+QUICK = Preset(
+    open_ended=6, contested=6, n=4, max_tokens=80, conditions=("urial", "knn+summary"), answer_cap_words=60
+)
+FULL = Preset(
+    open_ended=20, contested=20, n=5, max_tokens=512, conditions=DEFAULT_CONDITIONS, answer_cap_words=120
+)
 
 
 @dataclass
@@ -93,8 +96,16 @@ class ReplicateResult:
         return self.results.get("claims") or {}
 
 
-def settings_for(*, quick: bool, n: int | None, max_tokens: int | None, limit: int | None, seed: int,
-                 conditions: Sequence[str] | str | None = None, k: int | None = None) -> dict[str, Any]:
+def settings_for(
+    *,
+    quick: bool,
+    n: int | None,
+    max_tokens: int | None,
+    limit: int | None,
+    seed: int,
+    conditions: Sequence[str] | str | None = None,
+    k: int | None = None,
+) -> dict[str, Any]:
     """The effective settings: the preset, overridden by the given options."""
     preset = QUICK if quick else FULL
     if limit is not None and limit < 1:
@@ -113,8 +124,12 @@ def settings_for(*, quick: bool, n: int | None, max_tokens: int | None, limit: i
         "reference_system": CHAT,
         "sampling": {"temperature": 0.5, "repetition_penalty": 1.1, "top_p": "off", "top_k": "off"},
         "stops_base_prompts": ["```", "# Query"],
-        "sets": {"diversity": ["open-ended", "contested"], "coverage": ["open-ended"], "stance": ["contested"],
-                 "icl": ["open-ended"]},
+        "sets": {
+            "diversity": ["open-ended", "contested"],
+            "coverage": ["open-ended"],
+            "stance": ["contested"],
+            "icl": ["open-ended"],
+        },
         "icl_set": "open-ended",
         "n_boot": schema.N_BOOT,
     }
@@ -154,8 +169,9 @@ def compute_claims(
             claim.notes.append(note)
         claims["overton"] = claim.to_dict()
     if "recoverability" in which:
-        claim = recoverability_claim(summary, list(conditions), set_name=icl_set, overflow=overflow_counts(path),
-                                     hinted=hinted)
+        claim = recoverability_claim(
+            summary, list(conditions), set_name=icl_set, overflow=overflow_counts(path), hinted=hinted
+        )
         claims["recoverability"] = attach_values(gate_claim(claim, cut), metrics).to_dict()
     return claims
 
@@ -173,14 +189,19 @@ def score_run(run_dir: str | Path, *, embedder: Any = None, seed: int | None = N
     systems = {str(g.get("system")) for g in schema.read_groups(path)}
     reference = settings.get("reference_system") or CHAT
     if reference not in systems:
-        reference = (old.get("pair") or {}).get("chat") if (old.get("pair") or {}).get("chat") in systems else None
+        reference = (
+            (old.get("pair") or {}).get("chat") if (old.get("pair") or {}).get("chat") in systems else None
+        )
     seed = int(settings.get("seed", 0) or 0) if seed is None else seed
     pairs = [p for p in claim_pairs(settings.get("conditions") or ()) if p[0] in systems and p[1] in systems]
-    return score_input(path, out=path, reference_system=reference, stance=None, embedder=embedder, seed=seed,
-                       pairs=pairs)
+    return score_input(
+        path, out=path, reference_system=reference, stance=None, embedder=embedder, seed=seed, pairs=pairs
+    )
 
 
-def recompute_results(run_dir: str | Path, *, rescore: bool = False, embedder: Any = None) -> dict[str, Any] | None:
+def recompute_results(
+    run_dir: str | Path, *, rescore: bool = False, embedder: Any = None
+) -> dict[str, Any] | None:
     """Refresh the claims of ``run_dir/results.json`` from summary.json (``overtonlite report --rescore`` first
     rescores the stored samples with :func:`score_run`).
 
@@ -194,11 +215,18 @@ def recompute_results(run_dir: str | Path, *, rescore: bool = False, embedder: A
     settings = old.get("settings") or {}
     if not old.get("claims") or not (path / schema.SUMMARY_FILE).is_file():
         return None
-    claims = compute_claims(path, conditions=settings.get("conditions") or (), which=list(old.get("claims") or ()),
-                            icl_set=settings.get("icl_set"), max_tokens=settings.get("max_tokens"),
-                            hinted=settings.get("hinted"))
+    claims = compute_claims(
+        path,
+        conditions=settings.get("conditions") or (),
+        which=list(old.get("claims") or ()),
+        icl_set=settings.get("icl_set"),
+        max_tokens=settings.get("max_tokens"),
+        hinted=settings.get("hinted"),
+    )
     # pair, banner and the other stored facts are kept as they are; only the claims are recomputed
-    return write_results(path, pair=None, settings=settings, claims=claims, extra={"truncation": run_shares(path)})
+    return write_results(
+        path, pair=None, settings=settings, claims=claims, extra={"truncation": run_shares(path)}
+    )
 
 
 @contextlib.contextmanager
@@ -229,8 +257,9 @@ def _build_report(out: Path) -> Any:
 class _Session:
     """Opens (or adopts) the pair and the embedder; closes what it opened."""
 
-    def __init__(self, pair: Any, *, models: PairModels | None, embedder: Any, registry: Any,
-                 threads: int | None) -> None:
+    def __init__(
+        self, pair: Any, *, models: PairModels | None, embedder: Any, registry: Any, threads: int | None
+    ) -> None:
         self.own = models is None
         if models is None:
             models = open_pair(pair, registry=registry, threads=threads)
@@ -252,8 +281,18 @@ class _Session:
             self.models.close()
 
 
-def _finish(outdir: Path, session: _Session, settings: dict[str, Any], *, which: Sequence[str], stance: bool | None,
-            report: bool, t0: float, timings: dict[str, float], judge: Any = None) -> ReplicateResult:
+def _finish(
+    outdir: Path,
+    session: _Session,
+    settings: dict[str, Any],
+    *,
+    which: Sequence[str],
+    stance: bool | None,
+    report: bool,
+    t0: float,
+    timings: dict[str, float],
+    judge: Any = None,
+) -> ReplicateResult:
     from overtonlite.scoring import score_input
 
     t = time.perf_counter()
@@ -262,26 +301,40 @@ def _finish(outdir: Path, session: _Session, settings: dict[str, Any], *, which:
     conditions = settings.get("conditions") or old_settings.get("conditions") or ()
     icl_set = settings.get("icl_set") or old_settings.get("icl_set")
     # stance=None: stance labels for the groups of the contested set only (never for open-ended answers)
-    scored = score_input(outdir, out=outdir, reference_system=CHAT, stance=stance, embedder=session.embedder,
-                         seed=settings["seed"], pairs=claim_pairs(conditions), judge=judge)
+    scored = score_input(
+        outdir,
+        out=outdir,
+        reference_system=CHAT,
+        stance=stance,
+        embedder=session.embedder,
+        seed=settings["seed"],
+        pairs=claim_pairs(conditions),
+        judge=judge,
+    )
     if judge is not None:  # who judged, beside the proxy labels (metrics.jsonl *_judge keys)
         settings["judge"] = scored.settings.get("judge")
     timings["score"] = time.perf_counter() - t
     # metrics.jsonl was rewritten for every system: refresh the claims an earlier command left in results.json too
     which = list(dict.fromkeys([*(old.get("claims") or {}), *which]))
-    claims = compute_claims(outdir, conditions=conditions, which=which, icl_set=icl_set,
-                            max_tokens=settings.get("max_tokens"))
+    claims = compute_claims(
+        outdir, conditions=conditions, which=which, icl_set=icl_set, max_tokens=settings.get("max_tokens")
+    )
     timings["total_before_report"] = time.perf_counter() - t0
-    results = write_results(outdir, pair=session.models.info, settings=settings, claims=claims,
-                            extra={"timings": {k: round(v, 1) for k, v in timings.items()},
-                                   "truncation": run_shares(outdir)})
+    results = write_results(
+        outdir,
+        pair=session.models.info,
+        settings=settings,
+        claims=claims,
+        extra={"timings": {k: round(v, 1) for k, v in timings.items()}, "truncation": run_shares(outdir)},
+    )
     paths = None
     if report:
         t = time.perf_counter()
         paths = _build_report(outdir)
         timings["report"] = time.perf_counter() - t
-    return ReplicateResult(out=outdir, results=results, report=paths, seconds=time.perf_counter() - t0,
-                           timings=timings)
+    return ReplicateResult(
+        out=outdir, results=results, report=paths, seconds=time.perf_counter() - t0, timings=timings
+    )
 
 
 def replicate(
@@ -317,8 +370,9 @@ def replicate(
     from overtonlite.datasets import load_prompts
 
     t0 = time.perf_counter()
-    settings = settings_for(quick=quick, n=n, max_tokens=max_tokens, limit=limit, seed=seed,
-                            conditions=conditions, k=k)
+    settings = settings_for(
+        quick=quick, n=n, max_tokens=max_tokens, limit=limit, seed=seed, conditions=conditions, k=k
+    )
     outdir = ensure_writable(out)
     oe = load_prompts("builtin:open-ended", limit=settings["prompts"]["open-ended"])
     cq = load_prompts("builtin:contested", limit=settings["prompts"]["contested"])
@@ -333,22 +387,51 @@ def replicate(
     try:
         settings["embedder"] = getattr(session.embedder, "name", None)
         t = time.perf_counter()
-        generate_diversity(session.models.base, session.models.chat, [*oe, *cq], out=outdir, n=settings["n"],
-                           sampling=sampling, seed=seed, answer_cap_words=settings["answer_cap_words"],
-                           progress=progress)
+        generate_diversity(
+            session.models.base,
+            session.models.chat,
+            [*oe, *cq],
+            out=outdir,
+            n=settings["n"],
+            sampling=sampling,
+            seed=seed,
+            answer_cap_words=settings["answer_cap_words"],
+            progress=progress,
+        )
         timings["diversity_generate"] = time.perf_counter() - t
         t = time.perf_counter()
         with _hint_writer(hint_model, registry=registry, threads=threads) as hint_gen:
-            generate_icl(session.models.base, session.models.chat, oe, conds, out=outdir, n=settings["n"],
-                         sampling=sampling, seed=seed, k=settings["k"], answer_cap_words=settings["answer_cap_words"],
-                         embedder=session.embedder, progress=progress, hint_model=hint_gen)
+            generate_icl(
+                session.models.base,
+                session.models.chat,
+                oe,
+                conds,
+                out=outdir,
+                n=settings["n"],
+                sampling=sampling,
+                seed=seed,
+                k=settings["k"],
+                answer_cap_words=settings["answer_cap_words"],
+                embedder=session.embedder,
+                progress=progress,
+                hint_model=hint_gen,
+            )
         if hint_model:
             settings["hint_model"] = hint_model
         timings["icl_generate"] = time.perf_counter() - t
     finally:
         session.close()
-    return _finish(outdir, session, settings, which=("overton", "recoverability"), stance=None, report=report,
-                   t0=t0, timings=timings, judge=judge)
+    return _finish(
+        outdir,
+        session,
+        settings,
+        which=("overton", "recoverability"),
+        stance=None,
+        report=report,
+        t0=t0,
+        timings=timings,
+        judge=judge,
+    )
 
 
 def run_diversity(
@@ -376,21 +459,33 @@ def run_diversity(
     plist = [p for spec in prompts for p in load_prompts(spec, limit=limit)]
     settings: dict[str, Any] = {
         "prompts": {str(spec): min(limit or 10**9, len(load_prompts(spec))) for spec in prompts},
-        "n": n, "max_tokens": max_tokens, "seed": seed, "answer_cap_words": answer_cap_words,
+        "n": n,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "answer_cap_words": answer_cap_words,
         "reference_system": CHAT,
     }
     session = _Session(pair, models=models, embedder=embedder, registry=registry, threads=threads)
     timings: dict[str, float] = {}
     try:
         settings["embedder"] = getattr(session.embedder, "name", None)
-        generate_diversity(session.models.base, session.models.chat, plist, out=outdir, n=n,
-                           sampling=SamplingConfig(max_tokens=max_tokens), seed=seed,
-                           answer_cap_words=answer_cap_words, progress=progress)
+        generate_diversity(
+            session.models.base,
+            session.models.chat,
+            plist,
+            out=outdir,
+            n=n,
+            sampling=SamplingConfig(max_tokens=max_tokens),
+            seed=seed,
+            answer_cap_words=answer_cap_words,
+            progress=progress,
+        )
         timings["generate"] = time.perf_counter() - t0
     finally:
         session.close()
-    return _finish(outdir, session, settings, which=("overton",), stance=None, report=report, t0=t0,
-                   timings=timings)
+    return _finish(
+        outdir, session, settings, which=("overton",), stance=None, report=report, t0=t0, timings=timings
+    )
 
 
 def run_icl(
@@ -421,22 +516,48 @@ def run_icl(
     check_pool(plist, conds, k)
     outdir = ensure_writable(out)
     settings: dict[str, Any] = {
-        "prompts": {str(prompts): len(plist)}, "n": n, "max_tokens": max_tokens, "seed": seed, "k": k,
-        "conditions": [c.name for c in conds], "answer_cap_words": answer_cap_words, "reference_system": CHAT,
-        "icl_prompt_ids": [p.id for p in plist], "icl_set": _set_of(plist),
+        "prompts": {str(prompts): len(plist)},
+        "n": n,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "k": k,
+        "conditions": [c.name for c in conds],
+        "answer_cap_words": answer_cap_words,
+        "reference_system": CHAT,
+        "icl_prompt_ids": [p.id for p in plist],
+        "icl_set": _set_of(plist),
     }
     session = _Session(pair, models=models, embedder=embedder, registry=registry, threads=threads)
     timings: dict[str, float] = {}
     try:
         settings["embedder"] = getattr(session.embedder, "name", None)
-        generate_icl(session.models.base, session.models.chat, plist, conds, out=outdir, n=n,
-                     sampling=SamplingConfig(max_tokens=max_tokens), seed=seed, k=k,
-                     answer_cap_words=answer_cap_words, embedder=session.embedder, progress=progress)
+        generate_icl(
+            session.models.base,
+            session.models.chat,
+            plist,
+            conds,
+            out=outdir,
+            n=n,
+            sampling=SamplingConfig(max_tokens=max_tokens),
+            seed=seed,
+            k=k,
+            answer_cap_words=answer_cap_words,
+            embedder=session.embedder,
+            progress=progress,
+        )
         timings["generate"] = time.perf_counter() - t0
     finally:
         session.close()
-    return _finish(outdir, session, settings, which=("recoverability",), stance=None, report=report, t0=t0,
-                   timings=timings)
+    return _finish(
+        outdir,
+        session,
+        settings,
+        which=("recoverability",),
+        stance=None,
+        report=report,
+        t0=t0,
+        timings=timings,
+    )
 
 
 def _set_of(prompts: Sequence[Any]) -> str:

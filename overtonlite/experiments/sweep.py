@@ -35,9 +35,19 @@ from overtonlite.experiments.diversity import base_render, raw_sampling
 from overtonlite.rundir.manifest import portable_path
 
 TABLE_METRICS: tuple[str, ...] = (
-    "distinct_at_n", "distinct_at_n_filtered", "distinct_at_n_lexical", "cosine", "jaccard",
-    "homogenization_rougel", "compression_ratio", "ngram_diversity", "self_repetition", "words_mean",
-    "quality_pass_rate", "stance_both_share", "yes_no_split",
+    "distinct_at_n",
+    "distinct_at_n_filtered",
+    "distinct_at_n_lexical",
+    "cosine",
+    "jaccard",
+    "homogenization_rougel",
+    "compression_ratio",
+    "ngram_diversity",
+    "self_repetition",
+    "words_mean",
+    "quality_pass_rate",
+    "stance_both_share",
+    "yes_no_split",
 )
 STANCE_METRICS = ("stance_both_share", "yes_no_split")
 
@@ -54,10 +64,22 @@ class SweepPreset:
     contested: int
 
 
-QUICK = SweepPreset(pairs=("default", "gemma-coder"), temperatures=(0.5, 1.0), max_tokens=(48,), n=4, open_ended=4,
-                    contested=2)
-FULL = SweepPreset(pairs=("default", "gemma-coder"), temperatures=(0.3, 0.5, 1.0), max_tokens=(128,), n=5,
-                   open_ended=10, contested=10)
+QUICK = SweepPreset(
+    pairs=("default", "gemma-coder"),
+    temperatures=(0.5, 1.0),
+    max_tokens=(48,),
+    n=4,
+    open_ended=4,
+    contested=2,
+)
+FULL = SweepPreset(
+    pairs=("default", "gemma-coder"),
+    temperatures=(0.3, 0.5, 1.0),
+    max_tokens=(128,),
+    n=5,
+    open_ended=10,
+    contested=10,
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +109,7 @@ class SweepResult:
 
 
 def params_count(text: str | None) -> float | None:
-    """"270M" -> 2.7e8, "0.5B" -> 5e8; None when the size is not written that way."""
+    """ "270M" -> 2.7e8, "0.5B" -> 5e8; None when the size is not written that way."""
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMB])\s*", text or "", re.IGNORECASE)
     if not m:
         return None
@@ -95,14 +117,16 @@ def params_count(text: str | None) -> float | None:
 
 
 def parse_list(text: str | Sequence[Any] | None, kind: type, what: str) -> tuple[Any, ...] | None:
-    """"0.3,0.5" -> (0.3, 0.5); UsageError naming ``what`` for an empty or malformed list."""
+    """ "0.3,0.5" -> (0.3, 0.5); UsageError naming ``what`` for an empty or malformed list."""
     if text is None:
         return None
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
     try:
         values = tuple(kind(v) for v in items if v != "")
     except (TypeError, ValueError):
-        raise UsageError(f"{what}: expected a comma-separated list of {kind.__name__} values, got {text!r}") from None
+        raise UsageError(
+            f"{what}: expected a comma-separated list of {kind.__name__} values, got {text!r}"
+        ) from None
     if not values:
         raise UsageError(f"{what}: the list is empty")
     if len(set(values)) != len(values):
@@ -120,8 +144,9 @@ def _label(t: float, m: int, many_m: bool) -> str:
     return f"@T{temperature_label(t)}" + (f"/M{m}" if many_m else "")
 
 
-def plan_systems(pairs: Sequence[str], temperatures: Sequence[float], max_tokens: Sequence[int], *,
-                 registry: Any = None) -> tuple[list[SweepSystem], list[Any]]:
+def plan_systems(
+    pairs: Sequence[str], temperatures: Sequence[float], max_tokens: Sequence[int], *, registry: Any = None
+) -> tuple[list[SweepSystem], list[Any]]:
     """The systems of a sweep (base models first, then chat models, each over max_tokens x temperatures) and the
     pairs' :class:`~overtonlite.experiments.common.PairInfo`."""
     from overtonlite.registry import load_registry
@@ -138,14 +163,31 @@ def plan_systems(pairs: Sequence[str], temperatures: Sequence[float], max_tokens
             prefix = "base" if role == "base" and len(bases) == 1 else f"{role}:{model}"
             for m in max_tokens:
                 for t in temperatures:
-                    systems.append(SweepSystem(f"{prefix}{_label(t, m, many_m)}", model, role, float(t), int(m),
-                                               spec.params, params_count(spec.params), spec.family))
+                    systems.append(
+                        SweepSystem(
+                            f"{prefix}{_label(t, m, many_m)}",
+                            model,
+                            role,
+                            float(t),
+                            int(m),
+                            spec.params,
+                            params_count(spec.params),
+                            spec.family,
+                        )
+                    )
     return systems, infos
 
 
-def settings_for(*, quick: bool, pairs: Sequence[str] | str | None, temperatures: Sequence[float] | str | None,
-                 max_tokens: Sequence[int] | str | None, n: int | None, limit: int | None,
-                 seed: int) -> dict[str, Any]:
+def settings_for(
+    *,
+    quick: bool,
+    pairs: Sequence[str] | str | None,
+    temperatures: Sequence[float] | str | None,
+    max_tokens: Sequence[int] | str | None,
+    n: int | None,
+    limit: int | None,
+    seed: int,
+) -> dict[str, Any]:
     """The effective settings: the preset, overridden by the given options."""
     preset = QUICK if quick else FULL
     if limit is not None and limit < 1:
@@ -177,8 +219,16 @@ def _sampling(s: SweepSystem) -> SamplingConfig:
     return raw_sampling(sampling) if s.role == "base" else sampling
 
 
-def reuse_groups(gen: Generator, systems: list[SweepSystem], prompts: list[Any], *, out: Path, n: int, seed: int,
-                 sources: Sequence[str | Path]) -> int:
+def reuse_groups(
+    gen: Generator,
+    systems: list[SweepSystem],
+    prompts: list[Any],
+    *,
+    out: Path,
+    n: int,
+    seed: int,
+    sources: Sequence[str | Path],
+) -> int:
     """Copy into ``out`` the groups of other run directories whose cache key is one this sweep would generate
     (same model file, rendered prompt, sampling settings, seed and N), under the sweep's system name, with
     ``reused_from`` naming the source. Groups with an error are not copied. Returns the number copied."""
@@ -188,8 +238,15 @@ def reuse_groups(gen: Generator, systems: list[SweepSystem], prompts: list[Any],
     wanted: dict[str, tuple[str, str]] = {}
     for s in systems:
         mode = "custom" if s.role == "base" else "chat"
-        spec = SampleSpec(system=s.name, model=s.model, model_sha256=gen.model_sha256 or "", n=n,
-                          sampling=_sampling(s), seed=seed, mode=mode)
+        spec = SampleSpec(
+            system=s.name,
+            model=s.model,
+            model_sha256=gen.model_sha256 or "",
+            n=n,
+            sampling=_sampling(s),
+            seed=seed,
+            mode=mode,
+        )
         for p in prompts:
             rendered = base_render(p) if s.role == "base" else gen.render_chat(p.chat_messages())
             wanted[spec.cache_key(sha256_text(rendered))] = (s.name, p.id)
@@ -213,17 +270,45 @@ def reuse_groups(gen: Generator, systems: list[SweepSystem], prompts: list[Any],
     return copied
 
 
-def _sample_model(gen: Generator, systems: list[SweepSystem], prompts: list[Any], *, out: Path, n: int, seed: int,
-                  progress: Callable[[Any], None] | None) -> None:
+def _sample_model(
+    gen: Generator,
+    systems: list[SweepSystem],
+    prompts: list[Any],
+    *,
+    out: Path,
+    n: int,
+    seed: int,
+    progress: Callable[[Any], None] | None,
+) -> None:
     from overtonlite.sampling import sample_run
 
     for s in systems:
         if s.role == "base":
-            sample_run(gen, prompts, out=out, system=s.name, n=n, sampling=_sampling(s), seed=seed,
-                       render=base_render, progress=progress, model_name=s.model)
+            sample_run(
+                gen,
+                prompts,
+                out=out,
+                system=s.name,
+                n=n,
+                sampling=_sampling(s),
+                seed=seed,
+                render=base_render,
+                progress=progress,
+                model_name=s.model,
+            )
         else:
-            sample_run(gen, prompts, out=out, system=s.name, n=n, sampling=_sampling(s), seed=seed, mode="chat",
-                       progress=progress, model_name=s.model)
+            sample_run(
+                gen,
+                prompts,
+                out=out,
+                system=s.name,
+                n=n,
+                sampling=_sampling(s),
+                seed=seed,
+                mode="chat",
+                progress=progress,
+                model_name=s.model,
+            )
 
 
 def _check_role(gen: Generator, role: str, model: str) -> None:
@@ -279,10 +364,18 @@ def sweep(
     from overtonlite.scoring import score_input
 
     t0 = time.perf_counter()
-    settings = settings_for(quick=quick, pairs=pairs, temperatures=temperatures, max_tokens=max_tokens, n=n,
-                            limit=limit, seed=seed)
-    systems, infos = plan_systems(settings["pairs"], settings["temperatures"], settings["max_tokens"],
-                                  registry=registry)
+    settings = settings_for(
+        quick=quick,
+        pairs=pairs,
+        temperatures=temperatures,
+        max_tokens=max_tokens,
+        n=n,
+        limit=limit,
+        seed=seed,
+    )
+    systems, infos = plan_systems(
+        settings["pairs"], settings["temperatures"], settings["max_tokens"], registry=registry
+    )
     outdir = ensure_writable(out)
     oe = load_prompts("builtin:open-ended", limit=settings["prompts"]["open-ended"])
     cq = load_prompts("builtin:contested", limit=settings["prompts"]["contested"])
@@ -297,8 +390,9 @@ def sweep(
             mine = [s for s in systems if s.model == model]
             _check_role(gen, mine[0].role, model)
             if reuse:
-                reused[model] = reuse_groups(gen, mine, [*oe, *cq], out=outdir, n=settings["n"], seed=seed,
-                                             sources=reuse)
+                reused[model] = reuse_groups(
+                    gen, mine, [*oe, *cq], out=outdir, n=settings["n"], seed=seed, sources=reuse
+                )
             _sample_model(gen, mine, [*oe, *cq], out=outdir, n=settings["n"], seed=seed, progress=progress)
         finally:
             if own:
@@ -316,8 +410,12 @@ def sweep(
     table = sweep_table(summary, systems)
     banners = [i.banner for i in infos if i.banner]
     extra = {
-        "sweep": {"systems": [asdict(s) for s in systems], "pairs": [i.to_dict() for i in infos],
-                  "metrics": list(TABLE_METRICS), "reused_groups": reused},
+        "sweep": {
+            "systems": [asdict(s) for s in systems],
+            "pairs": [i.to_dict() for i in infos],
+            "metrics": list(TABLE_METRICS),
+            "reused_groups": reused,
+        },
         "banner": " / ".join(dict.fromkeys(banners)) or None,
         "timings": {k: round(v, 1) for k, v in timings.items()},
     }
@@ -329,9 +427,24 @@ def sweep(
 
         paths = build_report(outdir)
         timings["report"] = time.perf_counter() - t
-    return SweepResult(out=outdir, results=results, table=table, report=paths, seconds=time.perf_counter() - t0,
-                       timings=timings)
+    return SweepResult(
+        out=outdir,
+        results=results,
+        table=table,
+        report=paths,
+        seconds=time.perf_counter() - t0,
+        timings=timings,
+    )
 
 
-__all__ = ["FULL", "QUICK", "SweepPreset", "SweepResult", "SweepSystem", "plan_systems", "settings_for", "sweep",
-           "sweep_table"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "SweepPreset",
+    "SweepResult",
+    "SweepSystem",
+    "plan_systems",
+    "settings_for",
+    "sweep",
+    "sweep_table",
+]

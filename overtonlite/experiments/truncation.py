@@ -83,8 +83,9 @@ def finished_name(metric: str) -> str:
     return f"{metric}_finished"
 
 
-def pick_metric(summary: Mapping[str, Any] | None, metric: str, systems: Sequence[str],
-                set_name: str | None) -> tuple[str, str]:
+def pick_metric(
+    summary: Mapping[str, Any] | None, metric: str, systems: Sequence[str], set_name: str | None
+) -> tuple[str, str]:
     """Which summary.json metric a finding on ``metric`` reads, and a sentence saying which samples that is.
 
     When every compared system has a ``truncation_rate`` on the set (its samples record finish reasons), the
@@ -107,8 +108,10 @@ def pick_metric(summary: Mapping[str, Any] | None, metric: str, systems: Sequenc
     kept = (entry or {}).get("n_prompts") or 0
     total = (((summary or {}).get("sets") or {}).get(set_name) or {}).get("prompts", "?")
     who = " and ".join(systems)
-    return name, (f"finished samples only: {kept} of {total} prompts have at least {FINISHED_MIN} finished samples "
-                  f"in {who}")
+    return name, (
+        f"finished samples only: {kept} of {total} prompts have at least {FINISHED_MIN} finished samples "
+        f"in {who}"
+    )
 
 
 def cap_note(claim: Any, truncation: Mapping[str, float], max_tokens: int | None) -> str | None:
@@ -118,6 +121,8 @@ def cap_note(claim: Any, truncation: Mapping[str, float], max_tokens: int | None
         return None
     cap = f"the {max_tokens}-token cap" if max_tokens else "the token cap"
     cut = ", ".join(f"{pct(truncation[s])} of {s}" for s in length.systems if s in truncation)
-    return (f"Length under {cap}: {cut} samples stop at the cap, so their lengths are the cap, not the answers' "
-            "lengths, and the length finding cannot say which system writes longer answers; a larger --max-tokens "
-            "(the full preset) measures it.")
+    return (
+        f"Length under {cap}: {cut} samples stop at the cap, so their lengths are the cap, not the answers' "
+        "lengths, and the length finding cannot say which system writes longer answers; a larger --max-tokens "
+        "(the full preset) measures it."
+    )

@@ -129,15 +129,41 @@ class Finding:
     """Which samples the estimate used when that is a choice (finished samples or all), with the prompts kept."""
 
     @classmethod
-    def from_entry(cls, name: str, statement: str, expected: Expected, entry: dict[str, Any] | None, *,
-                   systems: Sequence[str], set_name: str | None, metric: str, kind: str = "paired",
-                   threshold: float = 0.0, detail: str = "", unmeasured: str = "", samples: str = "") -> Finding:
+    def from_entry(
+        cls,
+        name: str,
+        statement: str,
+        expected: Expected,
+        entry: dict[str, Any] | None,
+        *,
+        systems: Sequence[str],
+        set_name: str | None,
+        metric: str,
+        kind: str = "paired",
+        threshold: float = 0.0,
+        detail: str = "",
+        unmeasured: str = "",
+        samples: str = "",
+    ) -> Finding:
         """A finding whose estimate and CI are those of a summary.json entry (None: nothing was measured)."""
         entry = entry or {}
         ci = entry.get("ci")
-        return cls(name, statement, expected, entry.get("mean"), tuple(ci) if _valid_ci(ci) else None,  # type: ignore[arg-type]
-                   threshold, detail, tuple(systems), set_name, metric, kind, entry.get("n_prompts"),
-                   unmeasured=unmeasured, samples=samples)
+        return cls(
+            name,
+            statement,
+            expected,
+            entry.get("mean"),
+            tuple(ci) if _valid_ci(ci) else None,  # type: ignore[arg-type]
+            threshold,
+            detail,
+            tuple(systems),
+            set_name,
+            metric,
+            kind,
+            entry.get("n_prompts"),
+            unmeasured=unmeasured,
+            samples=samples,
+        )
 
     @property
     def verdict(self) -> str:

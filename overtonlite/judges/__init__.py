@@ -76,21 +76,50 @@ class Judge:
         for attempt in range(self.attempts):
             temperature = 0.0 if attempt == 0 else RETRY_TEMPERATURE
             try:
-                raw = self.engine.complete(messages, grammar=grammar, schema=schema, max_tokens=task.max_tokens,
-                                           temperature=temperature, seed=attempt)
+                raw = self.engine.complete(
+                    messages,
+                    grammar=grammar,
+                    schema=schema,
+                    max_tokens=task.max_tokens,
+                    temperature=temperature,
+                    seed=attempt,
+                )
             except JudgeUnavailable as exc:
-                return {"label": None, "answer": None, "raw": "", "error": str(exc)[:300], "attempts": attempt + 1}
+                return {
+                    "label": None,
+                    "answer": None,
+                    "raw": "",
+                    "error": str(exc)[:300],
+                    "attempts": attempt + 1,
+                }
             try:
                 answer = task.parse(raw, with_reason=self.with_reason)
             except ValueError as exc:
                 problem = f"malformed answer: {exc}"
                 continue
-            return {"label": task.label(answer), "answer": answer, "raw": raw, "error": None,
-                    "attempts": attempt + 1}
-        return {"label": None, "answer": None, "raw": raw[:2000], "error": problem[:300], "attempts": self.attempts}
+            return {
+                "label": task.label(answer),
+                "answer": answer,
+                "raw": raw,
+                "error": None,
+                "attempts": attempt + 1,
+            }
+        return {
+            "label": None,
+            "answer": None,
+            "raw": raw[:2000],
+            "error": problem[:300],
+            "attempts": self.attempts,
+        }
 
-    def judge_many(self, items: Sequence[JudgeItem], *, cache_dir: str | Path, retry_errors: bool = False,
-                   progress: Any = None) -> list[dict[str, Any]]:
+    def judge_many(
+        self,
+        items: Sequence[JudgeItem],
+        *,
+        cache_dir: str | Path,
+        retry_errors: bool = False,
+        progress: Any = None,
+    ) -> list[dict[str, Any]]:
         """Every item's judgment record, from the cache in ``cache_dir`` or made now (and then cached)."""
         cache = JudgmentCache(cache_dir, retry_errors=retry_errors)
         jid = self.judge_id
@@ -104,8 +133,18 @@ class Judge:
         def work(entry: tuple[str, str, JudgeItem]) -> None:
             key, phash, item = entry
             res = self.judge_one(item.task, item.inputs)
-            cache.put({"key": key, "judge": self.name, "judge_id": jid, "task": item.task.name,
-                       "prompt_sha256": phash, "with_reason": self.with_reason, **dict(item.meta), **res})
+            cache.put(
+                {
+                    "key": key,
+                    "judge": self.name,
+                    "judge_id": jid,
+                    "task": item.task.name,
+                    "prompt_sha256": phash,
+                    "with_reason": self.with_reason,
+                    **dict(item.meta),
+                    **res,
+                }
+            )
             if progress is not None:
                 progress(item.task.name)
 
@@ -121,8 +160,15 @@ class Judge:
         self.engine.close()
 
 
-def open_judge(spec_or_name: Any, *, registry: Any = None, threads: int | None = None, with_reason: bool = True,
-               attempts: int = 3, n_ctx: int = 4096) -> Judge:
+def open_judge(
+    spec_or_name: Any,
+    *,
+    registry: Any = None,
+    threads: int | None = None,
+    with_reason: bool = True,
+    attempts: int = 3,
+    n_ctx: int = 4096,
+) -> Judge:
     """A judge on a registry chat model (name or ``ModelSpec``): local GGUF with a grammar, or served."""
     from overtonlite.backends import endpoint_api_key
     from overtonlite.registry import load_registry
@@ -135,10 +181,17 @@ def open_judge(spec_or_name: Any, *, registry: Any = None, threads: int | None =
         raise UsageError(f"the judge '{spec.name}' is a {spec.role} model; a judge must be a chat model")
     if spec.endpoint is not None:
         ep = spec.endpoint
-        engine: Any = EndpointEngine(list(ep.base_urls), name=spec.name, model=ep.model,
-                                     api_key=endpoint_api_key(spec.name, ep), timeout=ep.timeout, retries=ep.retries)
-        return Judge(engine, with_reason=with_reason, attempts=attempts,
-                     workers=ep.concurrency * len(ep.base_urls))
+        engine: Any = EndpointEngine(
+            list(ep.base_urls),
+            name=spec.name,
+            model=ep.model,
+            api_key=endpoint_api_key(spec.name, ep),
+            timeout=ep.timeout,
+            retries=ep.retries,
+        )
+        return Judge(
+            engine, with_reason=with_reason, attempts=attempts, workers=ep.concurrency * len(ep.base_urls)
+        )
     from overtonlite.sources import ensure_model
     from overtonlite.util import sha256_file
 

@@ -23,8 +23,15 @@ from overtonlite.judges import Judge, JudgeItem
 from overtonlite.judges.tasks import MISSING, QUALITY, STANCE, Task
 
 JUDGE_KEYS = (
-    "stance_judge", "stance_judge_both_share", "yes_no_split_judge", "missing_judge", "missing_judge_mean",
-    "missing_judge_le2_share", "quality_judge", "quality_judge_mean", "judge_errors",
+    "stance_judge",
+    "stance_judge_both_share",
+    "yes_no_split_judge",
+    "missing_judge",
+    "missing_judge_mean",
+    "missing_judge_le2_share",
+    "quality_judge",
+    "quality_judge_mean",
+    "judge_errors",
 )
 
 
@@ -32,9 +39,17 @@ def _mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def judge_records(records: list[dict[str, Any]], groups: Sequence[Any], judge: Judge, *, tasks: Sequence[Task],
-                  reference_system: str | None, out: str | Path, retry_errors: bool = False,
-                  progress: Any = None) -> dict[str, Any]:
+def judge_records(
+    records: list[dict[str, Any]],
+    groups: Sequence[Any],
+    judge: Judge,
+    *,
+    tasks: Sequence[Task],
+    reference_system: str | None,
+    out: str | Path,
+    retry_errors: bool = False,
+    progress: Any = None,
+) -> dict[str, Any]:
     """Add the judge keys to ``records`` (one per group, same order as ``groups``); returns counts per task."""
     names = {t.name for t in tasks}
     ref = {g.pid: g.texts[0] for g in groups if g.system == reference_system and g.texts}
@@ -49,10 +64,13 @@ def judge_records(records: list[dict[str, Any]], groups: Sequence[Any], judge: J
             if "stance" in names and rec.get("stance") is not None:
                 items.append(JudgeItem(STANCE, {"query": query, "response": text}, meta))
                 slots.append((gi, "stance", si))
-            self_ref = g.system == reference_system and si == 0  # the reference itself: no judgment, as the proxy
+            self_ref = (
+                g.system == reference_system and si == 0
+            )  # the reference itself: no judgment, as the proxy
             if "missing" in names and rec.get("missing") is not None and g.pid in ref and not self_ref:
-                items.append(JudgeItem(MISSING, {"query": query, "reference": ref[g.pid], "alternative": text},
-                                       meta))
+                items.append(
+                    JudgeItem(MISSING, {"query": query, "reference": ref[g.pid], "alternative": text}, meta)
+                )
                 slots.append((gi, "missing", si))
             if "quality" in names:
                 items.append(JudgeItem(QUALITY, {"query": query, "response": text}, meta))
@@ -92,12 +110,21 @@ def judge_records(records: list[dict[str, Any]], groups: Sequence[Any], judge: J
     return counts
 
 
-def run_judge(records: list[dict[str, Any]], groups: Sequence[Any], judge: Any, *, tasks: Any = "stance,missing",
-              reference_system: str | None, out: str | Path, retry_errors: bool = False) -> dict[str, Any]:
+def run_judge(
+    records: list[dict[str, Any]],
+    groups: Sequence[Any],
+    judge: Any,
+    *,
+    tasks: Any = "stance,missing",
+    reference_system: str | None,
+    out: str | Path,
+    retry_errors: bool = False,
+) -> dict[str, Any]:
     """:func:`judge_records` with ``judge`` a :class:`Judge` or a registry model name (opened and closed here);
     returns what ``summary.json["settings"]["judge"]`` records: identity, tasks, counts, cache file."""
     from overtonlite.errors import UsageError
     from overtonlite.judges import open_judge, parse_tasks
+    from overtonlite.rundir.manifest import portable_path
 
     try:
         task_list = parse_tasks(tasks)
@@ -106,10 +133,21 @@ def run_judge(records: list[dict[str, Any]], groups: Sequence[Any], judge: Any, 
     own = isinstance(judge, str)
     j = open_judge(judge) if own else judge
     try:
-        counts = judge_records(records, groups, j, tasks=task_list, reference_system=reference_system, out=out,
-                               retry_errors=retry_errors)
-        return {**j.identity(), "tasks": [t.name for t in task_list], "counts": counts,
-                "cache": str(Path(out) / "judgments.jsonl")}
+        counts = judge_records(
+            records,
+            groups,
+            j,
+            tasks=task_list,
+            reference_system=reference_system,
+            out=out,
+            retry_errors=retry_errors,
+        )
+        return {
+            **j.identity(),
+            "tasks": [t.name for t in task_list],
+            "counts": counts,
+            "cache": portable_path(Path(out) / "judgments.jsonl"),
+        }
     finally:
         if own:
             j.close()

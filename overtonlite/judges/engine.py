@@ -29,19 +29,28 @@ class LocalEngine:
 
     backend = "llama.cpp grammar"
 
-    def __init__(self, path: str, *, name: str, model_sha256: str, n_ctx: int = 4096, threads: int | None = None):
+    def __init__(
+        self, path: str, *, name: str, model_sha256: str, n_ctx: int = 4096, threads: int | None = None
+    ):
         try:
             from llama_cpp import Llama
         except ImportError as exc:
-            raise ModelLoadError(f"a local judge needs llama-cpp-python: pip install llama-cpp-python ({exc})") from None
+            raise ModelLoadError(
+                f"a local judge needs llama-cpp-python: pip install llama-cpp-python ({exc})"
+            ) from None
         from overtonlite.util import physical_cores
 
         self.name = name
         self.model_sha256 = model_sha256
         self.n_ctx = n_ctx
         try:
-            self._llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads or physical_cores(),
-                              n_threads_batch=threads or physical_cores(), verbose=False)
+            self._llm = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=threads or physical_cores(),
+                n_threads_batch=threads or physical_cores(),
+                verbose=False,
+            )
         except Exception as exc:  # noqa: BLE001 - llama.cpp raises ValueError/RuntimeError on a bad file
             raise ModelLoadError(f"cannot load the judge model {path}: {exc}") from None
         self._grammars: dict[str, Any] = {}
@@ -50,8 +59,16 @@ class LocalEngine:
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "backend": self.backend, "model_sha256": self.model_sha256}
 
-    def complete(self, messages: list[dict[str, str]], *, grammar: str, schema: dict[str, Any], max_tokens: int,
-                 temperature: float, seed: int) -> str:
+    def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        grammar: str,
+        schema: dict[str, Any],
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+    ) -> str:
         from llama_cpp import LlamaGrammar
 
         with self._lock:
@@ -59,13 +76,20 @@ class LocalEngine:
                 self._grammars[grammar] = LlamaGrammar.from_string(grammar, verbose=False)
             try:
                 out = self._llm.create_chat_completion(
-                    messages=messages, grammar=self._grammars[grammar], temperature=temperature, top_p=1.0,
-                    top_k=0, min_p=0.0, repeat_penalty=1.0, max_tokens=max_tokens, seed=seed,
+                    messages=messages,
+                    grammar=self._grammars[grammar],
+                    temperature=temperature,
+                    top_p=1.0,
+                    top_k=0,
+                    min_p=0.0,
+                    repeat_penalty=1.0,
+                    max_tokens=max_tokens,
+                    seed=seed,
                 )
             except ValueError as exc:
                 if any(w in str(exc).lower() for w in CTX_ERRORS):
                     raise JudgeUnavailable(f"prompt_too_long: {exc}") from None
-                raise
+                raise OvertonliteError(f"the judge {self.name} failed in llama.cpp: {exc}") from None
         return str(out["choices"][0]["message"].get("content") or "")
 
     def close(self) -> None:
@@ -80,30 +104,56 @@ class EndpointEngine:
     backend = "openai response_format"
     FORMS = ("json_schema", "json_object+schema")
 
-    def __init__(self, base_urls: list[str], *, name: str, model: str, api_key: str, timeout: float = 600.0,
-                 retries: int = 3):
+    def __init__(
+        self,
+        base_urls: list[str],
+        *,
+        name: str,
+        model: str,
+        api_key: str,
+        timeout: float = 600.0,
+        retries: int = 3,
+    ):
         from overtonlite.backends.openai.http import OpenAIServer
 
         self.name = name
         self.model = model
-        self._servers = [OpenAIServer(u, model=model, api_key=api_key, timeout=timeout, retries=retries,
-                                      use_env_key=False) for u in base_urls]
+        self._servers = [
+            OpenAIServer(u, model=model, api_key=api_key, timeout=timeout, retries=retries, use_env_key=False)
+            for u in base_urls
+        ]
         self._turn = 0
         self._form: str | None = None
         self._lock = threading.Lock()
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "backend": self.backend, "model": self.model,
-                "base_urls": [s.api_base for s in self._servers], "response_format": self._form}
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "model": self.model,
+            "base_urls": [s.api_base for s in self._servers],
+            "response_format": self._form,
+        }
 
     @staticmethod
     def _format(form: str, schema: dict[str, Any]) -> dict[str, Any]:
         if form == "json_schema":
-            return {"type": "json_schema", "json_schema": {"name": "judgment", "schema": schema, "strict": True}}
+            return {
+                "type": "json_schema",
+                "json_schema": {"name": "judgment", "schema": schema, "strict": True},
+            }
         return {"type": "json_object", "schema": schema}
 
-    def complete(self, messages: list[dict[str, str]], *, grammar: str, schema: dict[str, Any], max_tokens: int,
-                 temperature: float, seed: int) -> str:
+    def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        grammar: str,
+        schema: dict[str, Any],
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+    ) -> str:
         from overtonlite.backends.openai.http import HTTPStatusError
 
         with self._lock:
@@ -113,8 +163,16 @@ class EndpointEngine:
         url = f"{srv.api_base}/chat/completions"
         last = ""
         for form in forms:
-            body = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
-                    "top_p": 1.0, "seed": seed, "stream": False, "response_format": self._format(form, schema)}
+            body = {
+                "model": self.model,
+                "messages": messages,
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                "top_p": 1.0,
+                "seed": seed,
+                "stream": False,
+                "response_format": self._format(form, schema),
+            }
             probing = self._form is None
             try:
                 data = srv._http("POST", url, body, retry=not probing)

@@ -139,7 +139,7 @@ class Task:
                 rules[f"{f.kind}-{f.name}"] = "[1-5]"
             else:
                 rules[f"{f.kind}-{f.name}"] = '"\\"" [^"\\\\\\x00-\\x1f]* "\\""'
-        lines = ['root ::= "{" ws ' + " ".join(parts) + ' ws "}"', 'ws ::= [ ]?']
+        lines = ['root ::= "{" ws ' + " ".join(parts) + ' ws "}"', "ws ::= [ ]?"]
         lines += [f"{name} ::= {rule}" for name, rule in rules.items()]
         return "\n".join(lines) + "\n"
 
@@ -176,8 +176,13 @@ class Task:
 
 STANCE = Task("stance", _STANCE, ("query", "response"), (Field("stance", "enum", STANCES),))
 MISSING = Task("missing", _MISSING, ("query", "reference", "alternative"), (Field("score", "score"),))
-QUALITY = Task("quality", _QUALITY, ("query", "response"), tuple(Field(a, "score") for a in QUALITY_ASPECTS),
-               max_tokens=200)
+QUALITY = Task(
+    "quality",
+    _QUALITY,
+    ("query", "response"),
+    tuple(Field(a, "score") for a in QUALITY_ASPECTS),
+    max_tokens=200,
+)
 TASKS: dict[str, Task] = {t.name: t for t in (STANCE, MISSING, QUALITY)}
 
 

@@ -81,7 +81,9 @@ def distinct_count(items: Sequence[T], same: Callable[[T, T], bool]) -> int | No
     return len(partition(items, same)) if len(items) else None
 
 
-def cosine_test(vectors: dict[str, np.ndarray], threshold: float = COSINE_THRESHOLD) -> Callable[[str, str], bool]:
+def cosine_test(
+    vectors: dict[str, np.ndarray], threshold: float = COSINE_THRESHOLD
+) -> Callable[[str, str], bool]:
     """``same(a, b)``: cosine of the texts' vectors (looked up in ``vectors``) >= ``threshold``.
 
     A text without a vector (e.g. the empty answer) matches nothing but an identical text.

@@ -17,22 +17,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from overtonlite.metrics.semantic import unit_rows
+
 __all__ = ["cross_cosine", "within_cosines", "similarity_matrix", "histogram", "HIST_EDGES"]
 
 HIST_EDGES: tuple[float, ...] = tuple(round(-0.1 + 0.05 * i, 2) for i in range(23))  # -0.10, -0.05, ..., 1.00
 
 
-def _unit(rows: np.ndarray) -> np.ndarray:
-    v = np.asarray(rows, dtype=np.float64)
-    if v.ndim != 2:
-        raise ValueError(f"expected a 2-D array of row vectors, got shape {v.shape}")
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
-
-
 def cross_cosine(a: np.ndarray, b: np.ndarray) -> float | None:
     """Mean cosine over all pairs (row of ``a``, row of ``b``); ``None`` when either has no row."""
-    ua, ub = _unit(a), _unit(b)
+    ua, ub = unit_rows(a), unit_rows(b)
     if not len(ua) or not len(ub):
         return None
     return float(np.clip(ua @ ub.T, -1.0, 1.0).mean())
@@ -40,7 +34,7 @@ def cross_cosine(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def within_cosines(a: np.ndarray) -> np.ndarray:
     """Cosines of all unordered pairs of distinct rows (empty for fewer than 2 rows)."""
-    u = _unit(a)
+    u = unit_rows(a)
     iu = np.triu_indices(len(u), k=1)
     return np.clip(u @ u.T, -1.0, 1.0)[iu]
 
@@ -75,7 +69,9 @@ def similarity_matrix(
                 if i != j:
                     sums[j, i] += val
                     counts[j, i] += 1
-    matrix = [[float(sums[i, j] / counts[i, j]) if counts[i, j] else None for j in range(k)] for i in range(k)]
+    matrix = [
+        [float(sums[i, j] / counts[i, j]) if counts[i, j] else None for j in range(k)] for i in range(k)
+    ]
     return matrix, counts.tolist()
 
 

@@ -35,7 +35,8 @@ NEUTRAL_SENTENCES: tuple[str, ...] = (
 )
 
 
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float64."""
     v = np.asarray(vectors, dtype=np.float64)
     if v.ndim != 2:
         raise ValueError(f"expected a 2-D array of row vectors, got shape {v.shape}")
@@ -45,13 +46,13 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
     """Pairwise cosine similarities of the rows (zero rows give 0 similarity, 0 on their diagonal)."""
-    v = _unit_rows(vectors)
+    v = unit_rows(vectors)
     return np.clip(v @ v.T, -1.0, 1.0)
 
 
 def mean_pairwise_cosine(vectors: np.ndarray) -> float | None:
     """Mean cosine over all unordered pairs of rows; ``None`` for fewer than 2 rows (no pair exists)."""
-    v = _unit_rows(vectors)
+    v = unit_rows(vectors)
     n = v.shape[0]
     if n < 2:
         return None
@@ -68,7 +69,7 @@ def vendi_score(vectors: np.ndarray) -> float:
     orthogonal. A zero row is treated as a unit vector orthogonal to everything (its diagonal is set to 1) so the
     trace of ``K / n`` stays 1. Raises ``ValueError`` for no rows.
     """
-    v = _unit_rows(vectors)
+    v = unit_rows(vectors)
     n = v.shape[0]
     if n == 0:
         raise ValueError("vendi_score needs at least one vector")
@@ -83,8 +84,8 @@ def vendi_score(vectors: np.ndarray) -> float:
 
 def cosine_to_reference(vectors: np.ndarray, ref_vec: np.ndarray) -> np.ndarray:
     """Cosine of every row with one reference vector, shape (n,)."""
-    v = _unit_rows(vectors)
-    r = _unit_rows(np.asarray(ref_vec, dtype=np.float64).reshape(1, -1))[0]
+    v = unit_rows(vectors)
+    r = unit_rows(np.asarray(ref_vec, dtype=np.float64).reshape(1, -1))[0]
     return np.clip(v @ r, -1.0, 1.0)
 
 

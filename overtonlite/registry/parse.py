@@ -163,9 +163,13 @@ def _parse_endpoint(t: _Table) -> EndpointSpec:
     for i, url in enumerate(urls):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-            src.fail(f"base_urls[{i}]", f"expected an http(s) URL such as http://127.0.0.1:8000/v1, got {url!r}")
+            src.fail(
+                f"base_urls[{i}]", f"expected an http(s) URL such as http://127.0.0.1:8000/v1, got {url!r}"
+            )
         if "@" in parts.netloc:
-            src.fail(f"base_urls[{i}]", "credentials do not belong in models.toml; name them with api_key_env")
+            src.fail(
+                f"base_urls[{i}]", "credentials do not belong in models.toml; name them with api_key_env"
+            )
     if len(set(urls)) != len(urls):
         src.fail("base_urls", "lists the same URL twice")
     model = src.get("model", str)
@@ -173,7 +177,10 @@ def _parse_endpoint(t: _Table) -> EndpointSpec:
         src.fail("model", "must not be empty")
     key_env = src.get("api_key_env", str, None)
     if key_env is not None and not _ENV_RE.match(key_env):
-        src.fail("api_key_env", f"expected the name of an environment variable (never a key), got {key_env[:4]!r}...")
+        src.fail(
+            "api_key_env",
+            f"expected the name of an environment variable (never a key), got {key_env[:4]!r}...",
+        )
     conc = src.get("concurrency", int, 4)
     if conc < 1:
         src.fail("concurrency", "must be >= 1")
@@ -194,7 +201,8 @@ def _parse_model(name: str, t: _Table, base_dir: Path) -> ModelSpec:
         name=name,
         family=t.get("family", str),
         role=t.get("role", str, choices=ROLES),
-        format=t.get("format", str, ENDPOINT, choices=(ENDPOINT,)) if served
+        format=t.get("format", str, ENDPOINT, choices=(ENDPOINT,))
+        if served
         else t.get("format", str, choices=("gguf",)),
         context_length=t.get("context_length", int, 0) if served else t.get("context_length", int),
         licence=t.get("licence", str, "") if served else t.get("licence", str),

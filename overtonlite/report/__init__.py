@@ -48,6 +48,7 @@ class GenerationHealth:
     errors: int = 0
     samples: int = 0
     truncated: int = 0
+    with_finish_reason: int = 0
 
 
 @dataclass
@@ -159,8 +160,9 @@ def _health(groups: list[dict[str, Any]]) -> dict[str, GenerationHealth]:
             h.errors += 1
         for sample in group.get("samples") or []:
             h.samples += 1
-            if isinstance(sample, dict) and sample.get("finish_reason") == "length":
-                h.truncated += 1
+            if isinstance(sample, dict) and sample.get("finish_reason"):
+                h.with_finish_reason += 1
+                h.truncated += sample.get("finish_reason") == "length"
     return out
 
 

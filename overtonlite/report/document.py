@@ -300,8 +300,8 @@ def _notes(data: RunData) -> list[Block]:
                 "semantically alike, so both are reported.",
                 "Quality filter, coverage, missing information and stance use local stand-ins for the paper's GPT-4 "
                 "judges; treat them as proxies.",
-                "Length is an outcome: every system has the same max_tokens cap, and the share of samples cut at the "
-                "cap is reported above.",
+                "Length is an outcome: the share of samples cut at the max_tokens cap is reported above, where the "
+                "samples record why they ended (imported generations may not).",
                 "CIs are 95% percentile bootstrap intervals over the prompts of a set "
                 f"({_lookup(data, 'n_boot', scoring_first=True) or 'N'} resamples); every number comes from "
                 "summary.json or results.json, and each table names its prompt set and number of prompts.",

@@ -58,16 +58,29 @@ def judge_section(data: RunData, systems: list[str]) -> list[Block]:
                     continue
                 p = data.stat(system, set_name, proxy)
                 n = data.n_prompts(system, set_name, judged)
-                rows.append([system, set_name, str(n) if n is not None else MISSING, label,
-                             fmt_stat(p) if p is not None else MISSING, fmt_stat(j)])
+                rows.append(
+                    [
+                        system,
+                        set_name,
+                        str(n) if n is not None else MISSING,
+                        label,
+                        fmt_stat(p) if p is not None else MISSING,
+                        fmt_stat(j),
+                    ]
+                )
             q = data.stat(system, set_name, QUALITY[1])
             if q is not None:
                 n = data.n_prompts(system, set_name, QUALITY[1])
-                rows.append([system, set_name, str(n) if n is not None else MISSING, QUALITY[0], MISSING,
-                             fmt_stat(q)])
-    blocks: list[Block] = [Heading(2, "Judge and proxy", "judge"),
-                           Para(f"Judge: {_describe(judge)}. Each row shows the proxy (rules and embeddings) "
-                                "and the judge on the same groups; the verdicts use the proxy.")]
+                rows.append(
+                    [system, set_name, str(n) if n is not None else MISSING, QUALITY[0], MISSING, fmt_stat(q)]
+                )
+    blocks: list[Block] = [
+        Heading(2, "Judge and proxy", "judge"),
+        Para(
+            f"Judge: {_describe(judge)}. Each row shows the proxy (rules and embeddings) "
+            "and the judge on the same groups; the verdicts use the proxy."
+        ),
+    ]
     if not rows:
         blocks.append(Para("The judge ran, but summary.json has no judge values (every judgment failed?)."))
         return blocks

@@ -82,7 +82,11 @@ def diversity_section(data: RunData, systems: list[str]) -> list[Block]:
                 ]
             )
             if set_name == primary:
-                for name, s in (("length", length), ("lexical", one_minus(jac)), ("semantic", one_minus(cos))):
+                for name, s in (
+                    ("length", length),
+                    ("lexical", one_minus(jac)),
+                    ("semantic", one_minus(cos)),
+                ):
                     if s is not None:
                         series[name].append((system, s[0], s[1]))
     if not rows:
@@ -193,7 +197,9 @@ def coverage_section(data: RunData, systems: list[str]) -> list[Block]:
                 ]
             )
             if set_name == primary:
-                values = [as_float(v) for r in data.records(system, set_name) for v in (r.get("coverage") or [])]
+                values = [
+                    as_float(v) for r in data.records(system, set_name) for v in (r.get("coverage") or [])
+                ]
                 if values := [v for v in values if v is not None]:
                     hist[system] = values
     if not rows:
@@ -232,7 +238,12 @@ def stance_section(data: RunData, systems: list[str]) -> list[Block]:
     rows, dist = [], {}
     for system in systems:
         shares = {k: data.stat(system, set_name, f"stance_{k}_share") for k in STANCE_ORDER}
-        both, split = data.stat(system, set_name, "stance_both_share"), data.stat(system, set_name, "yes_no_split")
+        both, split = (
+            data.stat(system, set_name, "stance_both_share"),
+            data.stat(system, set_name, "yes_no_split"),
+        )
+        both_c = data.stat(system, set_name, "stance_both_share_corrected")
+        split_c = data.stat(system, set_name, "yes_no_split_corrected")
         if both is None and split is None and not any(shares.values()):
             continue
         dist[system] = {k: s[0] for k, s in shares.items() if s is not None}
@@ -244,6 +255,8 @@ def stance_section(data: RunData, systems: list[str]) -> list[Block]:
                 *(fmt_pct(shares[k][0]) if shares[k] else MISSING for k in STANCE_ORDER),
                 fmt_stat(both),
                 fmt_stat(split),
+                fmt_stat(both_c),
+                fmt_stat(split_c),
             ]
         )
     if not rows:
@@ -252,12 +265,26 @@ def stance_section(data: RunData, systems: list[str]) -> list[Block]:
         Para(
             f"On the {set_name} set only: the mean over prompts of the share of samples labelled yes / no / both "
             "sides / other; the split rate is the share of prompts whose N samples include both a yes and a no "
-            '(distributional pluralism), while "both" inside one answer is Overton pluralism.'
+            '(distributional pluralism), while "both" inside one answer is Overton pluralism. The "corrected" '
+            "columns undo the stance classifier's measured confusion (fitted with each system held out), and their "
+            "CIs include that uncertainty as well as the resampling of prompts; the verdicts use the raw values."
         )
     )
     blocks.append(
         Table(
-            ["system", "set", "prompts", "yes", "no", "both", "other", '"both" share', "yes/no split rate"],
+            [
+                "system",
+                "set",
+                "prompts",
+                "yes",
+                "no",
+                "both",
+                "other",
+                '"both" share',
+                "yes/no split rate",
+                '"both" share, corrected',
+                "split rate, corrected",
+            ],
             rows,
             id="table-stance",
         )
@@ -380,10 +407,17 @@ def health_section(data: RunData, systems: list[str]) -> list[Block]:
     if data.health is None:
         return not_measured(blocks, "no samples.jsonl")
     rows = []
+    stored = (data.results or {}).get("truncation")
+    stored = stored if isinstance(stored, dict) else {}
     for system in [*systems, *(s for s in data.health if s not in systems)]:
         h = data.health.get(system)
         if h is not None:
-            cut = fmt_pct(h.truncated / h.samples, 1) if h.samples else MISSING
+            # the share results.json records (the one the verdicts used); else a count of the recorded finish
+            # reasons; "not measured" where the samples carry none (imported generations)
+            share = as_float(stored.get(system))
+            if share is None and h.with_finish_reason:
+                share = h.truncated / h.with_finish_reason
+            cut = fmt_pct(share, 1) if share is not None else MISSING
             rows.append([system, str(h.groups), str(h.overflowed), str(h.errors), str(h.samples), cut])
     groups = sum(h.groups for h in data.health.values())
     over = sum(h.overflowed for h in data.health.values())

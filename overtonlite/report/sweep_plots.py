@@ -9,8 +9,14 @@ from typing import Any
 from overtonlite.report.plots import PALETTE, _figure, _png
 
 
-def lines(panels: Sequence[dict[str, Any]], *, title: str, xlabel: str, log_x: bool = False,
-          xticks: Sequence[tuple[float, str]] = ()) -> bytes:
+def lines(
+    panels: Sequence[dict[str, Any]],
+    *,
+    title: str,
+    xlabel: str,
+    log_x: bool = False,
+    xticks: Sequence[tuple[float, str]] = (),
+) -> bytes:
     """One panel per metric; in each, one line per group of points ``(x, mean, [lo, hi] | None)``."""
     fig, axes = _figure(width=min(4.0 * len(panels) + 1.0, 16.0), height=3.6, ncols=len(panels))
     names: list[str] = []
@@ -40,7 +46,9 @@ def lines(panels: Sequence[dict[str, Any]], *, title: str, xlabel: str, log_x: b
                 handles.append(hh)
                 labels.append(ll)
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=8, frameon=False)
+        fig.legend(
+            handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=8, frameon=False
+        )
     fig.suptitle(title)
     return _png(fig)
 
@@ -64,15 +72,23 @@ def heatmap(systems: Sequence[str], matrix: Sequence[Sequence[float | None]], *,
         for j in range(k):
             if np.isfinite(arr[i, j]):
                 light = arr[i, j] < (vmin + vmax) / 2
-                ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if light else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{arr[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if light else "black",
+                )
     fig.colorbar(image, ax=ax, shrink=0.8, label="mean cosine")
     ax.set_title(title)
     return _png(fig)
 
 
-def histograms(edges: Sequence[float], counts: dict[str, Sequence[int]], *, title: str,
-               order: Sequence[str] = ()) -> bytes:
+def histograms(
+    edges: Sequence[float], counts: dict[str, Sequence[int]], *, title: str, order: Sequence[str] = ()
+) -> bytes:
     """One step line per system: the share of its within-prompt sample pairs in each cosine bin."""
     fig, (ax,) = _figure(width=7.6, height=3.8)
     names = [n for n in order if n in counts] + [n for n in counts if n not in order]
@@ -81,7 +97,9 @@ def histograms(edges: Sequence[float], counts: dict[str, Sequence[int]], *, titl
         total = sum(c)
         if not total:
             continue
-        ax.stairs([v / total for v in c], list(edges), label=name, color=PALETTE[i % len(PALETTE)], linewidth=1.6)
+        ax.stairs(
+            [v / total for v in c], list(edges), label=name, color=PALETTE[i % len(PALETTE)], linewidth=1.6
+        )
     ax.set_xlabel("cosine of two samples for the same prompt")
     ax.set_ylabel("share of pairs")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
@@ -92,8 +110,13 @@ def histograms(edges: Sequence[float], counts: dict[str, Sequence[int]], *, titl
 def render(kind: str, payload: dict[str, Any], *, title: str, order: Sequence[str] = ()) -> bytes:
     """Draw one sweep plot slot."""
     if kind == "sweep_lines":
-        return lines(payload["panels"], title=title, xlabel=payload.get("xlabel", ""),
-                     log_x=payload.get("log_x", False), xticks=[tuple(t) for t in payload.get("xticks") or ()])
+        return lines(
+            payload["panels"],
+            title=title,
+            xlabel=payload.get("xlabel", ""),
+            log_x=payload.get("log_x", False),
+            xticks=[tuple(t) for t in payload.get("xticks") or ()],
+        )
     if kind == "sweep_heatmap":
         return heatmap(payload["systems"], payload["matrix"], title=title)
     if kind == "sweep_histograms":

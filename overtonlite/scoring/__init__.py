@@ -209,8 +209,9 @@ def score_input(
         from overtonlite.judges.apply import run_judge
 
         t3 = time.perf_counter()
-        judge_info = run_judge(records, scored, judge, tasks=judge_tasks, reference_system=reference_system,
-                               out=outdir)
+        judge_info = run_judge(
+            records, scored, judge, tasks=judge_tasks, reference_system=reference_system, out=outdir
+        )
         timings["judge"] = time.perf_counter() - t3
     metrics_path = outdir / "metrics.jsonl"
     summary_path = outdir / "summary.json"

@@ -24,7 +24,8 @@ from overtonlite.metrics import stance_shares, stats
 
 def _extra_keys(records: list[dict[str, Any]]) -> list[str]:
     """Numeric per-group keys not in the schema's summary metrics (style rates, stance label shares...)."""
-    known = set(schema.SUMMARY_METRICS.values()) | set(schema.SUMMARY_METRICS) | {"n", "schema_version"}
+    known = set(schema.SUMMARY_METRICS.values()) | set(schema.SUMMARY_METRICS)
+    known |= {"n", "schema_version", "prompt_id", "judge_errors"}
     out: dict[str, None] = {}
     for rec in records:
         for k, v in rec.items():
@@ -160,12 +161,17 @@ def build_summary(
                 if entry:
                     sets[set_name] = entry
             ratios[schema.ratio_key(s, reference_system)] = {"a": s, "b": reference_system, "sets": sets}
-    return {"systems": out, "paired": paired, "ratios": ratios,
-            "sets": {name: {"prompts": len(ids)} for name, ids in members.items()}}
+    return {
+        "systems": out,
+        "paired": paired,
+        "ratios": ratios,
+        "sets": {name: {"prompts": len(ids)} for name, ids in members.items()},
+    }
 
 
-def _aligned(ra: dict[str, dict[str, Any]], rb: dict[str, dict[str, Any]], ids: list[str],
-             key: str) -> tuple[list[float], list[float]]:
+def _aligned(
+    ra: dict[str, dict[str, Any]], rb: dict[str, dict[str, Any]], ids: list[str], key: str
+) -> tuple[list[float], list[float]]:
     xa: list[float] = []
     xb: list[float] = []
     for pid in ids:

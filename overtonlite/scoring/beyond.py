@@ -46,7 +46,9 @@ def settings(embedder_name: str | None) -> dict[str, Any]:
     }
 
 
-def group_metrics(texts: Sequence[str], vectors: dict[str, np.ndarray], passing: Sequence[bool]) -> dict[str, Any]:
+def group_metrics(
+    texts: Sequence[str], vectors: dict[str, np.ndarray], passing: Sequence[bool]
+) -> dict[str, Any]:
     """The :data:`KEYS` of one group: ``texts`` its samples, ``vectors`` text -> sentence vector, ``passing`` the
     quality filter per sample."""
     texts = list(texts)

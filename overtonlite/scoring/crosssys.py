@@ -17,7 +17,9 @@ from overtonlite.metrics import homogeneity
 from overtonlite.scoring.inputs import Group
 
 
-def similarity_summary(groups: list[Group], vectors: dict[str, np.ndarray], systems: list[str]) -> dict[str, Any]:
+def similarity_summary(
+    groups: list[Group], vectors: dict[str, np.ndarray], systems: list[str]
+) -> dict[str, Any]:
     """The ``similarity`` entry of summary.json for the scored ``groups``."""
     by_set: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for g in groups:

@@ -33,6 +33,7 @@ from overtonlite.scoring.inputs import Group
 FINISHED_MIN = 2
 """Finished samples a group needs for its ``*_finished`` metrics."""
 
+
 def _mean(values: list[float | None] | None) -> float | None:
     vals = [float(v) for v in (values or []) if v is not None]
     return float(np.mean(vals)) if vals else None

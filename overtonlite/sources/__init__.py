@@ -118,7 +118,9 @@ def ensure_model(spec: ModelSpec, *, pull: bool = True, progress: Progress | Non
     :class:`IntegrityError` when its sha256 does not match; a mismatching file is never returned.
     """
     if spec.file is None:
-        raise SourceError(f"{spec.name}: served by an endpoint ({spec.endpoint.source_label}); nothing to pull")
+        raise SourceError(
+            f"{spec.name}: served by an endpoint ({spec.endpoint.source_label}); nothing to pull"
+        )
     return ensure_file(spec.file, model_dir(spec), label=spec.name, pull=pull, progress=progress)
 
 
@@ -132,7 +134,9 @@ def model_sha256(spec: ModelSpec) -> str | None:
 def ensure_embedder(spec: EmbedderSpec, *, pull: bool = True, progress: Progress | None = None) -> Path:
     """The verified local folder holding every file of ``spec`` (ONNX graph and tokenizer files)."""
     if spec.endpoint is not None:
-        raise SourceError(f"{spec.name}: served by an endpoint ({spec.endpoint.source_label}); nothing to pull")
+        raise SourceError(
+            f"{spec.name}: served by an endpoint ({spec.endpoint.source_label}); nothing to pull"
+        )
     folder = embedder_dir(spec)
     with PullSession(spec.name, progress) as session:
         for f in spec.files:

@@ -87,7 +87,7 @@ from typing import Any
 from overtonlite.backends.base import PROMPT_TOO_LONG, GenRequest, GroupResult, ProgressFn
 from overtonlite.backends.llamacpp.chat import render_template
 from overtonlite.backends.llamacpp.native import NativeModel, physical_cores
-from overtonlite.backends.llamacpp.sched import Group, Job, Prefix, Scheduler
+from overtonlite.backends.llamacpp.sched import Group, Job, KVState, Scheduler
 from overtonlite.errors import ModelLoadError, UsageError
 
 COHORT_FILL = 2  # a cohort holds this many times the groups that fit in max_seqs sequences at once
@@ -152,10 +152,8 @@ class LlamaCppGenerator:
             verbose=verbose,
         )
         self.n_kv = self.native.n_kv
-        self._budget = self.n_kv - 16  # KV cells the scheduler hands out
+        self.kv = KVState(budget=self.n_kv - 16)  # KV cells the scheduler hands out, and the cached prefix
         self._template = self.native.meta("tokenizer.chat_template")
-        self._prefix: Prefix | None = None
-        self._cells_used = 0
         self._busy = False
         self.stats: dict[str, int] = {
             "prompt_tokens_evaluated": 0,
@@ -241,7 +239,7 @@ class LlamaCppGenerator:
     def close(self) -> None:
         """Free the context and the model (idempotent)."""
         self.native.close()
-        self._prefix = None
+        self.kv.reset()
 
     def __enter__(self) -> LlamaCppGenerator:
         return self
@@ -285,7 +283,7 @@ class LlamaCppGenerator:
     def _jobs(self, group: Group) -> list[Job]:
         n_prompt = len(group.tokens)
         max_new = min(group.req.sampling.max_tokens, self.n_ctx - n_prompt)
-        per_job = max(1, min(self.max_seqs, (self._budget - n_prompt) // max_new))
+        per_job = max(1, min(self.max_seqs, (self.kv.budget - n_prompt) // max_new))
         idx = list(range(group.req.n))
         jobs = [Job(group, idx[i : i + per_job], max_new) for i in range(0, len(idx), per_job)]
         group.jobs_left = len(jobs)

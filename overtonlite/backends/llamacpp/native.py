@@ -114,7 +114,9 @@ class NativeModel:
                 f"cannot create a llama.cpp context for {self.path} (n_kv={n_kv}, n_seq_max={n_seq_max})"
             )
         self.ctx = ctx
-        self._abort = native_abort_callback(ll.ggml_abort_callback)  # a second Ctrl-C ends a long decode early
+        self._abort = native_abort_callback(
+            ll.ggml_abort_callback
+        )  # a second Ctrl-C ends a long decode early
         if self._abort is not None:
             ll.llama_set_abort_callback(ctx, *self._abort)
         self.mem = ll.llama_get_memory(ctx)

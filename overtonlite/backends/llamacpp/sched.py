@@ -35,6 +35,21 @@ class Prefix:
 
 
 @dataclass(eq=False)
+class KVState:
+    """The KV cache's bookkeeping, kept between ``generate`` calls: the cells handed out of ``budget`` and the
+    cached shared prefix. The generator holds one; only the :class:`Scheduler` changes it."""
+
+    budget: int
+    cells_used: int = 0
+    prefix: Prefix | None = None
+
+    def reset(self) -> None:
+        """The cache was cleared: no prefix, no cells in use."""
+        self.prefix = None
+        self.cells_used = 0
+
+
+@dataclass(eq=False)
 class Group:
     req: GenRequest
     tokens: list[int]
@@ -151,7 +166,7 @@ class Scheduler:
         """(tokens to reuse, whether a new prefix must be evaluated first)."""
         toks = job.group.tokens
         limit = len(toks) - 1  # the last prompt token is always evaluated in the job's own sequence
-        pref = self.gen._prefix
+        pref = self.gen.kv.prefix
         if pref is not None:
             cached = min(_lcp(pref.tokens, toks), limit)
             # sliding-window layers drop the cache's oldest cells: only the whole cached prefix is reusable there
@@ -188,7 +203,7 @@ class Scheduler:
         """
         gen = self.gen
         self.cohort = job.group.req.cohort
-        pref = gen._prefix
+        pref = gen.kv.prefix
         best = self._shared_prefix(job) if job.group.req.cohort >= 0 else 0
         if (
             pref is not None
@@ -202,29 +217,28 @@ class Scheduler:
         self.fresh = True
         if pref is not None:
             pref.current = False
-        gen._prefix = None
-        gen._cells_used = 0
+        gen.kv.reset()
 
     def _release_prefix(self, pref: Prefix | None) -> None:
         if pref is not None and pref.refs == 0 and not pref.current:
-            self.gen._cells_used -= len(pref.tokens)
+            self.gen.kv.cells_used -= len(pref.tokens)
 
     def _set_prefix(self, tokens: tuple[int, ...], group: Group) -> None:
         """Evaluate ``tokens`` into the prefix sequence (replacing the old cache)."""
-        old = self.gen._prefix
+        old = self.gen.kv.prefix
         self.nm.seq_rm(PREFIX_SEQ)
         if old is not None:
             old.current = False
             self._release_prefix(old)
-        self.gen._prefix = None
+        self.gen.kv.prefix = None
         step = self.nm.n_batch
         for start in range(0, len(tokens), step):
             chunk = tokens[start : start + step]
             self.nm.decode([(t, start + k, PREFIX_SEQ, False) for k, t in enumerate(chunk)])
             self.gen.stats["decode_calls"] += 1
-        self.gen._prefix = Prefix(tokens=tokens, clean=self.fresh)
+        self.gen.kv.prefix = Prefix(tokens=tokens, clean=self.fresh)
         self.fresh = False
-        self.gen._cells_used += len(tokens)
+        self.gen.kv.cells_used += len(tokens)
         self.gen.stats["prefix_tokens_evaluated"] += len(tokens)
         self.gen.stats["prompt_tokens_evaluated"] += len(tokens)
         group.evaluated += len(tokens)
@@ -242,15 +256,15 @@ class Scheduler:
         gen_cells = len(job.indices) * job.max_new
         reuse, build = self._prefix_for(job)
         extra = reuse if build else 0
-        if reuse and gen._cells_used + extra + len(job.group.tokens) - reuse + gen_cells > gen._budget:
+        if reuse and gen.kv.cells_used + extra + len(job.group.tokens) - reuse + gen_cells > gen.kv.budget:
             reuse, build, extra = 0, False, 0
         prompt_cells = len(job.group.tokens) - reuse
-        if gen._cells_used + extra + prompt_cells + gen_cells > gen._budget:
-            if not self.active and gen._prefix is not None and gen._prefix.refs == 0:
+        if gen.kv.cells_used + extra + prompt_cells + gen_cells > gen.kv.budget:
+            if not self.active and gen.kv.prefix is not None and gen.kv.prefix.refs == 0:
                 self.nm.seq_rm(PREFIX_SEQ)  # idle and still no room: drop the prefix cache
-                gen._prefix.current = False
-                self._release_prefix(gen._prefix)
-                gen._prefix = None
+                gen.kv.prefix.current = False
+                self._release_prefix(gen.kv.prefix)
+                gen.kv.prefix = None
                 return self._try_admit(job)
             return False
         group = job.group
@@ -260,7 +274,7 @@ class Scheduler:
         if build:
             self._set_prefix(tuple(group.tokens[:reuse]), group)
         if reuse:
-            pref = gen._prefix
+            pref = gen.kv.prefix
             assert pref is not None
             pref.refs += 1
             job.prefix = pref
@@ -268,7 +282,7 @@ class Scheduler:
         job.reuse = reuse
         job.seqs = [seq0] + [heapq.heappop(self.free_seqs) for _ in job.indices[1:]]
         job.cells = prompt_cells
-        gen._cells_used += prompt_cells + gen_cells
+        gen.kv.cells_used += prompt_cells + gen_cells
         group.evaluated += prompt_cells
         gen.stats["prompt_tokens_evaluated"] += prompt_cells
         self.prefill.append(job)
@@ -370,10 +384,10 @@ class Scheduler:
         job.group.samples[slot.index] = _sample_result(slot, reason)
         self.nm.seq_rm(slot.seq)
         heapq.heappush(self.free_seqs, slot.seq)
-        gen._cells_used -= job.max_new
+        gen.kv.cells_used -= job.max_new
         job.live -= 1
         if job.live == 0:
-            gen._cells_used -= job.cells
+            gen.kv.cells_used -= job.cells
             self.active.remove(job)
             if job.prefix is not None:
                 job.prefix.refs -= 1
@@ -417,5 +431,4 @@ class Scheduler:
         self.prefill = []
         if self.nm.ctx is not None:
             self.nm.clear()
-        self.gen._prefix = None
-        self.gen._cells_used = 0
+        self.gen.kv.reset()

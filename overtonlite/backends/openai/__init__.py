@@ -127,8 +127,14 @@ class OpenAIGenerator(OpenAIServer):
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise UsageError("the openai backend needs at least one base URL")
-        server_kw: dict[str, Any] = dict(model=model, api_key=api_key, timeout=timeout, retries=retries,
-                                         backoff=backoff, use_env_key=use_env_key)
+        server_kw: dict[str, Any] = dict(
+            model=model,
+            api_key=api_key,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            use_env_key=use_env_key,
+        )
         super().__init__(urls[0], **server_kw)
         # the first server answers the probes (models, context, tokenizer); generation spreads over all of them
         self._servers: list[OpenAIServer] = [self, *(OpenAIServer(u, **server_kw) for u in urls[1:])]

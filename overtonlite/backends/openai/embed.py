@@ -153,7 +153,8 @@ class OpenAIEmbedder:
             "normalize": True,
             "token_states": (
                 f"local embedder {self._token_name} (/v1/embeddings has no token states)"
-                if self._token_factory is not None else "not available"
+                if self._token_factory is not None
+                else "not available"
             ),
         }
 
