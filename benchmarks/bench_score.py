@@ -4,16 +4,24 @@
 
 (a) ``score_input`` on every LIMA-OE response (2,750; default options, fresh embedder, no on-disk cache) against
     raw onnxruntime embedding the same texts once (same model file, threads, truncation 256, batches of 32 sorted
-    by length). Target: score wall <= 1.25x the raw embedding wall.
+    by length): the raw embedding floor, one int8 MiniLM-L6 forward pass per distinct text with a cold cache.
+    Target: score wall <= 1.1x the floor.
 (b) Embedding throughput of ``OnnxEmbedder.embed`` (fresh, no cache) against the same raw loop. Target >= 0.95x.
 
-The raw loop runs twice (first and last) and the ratios use the mean, to damp drift on a shared machine.
+Interleaved to damp drift on a shared machine: raw, score, raw, overtonlite embed, raw; each ratio uses the mean
+of the two raw runs around it.
+``--profile N`` runs ``score_input`` under cProfile and prints the N most expensive functions (cumulative time)
+to stderr; the profiler's overhead inflates the score wall a little, so compare ratios without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
+import os
+import pstats
 import sys
 import tempfile
 import time
@@ -25,6 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from overtonlite.scoring.inputs import clean_text  # noqa: E402
+
+TARGET_RATIO = 1.1  # score wall / raw embedding floor (issue 12)
 
 
 def raw_embed(
@@ -75,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embedder", default=None)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N response records (of 550)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="cProfile score; print the top N to stderr"
+    )
     args = ap.parse_args(argv)
 
     from overtonlite.backends.onnx import OnnxEmbedder, physical_cores
@@ -94,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         lines = lines[: args.limit]
     records = [json.loads(line) for line in lines]
     texts = list(dict.fromkeys(t for r in records for t in (clean_text(x) for x in r["samples"]) if t))
+    # score also embeds each group's prompt (relevance): the floor is timed with and without them
+    by_id = {}
+    for line in (args.data / "lima-oe" / "prompts.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            by_id[rec["id"]] = rec["prompt"]
+    ptexts = list(dict.fromkeys(by_id[r["prompt_id"]] for r in records if r["prompt_id"] in by_id))
+    ptexts = [t for t in ptexts if t not in set(texts)]
 
     def fresh() -> OnnxEmbedder:
         return OnnxEmbedder(
@@ -106,7 +127,30 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     kw = {"threads": threads, "max_length": max_length, "batch_size": 32, "output": spec.token_output}
+    # interleaved: raw, score, raw, overtonlite embed, raw; each ratio uses the two raw runs around it
     ref_vecs, raw1 = raw_embed(folder, texts, **kw)
+    _, rawp1 = raw_embed(folder, ptexts, **kw) if ptexts else (None, 0.0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sub = Path(tmp) / "responses.jsonl"
+        sub.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        prompts = args.data / "lima-oe" / "prompts.jsonl"
+        (Path(tmp) / "prompts.jsonl").write_bytes(prompts.read_bytes())  # relevance needs the prompt texts
+        prof = cProfile.Profile() if args.profile else None
+        t0 = time.perf_counter()
+        if prof is not None:
+            prof.enable()
+        summary = score_input(sub, out=Path(tmp) / "out", embedder=fresh())
+        if prof is not None:
+            prof.disable()
+        score_t = time.perf_counter() - t0
+    if prof is not None:
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(args.profile)
+        print(buf.getvalue(), file=sys.stderr)
+
+    _, raw2 = raw_embed(folder, texts, **kw)
+    _, rawp2 = raw_embed(folder, ptexts, **kw) if ptexts else (None, 0.0)
 
     emb = fresh()
     t0 = time.perf_counter()
@@ -114,29 +158,35 @@ def main(argv: list[str] | None = None) -> int:
     ours_t = time.perf_counter() - t0
     max_diff = float(np.abs(ours - ref_vecs).max())
 
-    with tempfile.TemporaryDirectory() as tmp:
-        sub = Path(tmp) / "responses.jsonl"
-        sub.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        prompts = args.data / "lima-oe" / "prompts.jsonl"
-        (Path(tmp) / "prompts.jsonl").write_bytes(prompts.read_bytes())  # relevance needs the prompt texts
-        t0 = time.perf_counter()
-        summary = score_input(sub, out=Path(tmp) / "out", embedder=fresh())
-        score_t = time.perf_counter() - t0
-
-    _, raw2 = raw_embed(folder, texts, **kw)
-    raw = (raw1 + raw2) / 2
+    _, raw3 = raw_embed(folder, texts, **kw)
+    raw = (raw1 + raw2) / 2  # around score
+    raw_all = raw + (rawp1 + rawp2) / 2  # responses + prompts: every text score embeds
+    raw_e = (raw2 + raw3) / 2  # around the embed-only run
+    load = [round(x, 2) for x in os.getloadavg()]
     res = {
+        "records": len(records),
+        "cpus": os.cpu_count(),
+        "load_average_1_5_15_at_end": load,
+        "profiled": bool(args.profile),
         "embedder": spec.name,
         "threads": threads,
         "max_length": max_length,
         "batch_size": 32,
         "texts": len(texts),
-        "raw_onnxruntime_s": [raw1, raw2],
+        "raw_onnxruntime_s": [raw1, raw2, raw3],
         "overtonlite_embed_s": ours_t,
         "score_s": score_t,
         "score_timings": summary.timings,
-        "embed_ratio_throughput": raw / ours_t,
+        "embed_ratio_throughput": raw_e / ours_t,
+        "prompt_texts": len(ptexts),
+        "raw_onnxruntime_prompts_s": [rawp1, rawp2],
         "score_ratio_wall": score_t / raw,
+        "score_ratio_wall_all_texts": score_t / raw_all,
+        "score_over_own_embed_phase": score_t / summary.timings["embed"]
+        if summary.timings.get("embed")
+        else None,
+        "score_target_ratio": TARGET_RATIO,
+        "score_within_target": score_t / raw <= TARGET_RATIO,
         "max_abs_vector_diff": max_diff,
     }
     print(
@@ -144,16 +194,28 @@ def main(argv: list[str] | None = None) -> int:
         f" ratio | target |"
     )
     print("|---|---|---|---|")
-    print(f"| raw onnxruntime embed (run 1 / run 2) | {raw1:.1f} / {raw2:.1f} | – | – |")
-    print(f"| overtonlite embed | {ours_t:.1f} | throughput {raw / ours_t:.3f}x | ≥ 0.95x |")
-    print(f"| overtonlite score (default options) | {score_t:.1f} | wall {score_t / raw:.3f}x | ≤ 1.25x |")
+    print(
+        f"| raw onnxruntime embed, the floor (runs 1 / 2 / 3) | {raw1:.1f} / {raw2:.1f} / {raw3:.1f} | – | – |"
+    )
+    print(
+        f"| overtonlite embed (between raw 2 and 3) | {ours_t:.1f} | throughput {raw_e / ours_t:.3f}x | ≥ 0.95x |"
+    )
+    print(
+        f"| raw embed of the {len(ptexts)} prompt texts score also embeds (runs 1 / 2) | {rawp1:.1f} / {rawp2:.1f}"
+        " | – | – |"
+    )
+    print(
+        f"| overtonlite score, default options (between raw 1 and 2) | {score_t:.1f} | wall {score_t / raw:.3f}x "
+        f"the responses' floor, {score_t / raw_all:.3f}x the floor of all texts it embeds | ≤ {TARGET_RATIO}x |"
+    )
     print(
         f"\nscore phases: {', '.join(f'{k} {v:.1f}s' for k, v in summary.timings.items())}; "
-        f"max |Δ| vector vs raw {max_diff:.2e}"
+        f"max |Δ| vector vs raw {max_diff:.2e}; load average (1/5/15 min) at the end {load} on {os.cpu_count()} CPUs"
     )
+    print(json.dumps(res, indent=2))
     if args.out:
         args.out.write_text(json.dumps(res, indent=2) + "\n")
-    return 0
+    return 0 if score_t / raw <= TARGET_RATIO else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,271 @@
+"""The lower bound of a ``replicate`` run: what its tokens need at the engine's own measured speed.
+
+bound = sum over the run's sampling passes (one per system and model) of
+    generated tokens / engine decode tok/s at the batch size the pass ran at
+  + prompt tokens evaluated / engine prompt tok/s
+
+Token counts come from the run's ``samples.jsonl`` and ``aux/samples.jsonl`` (per-sample ``n_tokens``, per-group
+``prompt_tokens_evaluated``). The throughputs come from :func:`calibrate`: a short measurement through the engine
+itself (same model files, threads and engine settings as ``replicate``) on a fixed prompt, with end-of-generation
+ignored so every sequence decodes the same number of tokens. Decode tok/s is the engine's own step timing
+(``stats["gen_step_us"]``: ``llama_decode`` plus sampling, detokenisation and stop matching of one step); prompt
+tok/s is a fresh prompt of ``PROMPT_TOKENS`` tokens evaluated through ``generate`` (one token generated), after
+a warm-up (the first ``llama_decode`` of a context allocates its buffers).
+
+The batch size of a pass is what the scheduler can hold at once: at most ``max_seqs`` sequences and as many
+N-sample jobs as fit in the KV budget (a job reserves its prompt plus N x max_tokens cells), never more than the
+pass's samples. A pass's tail (the last sequences finishing alone) runs at a smaller batch; the bound ignores it,
+so it is optimistic, i.e. a true lower bound for this engine's per-step speed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+PROMPT_TOKENS = 256
+DECODE_STEPS = 32
+_WORDS = (
+    "The lighthouse keeper walked along the cliff every evening and counted the ships that passed the point, "
+    "writing their names in a small blue notebook that his grandmother had given him before she moved away to "
+    "the city where the trains ran all night and nobody ever seemed to sleep or look at the sea at all."
+).split()
+
+
+def passes(run: Path) -> list[dict[str, Any]]:
+    """One row per (file, system, model, sampling max_tokens): groups, samples, N, tokens generated and evaluated."""
+    rows: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    for f in (run / "samples.jsonl", run / "aux" / "samples.jsonl"):
+        if not f.is_file():
+            continue
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if r.get("error"):
+                continue
+            max_tokens = int((r.get("sampling") or {}).get("max_tokens") or 0)
+            key = (
+                f.parent.name if f.parent != run else ".",
+                str(r.get("system")),
+                str(r.get("model")),
+                max_tokens,
+            )
+            row = rows.setdefault(
+                key,
+                {
+                    "file": key[0],
+                    "system": key[1],
+                    "model": key[2],
+                    "max_tokens": max_tokens,
+                    "n": 0,
+                    "groups": 0,
+                    "samples": 0,
+                    "generated_tokens": 0,
+                    "prompt_tokens": 0,
+                    "prompt_tokens_evaluated": 0,
+                    "group_seconds": 0.0,
+                },
+            )
+            row["groups"] += 1
+            row["n"] = max(row["n"], int(r.get("n") or len(r["samples"])))
+            row["samples"] += len(r["samples"])
+            row["generated_tokens"] += sum(int(s.get("n_tokens") or 0) for s in r["samples"])
+            row["prompt_tokens"] += int(r.get("prompt_tokens") or 0)
+            row["prompt_tokens_evaluated"] += int(r.get("prompt_tokens_evaluated") or 0)
+            row["group_seconds"] += float(r.get("seconds") or 0.0)
+    return list(rows.values())
+
+
+def batch_used(row: dict[str, Any], *, max_seqs: int, kv_budget: int) -> int:
+    """Sequences decoded together in a pass: max_seqs, the KV budget, and the pass's own samples bound it."""
+    n = max(1, row["n"])
+    mean_prompt = row["prompt_tokens"] / max(1, row["groups"])
+    jobs = max(1, int(kv_budget // max(1.0, mean_prompt + n * row["max_tokens"])))
+    if n <= max_seqs:  # a job takes N sequences at once, so whole jobs fill max_seqs
+        jobs = min(jobs, max_seqs // n)
+    return max(1, min(max_seqs, row["samples"], n * jobs))
+
+
+def decode_at(curve: dict[int, float], b: int) -> float:
+    """Decode tok/s at batch ``b``: measured, or linearly interpolated between the measured batch sizes."""
+    pts = sorted(curve.items())
+    if b in curve:
+        return curve[b]
+    if b <= pts[0][0]:
+        return pts[0][1]
+    for (b0, v0), (b1, v1) in zip(pts, pts[1:], strict=False):
+        if b0 <= b <= b1:
+            return v0 + (v1 - v0) * (b - b0) / (b1 - b0)
+    return pts[-1][1]
+
+
+def _text_of_tokens(gen: Any, n: int, offset: int) -> str:
+    words = [_WORDS[(offset + i) % len(_WORDS)] for i in range(4 * n)]
+    while gen.count_tokens(" ".join(words)) > n:
+        words = words[: max(1, len(words) - max(1, (gen.count_tokens(" ".join(words)) - n) // 2))]
+    return " ".join(words)
+
+
+def calibrate(
+    models: dict[str, Path],
+    batches: Iterable[int],
+    *,
+    threads: int | None,
+    n_ctx: int = 2048,
+    round_no: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Engine decode tok/s at each batch size and prompt tok/s, per model (a fresh engine per model)."""
+    from overtonlite.backends.base import GenRequest
+    from overtonlite.backends.llamacpp import LlamaCppGenerator
+    from overtonlite.config import SamplingConfig
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, path in models.items():
+        gen = LlamaCppGenerator(path, name=name, n_ctx=n_ctx, n_threads=threads, ignore_eos=True)
+        try:
+            res: dict[str, Any] = {
+                "threads": gen.n_threads,
+                "max_seqs": gen.max_seqs,
+                "kv_budget": gen.kv.budget,
+                "decode_tok_s": {},
+            }
+            short = _text_of_tokens(gen, 32, offset=3)
+            sc = SamplingConfig(temperature=0.5, repetition_penalty=1.1, max_tokens=DECODE_STEPS)
+            # warm-up (first llama_decode allocates buffers and starts the thread pool), not timed
+            list(gen.generate([GenRequest("cal-warm", short, (1,), sc.replace(max_tokens=2))]))
+            for b in sorted(set(batches)):
+                toks0, us0 = gen.stats["gen_step_tokens"], gen.stats["gen_step_us"]
+                list(gen.generate([GenRequest(f"cal-{b}", short, tuple(range(1, b + 1)), sc)]))
+                toks, us = gen.stats["gen_step_tokens"] - toks0, gen.stats["gen_step_us"] - us0
+                res["decode_tok_s"][b] = toks / (us / 1e6) if us else 0.0
+            # prompt throughput: a text sharing no prefix with the one above, one generated token
+            text = _text_of_tokens(gen, PROMPT_TOKENS, offset=7 * round_no + 11)
+            before = gen.stats["prompt_tokens_evaluated"]
+            t0 = time.perf_counter()
+            list(gen.generate([GenRequest("cal-prompt", text, (1,), SamplingConfig(max_tokens=1))]))
+            dt = time.perf_counter() - t0
+            evaluated = gen.stats["prompt_tokens_evaluated"] - before
+            res["prompt_tok_s"] = evaluated / dt
+            res["prompt_tokens"] = evaluated
+            out[name] = res
+        finally:
+            gen.close()
+    return out
+
+
+def merge_calibrations(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Mean of the calibration rounds (taken before and after the run, to damp drift on a shared machine)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for name in rounds[0]:
+        rs = [r[name] for r in rounds if name in r]
+        merged[name] = {
+            "threads": rs[0]["threads"],
+            "max_seqs": rs[0]["max_seqs"],
+            "kv_budget": rs[0]["kv_budget"],
+            "prompt_tok_s": sum(r["prompt_tok_s"] for r in rs) / len(rs),
+            "decode_tok_s": {
+                b: sum(r["decode_tok_s"][b] for r in rs) / len(rs) for b in rs[0]["decode_tok_s"]
+            },
+            "rounds": rs,
+        }
+    return merged
+
+
+def bound(rows: list[dict[str, Any]], cal: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per-pass and total lower bound (seconds); rows need ``batch``."""
+    total_gen = total_prompt = 0.0
+    for row in rows:
+        c = cal[row["model"]]
+        row["decode_tok_s"] = decode_at(c["decode_tok_s"], row["batch"])
+        row["prompt_tok_s"] = c["prompt_tok_s"]
+        row["bound_decode_s"] = row["generated_tokens"] / row["decode_tok_s"]
+        row["bound_prompt_s"] = row["prompt_tokens_evaluated"] / row["prompt_tok_s"]
+        total_gen += row["bound_decode_s"]
+        total_prompt += row["bound_prompt_s"]
+    return {"decode_s": total_gen, "prompt_s": total_prompt, "total_s": total_gen + total_prompt}
+
+
+def full_preset_passes(
+    quick_rows: list[dict[str, Any]], full: dict[str, Any], *, summary_max_tokens: int, quick_cap_words: int
+) -> list[dict[str, Any]]:
+    """An ESTIMATE of the full preset's passes from a quick run: the full preset's groups x N x max_tokens, scaled
+        by each system's share of max_tokens actually generated in the quick run (its "fill"), and prompt tokens per
+        group from the quick run (ICL prompts scaled by the answer-cap ratio). Systems the quick run lacks borrow
+        from the closest one it has (``base+summary`` from base, fixed examples from URIAL's shared preamble, kNN
+    from the kNN condition), plus the summary tokens a ``+summary`` hint adds to each prompt (test query and the k
+    examples)."""
+    by_sys = {r["system"]: r for r in quick_rows}
+    icl_quick = [r for r in quick_rows if r["file"] == "." and r["system"] not in ("base", "chat", "urial")]
+    icl_quick = icl_quick or [r for r in quick_rows if r["system"] == "urial"]
+    chat = by_sys.get("chat")
+    oe, cq = full["prompts"]["open-ended"], full["prompts"]["contested"]
+    n, mt, cap = full["n"], full["max_tokens"], full["answer_cap_words"] / max(1, quick_cap_words)
+
+    def fill(rows: list[dict[str, Any]]) -> float:
+        return sum(r["generated_tokens"] for r in rows) / max(
+            1, sum(r["samples"] * r["max_tokens"] for r in rows)
+        )
+
+    def per_group(rows: list[dict[str, Any]], key: str) -> float:
+        return sum(r[key] for r in rows) / max(1, sum(r["groups"] for r in rows))
+
+    def row(
+        file: str,
+        system: str,
+        like: list[dict[str, Any]],
+        groups: int,
+        nn: int,
+        max_tokens: int,
+        scale: float = 1.0,
+    ) -> dict[str, Any]:
+        samples = groups * nn
+        return {
+            "file": file,
+            "system": system,
+            "model": like[0]["model"],
+            "max_tokens": max_tokens,
+            "n": nn,
+            "groups": groups,
+            "samples": samples,
+            "generated_tokens": round(samples * max_tokens * fill(like)),
+            "prompt_tokens": round(groups * per_group(like, "prompt_tokens") * scale),
+            "prompt_tokens_evaluated": round(groups * per_group(like, "prompt_tokens_evaluated") * scale),
+            "estimated_like": [r["system"] for r in like],
+        }
+
+    # diversity samples base, urial and chat on both sets; the ICL conditions "base" and "urial" render the same
+    # prompts and are resumed from them (no new tokens)
+    diversity = ("base", "urial", "chat")
+    out = [row(".", s, [by_sys[s]], oe + cq, n, mt, scale=cap if s == "urial" else 1.0) for s in diversity]
+    summ = by_sys.get("summaries")
+    summary_tokens = summ["generated_tokens"] / max(1, summ["samples"]) if summ else 0.0
+    for cond in full["conditions"]:
+        if cond in diversity:
+            continue
+        selection, _, hint = cond.partition("+")
+        if cond in by_sys:
+            out.append(row(".", cond, [by_sys[cond]], oe, n, mt, scale=cap))
+            continue
+        # closest quick pass: base prompts for "base", the shared URIAL preamble for fixed examples, else kNN
+        if selection == "base":
+            like = [by_sys["base"]]
+        elif selection in ("urial", "fixed-aligned") and "urial" in by_sys:
+            like = [by_sys["urial"]]
+        else:
+            like = [r for r in icl_quick if r["system"].startswith(selection)] or icl_quick
+        r = row(".", cond, like, oe, n, mt, scale=1.0 if selection == "base" else cap)
+        if hint == "summary" and not any(x["system"].endswith("+summary") for x in like):
+            extra = round(oe * summary_tokens * (1 if selection == "base" else full["k"] + 1))
+            r["prompt_tokens"] += extra
+            r["prompt_tokens_evaluated"] += extra
+        out.append(r)
+    if any(c.startswith("fixed-aligned") for c in full["conditions"]):
+        out.append(row("aux", "aligned-examples", [chat], 3, 1, mt))
+    if any(c.endswith("+summary") for c in full["conditions"]):
+        like = [by_sys["summaries"]] if "summaries" in by_sys else [chat]
+        out.append(row("aux", "summaries", like, oe + 3, 1, summary_max_tokens, scale=cap))
+    return out

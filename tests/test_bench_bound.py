@@ -1,0 +1,90 @@
+"""benchmarks/replicate_bound.py: token counts from a run directory, batch sizes and the lower bound."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "replicate_bound.py"
+
+
+@pytest.fixture(scope="module")
+def rb():
+    spec = importlib.util.spec_from_file_location("replicate_bound", PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _group(
+    system: str,
+    model: str,
+    n_tokens: list[int],
+    prompt: int,
+    evaluated: int,
+    max_tokens: int = 80,
+    error: str | None = None,
+) -> str:
+    return json.dumps(
+        {
+            "system": system,
+            "model": model,
+            "n": len(n_tokens),
+            "sampling": {"max_tokens": max_tokens},
+            "prompt_tokens": prompt,
+            "prompt_tokens_evaluated": evaluated,
+            "seconds": 1.0,
+            "error": error,
+            "samples": [{"text": "x", "n_tokens": t} for t in n_tokens] if not error else [],
+        }
+    )
+
+
+def test_passes_count_tokens_per_system_and_skip_errors(rb, tmp_path):
+    (tmp_path / "aux").mkdir()
+    (tmp_path / "samples.jsonl").write_text(
+        "\n".join(
+            [
+                _group("base", "m1", [10, 20, 30, 40], 25, 25),
+                _group("base", "m1", [5, 5, 5, 5], 30, 30),
+                _group("urial", "m1", [80, 80, 80, 80], 400, 20),
+                _group("urial", "m1", [], 900, 0, error="prompt_too_long"),
+            ]
+        )
+        + "\n"
+    )
+    (tmp_path / "aux" / "samples.jsonl").write_text(
+        _group("summaries", "m2", [7], 100, 100, max_tokens=96) + "\n"
+    )
+    rows = {r["system"]: r for r in rb.passes(tmp_path)}
+    assert (
+        rows["base"]["generated_tokens"] == 120
+        and rows["base"]["groups"] == 2
+        and rows["base"]["samples"] == 8
+    )
+    assert rows["base"]["prompt_tokens_evaluated"] == 55
+    assert rows["urial"]["groups"] == 1 and rows["urial"]["prompt_tokens_evaluated"] == 20
+    assert rows["summaries"]["file"] == "aux" and rows["summaries"]["model"] == "m2"
+
+
+def test_batch_used_respects_max_seqs_kv_budget_and_samples(rb):
+    row = {"n": 5, "groups": 40, "samples": 200, "prompt_tokens": 40 * 40, "max_tokens": 512}
+    assert (
+        rb.batch_used(row, max_seqs=16, kv_budget=8176) == 15
+    )  # 3 whole jobs of 5 fit in 16 sequences and KV
+    row["max_tokens"] = 1024  # 40 + 5 x 1024 cells per job: one job
+    assert rb.batch_used(row, max_seqs=16, kv_budget=8176) == 5
+    small = {"n": 1, "groups": 6, "samples": 6, "prompt_tokens": 600, "max_tokens": 96}
+    assert rb.batch_used(small, max_seqs=16, kv_budget=8176) == 6
+
+
+def test_bound_interpolates_decode_speed_and_adds_prompt_time(rb):
+    assert rb.decode_at({1: 50.0, 16: 110.0}, 6) == pytest.approx(70.0)
+    assert rb.decode_at({1: 50.0, 16: 110.0}, 32) == 110.0
+    rows = [{"model": "m", "batch": 16, "generated_tokens": 1100, "prompt_tokens_evaluated": 800}]
+    b = rb.bound(rows, {"m": {"decode_tok_s": {1: 50.0, 16: 110.0}, "prompt_tok_s": 400.0}})
+    assert b["decode_s"] == pytest.approx(10.0) and b["prompt_s"] == pytest.approx(2.0)
+    assert b["total_s"] == pytest.approx(12.0)
