@@ -80,7 +80,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         raise
     try:
         with fh:
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            os.fchmod(fd, 0o666 & ~_umask())  # fd stays valid while fh owns it
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
