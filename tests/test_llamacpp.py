@@ -155,6 +155,33 @@ def test_vectorised_sampler_draws_from_llama_cpp_chain_distribution(tiny: LlamaC
     assert 0.5 * np.abs(freq - probs).sum() < 0.03  # total variation; sampling noise is ~0.01 here
 
 
+def test_two_thread_sampling_pass_is_bit_identical_and_draws_the_same_tokens() -> None:
+    from overtonlite.backends.llamacpp.fastsample import PARALLEL_MIN, SeqRng, Workspace, sample_step
+
+    rng = np.random.default_rng(5)
+    rows, vocab = 9, PARALLEL_MIN // 8 + 17  # above the threshold, odd sizes, a partial last block
+    logits = (rng.standard_normal((rows, vocab)) * 4).astype(np.float32)
+    inv_t = np.full((rows, 1), 2.0, dtype=np.float32)
+    one, two = Workspace(threads=1), Workspace(threads=2)
+    p1, s1 = one.tempered(logits, inv_t)
+    p1, s1 = p1.copy(), s1.copy()
+    p2, s2 = two.tempered(logits, inv_t)
+    assert two.pool is not None  # the split really ran
+    assert np.array_equal(p1, p2) and np.array_equal(s1, s2)
+    sc = SamplingConfig(temperature=0.5)
+    seeds = list(range(rows))
+    draw = [
+        sample_step(logits, list(range(rows)), [sc] * rows, [SeqRng(sc, k) for k in seeds], ws)
+        for ws in (None, one, two)
+    ]
+    assert draw[0] == draw[1] == draw[2]
+    small = logits[:2, :1000]  # below the threshold: one thread, the buffer is reused
+    p3, _ = two.tempered(small, inv_t[:2])
+    assert np.shares_memory(p3, two.buf)
+    two.close()
+    one.close()
+
+
 def test_batch_composition_does_not_change_samples(tiny_gguf: Path) -> None:
     # holds for the f32 tiny model; quantized models may round differently in other batch shapes (documented)
     target = _req("t", "The target prompt", seeds=(11, 12, 13))

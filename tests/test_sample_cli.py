@@ -229,3 +229,48 @@ def test_real_chat_model_sample(tmp_path: Path, default_pair, default_chat_path:
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["systems"][default_pair.chat]["backend"]
     assert manifest["packages"]["llama_cpp"]
+
+
+def test_sequence_budget_rule_and_resume_keeps_the_recorded_budget(tmp_path: Path, tiny_gguf: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    from overtonlite.backends.llamacpp import cells_per_sequence, kv_bytes_per_cell, sequence_budget
+    from overtonlite.rundir.manifest import read_manifest
+
+    # the rule: the largest budget whose KV cache fits an eighth of the memory; 16 when either is unknown
+    cell = 23040  # SmolLM2-135M: 30 layers x 3 KV heads x (64 + 64) dims x 2 bytes
+    assert sequence_budget(cell, 512, 24 << 30) == 32
+    assert sequence_budget(cell, 512, 2 << 30) == 16
+    assert sequence_budget(cell, 512, 1 << 30) == 8
+    assert sequence_budget(cell, 144, 1 << 30) == 32  # short samples need fewer cells per sequence
+    assert sequence_budget(0, 512, 1 << 30) == sequence_budget(cell, 512, 0) == 16
+    assert cells_per_sequence(2048, 80) == 144 and cells_per_sequence(2048, None) == 512
+    assert cells_per_sequence(100, 4000) == 100
+    assert kv_bytes_per_cell(tiny_gguf) > 0
+    assert kv_bytes_per_cell(tmp_path / "missing.gguf") == 0
+
+    out = tmp_path / "run"
+    args = ["sample", "--model", str(tiny_gguf), "--prompts", "builtin:contested", "--n", "2", "--max-tokens", "6",
+            "--ctx", "256", "--threads", "1", "--out", str(out), "--json"]  # fmt: skip
+    first = CliRunner().invoke(cli, [*args, "--limit", "2", "--max-seqs", "3"])
+    assert first.exit_code == 0, first.output
+    engine = read_manifest(out)["systems"][tiny_gguf.stem]["engine"]
+    assert engine["max_seqs"] == 3
+    # resumed without --max-seqs: the recorded budget is reused instead of the machine's default (a mismatch
+    # would be refused, since the budget decides which tokens are decoded together)
+    second = CliRunner().invoke(cli, [*args, "--limit", "4"])
+    assert second.exit_code == 0, second.output
+    assert read_manifest(out)["systems"][tiny_gguf.stem]["engine"]["max_seqs"] == 3
+    assert len(read_groups(out)) == 4
+    # a fresh directory gets the machine's default, and an explicit other budget on the old one is refused
+    fresh = CliRunner().invoke(cli, [*args[:-3], "--out", str(tmp_path / "fresh"), "--limit", "1", "--json"])
+    assert fresh.exit_code == 0, fresh.output
+    assert read_manifest(tmp_path / "fresh")["systems"][tiny_gguf.stem]["engine"]["max_seqs"] in (
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+    )
+    refused = CliRunner().invoke(cli, [*args, "--limit", "5", "--max-seqs", "5"])
+    assert refused.exit_code != 0 and "max_seqs" in (refused.output + str(refused.exception))

@@ -54,12 +54,14 @@ def open_generator(
     n_ctx: int | None = None,
     threads: int | None = None,
     max_seqs: int | None = None,
+    max_tokens: int | None = None,
     progress: Any = None,
 ) -> Any:
     """A :class:`~overtonlite.backends.base.Generator` for a registry model (a name or a ``ModelSpec``).
 
     Local GGUF: pulled into the cache if needed, then :class:`~overtonlite.backends.llamacpp.LlamaCppGenerator`
-    (``n_ctx`` default 2048, ``threads`` default physical cores). Served: an
+    (``n_ctx`` default 2048, ``threads`` default physical cores, ``max_seqs`` default from the machine's memory,
+    ``max_tokens`` the longest sample that will be asked for, which sizes its KV cache). Served: an
     :class:`~overtonlite.backends.openai.OpenAIGenerator` over every ``base_urls`` entry with the entry's
     concurrency per URL, timeout and retries; chat mode follows the role; ``n_ctx`` defaults to the entry's
     ``context_length``, else what the server reports. The key comes only from the variable ``api_key_env`` names.
@@ -95,6 +97,8 @@ def open_generator(
     }
     if max_seqs is not None:
         kwargs["max_seqs"] = max_seqs
+    if max_tokens is not None:
+        kwargs["max_tokens"] = max_tokens
     return LlamaCppGenerator(path, **kwargs)
 
 

@@ -80,10 +80,11 @@ class _BackendChoice(click.Choice):
 @click.option(
     "--max-seqs",
     type=int,
-    default=16,
-    show_default=True,
+    default=None,
     callback=at_least(1),
-    help="Sequences decoded together (llama.cpp); about max-seqs / n groups are in flight.",
+    help="Sequences decoded together (llama.cpp); about max-seqs / n groups are in flight. Default: the "
+    "largest of 32/16/8/... whose KV cache takes at most 1/8 of the machine's memory; a resumed run reuses "
+    "the value it recorded.",
 )
 @click.option(
     "--retry-errors", is_flag=True, help="Regenerate groups recorded with an error (e.g. prompt too long)."
@@ -142,7 +143,7 @@ def sample(
     system: str | None,
     threads: int | None,
     ctx: int | None,
-    max_seqs: int,
+    max_seqs: int | None,
     retry_errors: bool,
     out: Path,
     backend: str,
@@ -187,8 +188,10 @@ def sample(
         generator = _fake_generator(model, ctx=ctx, delay=fake_delay, chat=mode != "raw")
         model_name = model
     else:
+        if max_seqs is None:  # a resumed run keeps the budget it was sampled with (it decides the texts)
+            max_seqs = recorded_max_seqs(out, system or _model_label(model))
         generator, model_name, extra_stop = _model_generator(
-            model, ctx=ctx, threads=threads, max_seqs=max_seqs
+            model, ctx=ctx, threads=threads, max_seqs=max_seqs, max_tokens=max_tokens
         )
     sampling = SamplingConfig(
         temperature=temperature,
@@ -237,8 +240,26 @@ def sample(
     print_summary(summary, manifest.get("signature"))
 
 
+def _model_label(model: str) -> str:
+    """The system name ``sample`` gives a model argument when --system is not set (see :func:`_model_generator`)."""
+    path = Path(model).expanduser()
+    return path.stem if model.lower().endswith(".gguf") or path.is_file() else model
+
+
+def recorded_max_seqs(out: Path, system: str) -> int | None:
+    """The llama.cpp sequence budget ``system`` was sampled with in run directory ``out`` (None: not recorded)."""
+    from overtonlite.rundir.manifest import read_manifest
+
+    try:
+        entry = ((read_manifest(out) or {}).get("systems") or {}).get(system) or {}
+    except Exception:  # noqa: BLE001 - an unreadable manifest is reported by the run itself
+        return None
+    value = (entry.get("engine") or {}).get("max_seqs")
+    return int(value) if isinstance(value, int) and value >= 1 else None
+
+
 def _model_generator(
-    model: str, *, ctx: int | None, threads: int | None, max_seqs: int
+    model: str, *, ctx: int | None, threads: int | None, max_seqs: int | None, max_tokens: int | None = None
 ) -> tuple[Any, str, tuple[str, ...]]:
     """(generator, name, extra stop strings) for a .gguf path or a registry model, local or served (a local
     registry model is pulled with the progress display of ``models pull``)."""
@@ -248,7 +269,12 @@ def _model_generator(
             raise UsageError(f"model file {path} does not exist")
         from overtonlite.backends.llamacpp import LlamaCppGenerator
 
-        kwargs: dict[str, Any] = {"name": path.stem, "model_sha256": file_sha256(path), "max_seqs": max_seqs}
+        kwargs: dict[str, Any] = {
+            "name": path.stem,
+            "model_sha256": file_sha256(path),
+            "max_seqs": max_seqs,
+            "max_tokens": max_tokens,
+        }
         if ctx is not None:
             kwargs["n_ctx"] = ctx
         if threads is not None:
@@ -261,7 +287,12 @@ def _model_generator(
     spec = load_registry().model(model)
     with PullProgress(log_after=2.0) as bar:
         generator = open_generator(
-            spec, n_ctx=ctx, threads=threads, max_seqs=max_seqs, progress=bar.callback(spec.name)
+            spec,
+            n_ctx=ctx,
+            threads=threads,
+            max_seqs=max_seqs,
+            max_tokens=max_tokens,
+            progress=bar.callback(spec.name),
         )
     return generator, spec.name, tuple(spec.stop)
 

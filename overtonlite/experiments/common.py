@@ -106,23 +106,35 @@ def pair_info(pair: str | Any = "default", *, registry: Any = None) -> PairInfo:
 
 
 def open_model(
-    name: str, *, registry: Any = None, n_ctx: int = 2048, threads: int | None = None
+    name: str,
+    *,
+    registry: Any = None,
+    n_ctx: int = 2048,
+    threads: int | None = None,
+    max_tokens: int | None = None,
 ) -> Generator:
     """Open a registry model: a local GGUF on the llama.cpp engine (pulled into the cache if needed), a served one
-    over its OpenAI-compatible endpoint (see :func:`overtonlite.backends.open_generator`)."""
+    over its OpenAI-compatible endpoint (see :func:`overtonlite.backends.open_generator`; ``max_tokens``, the
+    longest sample the run asks for, sizes the local engine's KV cache)."""
     from overtonlite.backends import open_generator
 
-    return open_generator(name, registry=registry, n_ctx=n_ctx, threads=threads)
+    return open_generator(name, registry=registry, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens)
 
 
 def open_pair(
-    pair: str | Any = "default", *, registry: Any = None, n_ctx: int = 2048, threads: int | None = None
+    pair: str | Any = "default",
+    *,
+    registry: Any = None,
+    n_ctx: int = 2048,
+    threads: int | None = None,
+    max_tokens: int | None = None,
 ) -> PairModels:
     """Open both models of a pair and check their roles (see :func:`check_pair`)."""
     info = pair_info(pair, registry=registry)
-    base = open_model(info.base, registry=registry, n_ctx=n_ctx, threads=threads)
+    kw = {"registry": registry, "n_ctx": n_ctx, "threads": threads, "max_tokens": max_tokens}
+    base = open_model(info.base, **kw)
     try:
-        chat = open_model(info.chat, registry=registry, n_ctx=n_ctx, threads=threads)
+        chat = open_model(info.chat, **kw)
     except BaseException:
         base.close()
         raise

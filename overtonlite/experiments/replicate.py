@@ -258,11 +258,18 @@ class _Session:
     """Opens (or adopts) the pair and the embedder; closes what it opened."""
 
     def __init__(
-        self, pair: Any, *, models: PairModels | None, embedder: Any, registry: Any, threads: int | None
+        self,
+        pair: Any,
+        *,
+        models: PairModels | None,
+        embedder: Any,
+        registry: Any,
+        threads: int | None,
+        max_tokens: int | None = None,
     ) -> None:
         self.own = models is None
-        if models is None:
-            models = open_pair(pair, registry=registry, threads=threads)
+        if models is None:  # max_tokens sizes the KV cache (see LlamaCppGenerator)
+            models = open_pair(pair, registry=registry, threads=threads, max_tokens=max_tokens)
         else:
             check_pair(models.base, models.chat, base_name=models.info.base, chat_name=models.info.chat)
         self.models = models
@@ -382,7 +389,14 @@ def replicate(
     sampling = SamplingConfig(max_tokens=settings["max_tokens"])
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    session = _Session(pair, models=models, embedder=embedder, registry=registry, threads=threads)
+    session = _Session(
+        pair,
+        models=models,
+        embedder=embedder,
+        registry=registry,
+        threads=threads,
+        max_tokens=settings["max_tokens"],
+    )
     timings["load"] = time.perf_counter() - t
     try:
         settings["embedder"] = getattr(session.embedder, "name", None)
@@ -465,7 +479,14 @@ def run_diversity(
         "answer_cap_words": answer_cap_words,
         "reference_system": CHAT,
     }
-    session = _Session(pair, models=models, embedder=embedder, registry=registry, threads=threads)
+    session = _Session(
+        pair,
+        models=models,
+        embedder=embedder,
+        registry=registry,
+        threads=threads,
+        max_tokens=settings["max_tokens"],
+    )
     timings: dict[str, float] = {}
     try:
         settings["embedder"] = getattr(session.embedder, "name", None)
@@ -527,7 +548,14 @@ def run_icl(
         "icl_prompt_ids": [p.id for p in plist],
         "icl_set": _set_of(plist),
     }
-    session = _Session(pair, models=models, embedder=embedder, registry=registry, threads=threads)
+    session = _Session(
+        pair,
+        models=models,
+        embedder=embedder,
+        registry=registry,
+        threads=threads,
+        max_tokens=settings["max_tokens"],
+    )
     timings: dict[str, float] = {}
     try:
         settings["embedder"] = getattr(session.embedder, "name", None)

@@ -12,7 +12,8 @@ How a run is scheduled
   free KV cells (a job reserves ``prompt cells + N * max_new_tokens``); a finished sample's cells are released
   at once with ``llama_memory_seq_rm``. Groups are yielded as soon as all their samples are finished.
 * All sequences of a step are sampled at once in numpy on llama.cpp's logits buffer (:mod:`.fastsample`):
-  llama.cpp's scalar sampler chain cost 10-15 % of a batched step with large vocabularies (Gemma: 262k).
+  llama.cpp's scalar sampler chain cost 10-15 % of a batched step with large vocabularies (Gemma: 262k). The
+  elementwise passes reuse one buffer and, for large steps, run on two threads (llama.cpp's are idle then).
 * Cohorts: requests carrying a cohort index (``GenRequest.cohort >= 0``; ``overtonlite sample`` sets it) are
   decoded cohort by cohort: the next cohort is admitted only once the previous one is finished, and starts from a
   cleared KV cache (see "Exact resume").
@@ -86,21 +87,91 @@ from typing import Any
 
 from overtonlite.backends.base import PROMPT_TOO_LONG, GenRequest, GroupResult, ProgressFn
 from overtonlite.backends.llamacpp.chat import render_template
+from overtonlite.backends.llamacpp.fastsample import Workspace
 from overtonlite.backends.llamacpp.native import NativeModel, physical_cores
 from overtonlite.backends.llamacpp.sched import Group, Job, KVState, Scheduler
 from overtonlite.errors import ModelLoadError, UsageError
 
 COHORT_FILL = 2  # a cohort holds this many times the groups that fit in max_seqs sequences at once
+# Sequence budgets tried, largest first. llama.cpp's batched decode on 2 cores kept gaining up to 32 sequences
+# (benchmarks/bench_decode.py, gemma-3-270m: 44 / 62 / 91 / 106 / 131 tok/s at 2 / 4 / 8 / 16 / 32; SmolLM2-135M
+# flat from 8 on), and the steps are cheap to keep: the budget is the largest one whose KV cache fits KV_SHARE
+# of the machine's memory (a resumed run must get the same budget, so not the momentarily free memory).
+SEQ_BUDGETS = (32, 16, 8, 4, 2, 1)
+KV_SHARE = 0.125
+MAX_KV_CELLS = 16384
+DEFAULT_CELLS_PER_SEQ = 512  # KV cells per sequence when the caller gives no max_tokens
 SCHEDULE_VERSION = 1  # bump when a scheduling change alters which tokens are decoded together
 SAMPLER_CHAIN = "repetition penalty (whole context) -> top_k -> top_p -> min_p -> temp -> dist(seed, PCG64)"
+
+
+def cells_per_sequence(n_ctx: int, max_tokens: int | None) -> int:
+    """KV cells to plan per sequence: ``max_tokens`` plus room for a prompt suffix (64 to 512 cells), else 512;
+    never more than ``n_ctx``. A long shared prefix is stored once (sequence 0) and does not count here."""
+    if max_tokens is None or max_tokens <= 0:
+        cells = DEFAULT_CELLS_PER_SEQ
+    else:
+        cells = min(max(int(max_tokens) + 64, 128), DEFAULT_CELLS_PER_SEQ)
+    return max(1, min(int(n_ctx), cells))
+
+
+def kv_bytes_per_cell(path: str | Path) -> int:
+    """Bytes of f16 K and V one KV cell takes over all layers, from the GGUF's metadata (0 when unknown)."""
+    try:
+        from overtonlite.gguf_info import read_gguf_metadata
+
+        meta = read_gguf_metadata(path)
+        arch = str(meta.get("general.architecture", ""))
+        layers = int(meta[f"{arch}.block_count"])
+        heads = int(meta[f"{arch}.attention.head_count"])
+        kv_heads = meta.get(f"{arch}.attention.head_count_kv", heads)
+        kv_heads = max(kv_heads) if isinstance(kv_heads, list) else int(kv_heads)
+        head_dim = int(meta[f"{arch}.embedding_length"]) // max(1, heads)
+        k_len = int(meta.get(f"{arch}.attention.key_length", head_dim))
+        v_len = int(meta.get(f"{arch}.attention.value_length", head_dim))
+    except Exception:  # noqa: BLE001 - a sizing hint; an unreadable file is reported by the loader
+        return 0
+    return layers * kv_heads * (k_len + v_len) * 2
+
+
+def machine_memory() -> int | None:
+    """Bytes of physical memory (``MemTotal``, else ``sysconf``; None where unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def sequence_budget(cell_bytes: int, cells_per_seq: int, memory: int | None = None) -> int:
+    """The default ``max_seqs``: the largest of :data:`SEQ_BUDGETS` whose KV cache (``cells_per_seq`` cells per
+    sequence, at most :data:`MAX_KV_CELLS` in all) takes at most :data:`KV_SHARE` of the machine's memory; 16 when
+    the memory or the model's cell size is unknown. The machine's memory, not the momentarily free memory, so that
+    a resumed run on the same machine gets the same budget (the budget decides which tokens are decoded together,
+    so it is part of a run's settings; ``sample`` also reuses the value recorded in its run directory)."""
+    avail = machine_memory() if memory is None else memory
+    if not cell_bytes or not avail:
+        return 16
+    for seqs in SEQ_BUDGETS:
+        if min(MAX_KV_CELLS, seqs * cells_per_seq) * cell_bytes <= KV_SHARE * avail:
+            return seqs
+    return 1
 
 
 class LlamaCppGenerator:
     """N samples per prompt, several prompt groups in flight, on one llama.cpp context (see module docstring).
 
-    ``n_ctx`` is the per-sequence context (prompt + generated tokens); ``n_kv`` the total KV cells shared by all
-    sequences (default ``max(n_ctx, min(16384, 512 * max_seqs))``); ``max_seqs`` the number of sequences decoded
-    together; ``n_threads`` defaults to the number of physical cores (used for decoding and prompt evaluation).
+    ``n_ctx`` is the per-sequence context (prompt + generated tokens); ``max_seqs`` the number of sequences decoded
+    together (default: :func:`sequence_budget`); ``n_kv`` the total KV cells shared by all sequences (default
+    ``max(n_ctx, min(16384, cells_per_sequence(n_ctx, max_tokens) * max_seqs))``; ``max_tokens`` is the longest
+    sample the caller will ask for, a sizing hint only); ``n_threads`` defaults to the number of physical cores
+    (used for decoding and prompt evaluation).
     ``min_prefix`` is the shortest token prefix worth sharing, ``lookahead`` how many requests are read ahead to
     find shared prefixes. ``verbose`` keeps llama.cpp's own logging; ``ignore_eos`` (benchmarks only) samples
     past end-of-generation tokens. Raises ModelLoadError for a missing, truncated or corrupt model file.
@@ -114,9 +185,10 @@ class LlamaCppGenerator:
         model_sha256: str = "",
         n_ctx: int = 2048,
         n_threads: int | None = None,
-        max_seqs: int = 16,
+        max_seqs: int | None = None,
         n_batch: int = 512,
         n_kv: int | None = None,
+        max_tokens: int | None = None,
         min_prefix: int = 32,
         lookahead: int = 64,
         verbose: bool = False,
@@ -131,18 +203,19 @@ class LlamaCppGenerator:
             validate_gguf = None
         if validate_gguf is not None:
             validate_gguf(path)
-        if n_ctx < 2 or max_seqs < 1 or n_batch < 1:
+        if n_ctx < 2 or (max_seqs is not None and max_seqs < 1) or n_batch < 1:
             raise UsageError("n_ctx must be >= 2, max_seqs >= 1 and n_batch >= 1")
         self.ignore_eos = ignore_eos  # benchmarks only: sample past end-of-generation tokens
         self.name = name or path.stem
         self.model_sha256 = model_sha256
         self.model_path = path
         self.n_ctx = int(n_ctx)
-        self.max_seqs = int(max_seqs)
+        per_seq = cells_per_sequence(self.n_ctx, max_tokens)
+        self.max_seqs = int(max_seqs) if max_seqs else sequence_budget(kv_bytes_per_cell(path), per_seq)
         self.n_threads = int(n_threads) if n_threads else physical_cores()
         self.min_prefix = max(1, int(min_prefix))
         self.lookahead = max(2, int(lookahead))
-        n_kv = int(n_kv) if n_kv else max(self.n_ctx, min(16384, 512 * self.max_seqs))
+        n_kv = int(n_kv) if n_kv else max(self.n_ctx, min(MAX_KV_CELLS, per_seq * self.max_seqs))
         self.native = NativeModel(
             path,
             n_kv=max(n_kv, self.n_ctx + 16),
@@ -153,6 +226,7 @@ class LlamaCppGenerator:
         )
         self.n_kv = self.native.n_kv
         self.kv = KVState(budget=self.n_kv - 16)  # KV cells the scheduler hands out, and the cached prefix
+        self.workspace = Workspace(threads=self.n_threads)  # the sampler's buffer and helper thread
         self._template = self.native.meta("tokenizer.chat_template")
         self._busy = False
         self.stats: dict[str, int] = {
@@ -240,6 +314,7 @@ class LlamaCppGenerator:
         """Free the context and the model (idempotent)."""
         self.native.close()
         self.kv.reset()
+        self.workspace.close()
 
     def __enter__(self) -> LlamaCppGenerator:
         return self
@@ -290,4 +365,4 @@ class LlamaCppGenerator:
         return jobs
 
 
-__all__ = ["LlamaCppGenerator", "SAMPLER_CHAIN"]
+__all__ = ["LlamaCppGenerator", "SAMPLER_CHAIN", "sequence_budget", "cells_per_sequence"]

@@ -360,6 +360,7 @@ class Scheduler:
             rows,
             [slot.job.group.req.sampling for slot, _ in outputs],
             [slot.rng for slot, _ in outputs],
+            self.gen.workspace,
         )
 
     def _advance(self, slot: Slot, tok: int) -> bool:
