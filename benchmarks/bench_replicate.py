@@ -45,7 +45,7 @@ from replicate_bound import (  # noqa: E402  (benchmarks/ is the script's direct
 TARGET_SECONDS = 180.0  # quick, idle machine
 TARGET_RSS_GB = {"quick": 1.0, "full": 1.5}
 TARGET_BOUND_RATIO = 1.2  # full preset wall / lower bound
-CAL_BATCHES = (1, 4, 8, 16)  # decode tok/s measured here; other batch sizes interpolated
+CAL_BATCHES = (1, 4, 8, 16, 32)  # decode tok/s measured here; other batch sizes interpolated
 
 
 def warm_caches() -> dict[str, Path]:
@@ -126,12 +126,17 @@ def main() -> int:
 
     models = warm_caches()
     preset = "full" if args.full else "quick"
-    cal_rounds = [calibrate(models, CAL_BATCHES, threads=args.threads, round_no=0)]
+    run_max_tokens = settings_for(quick=not args.full, n=None, max_tokens=None, limit=None, seed=0)[
+        "max_tokens"
+    ]  # the engine is sized by it (sequence budget, KV cache): calibrate the same engine
+    cal_rounds = [calibrate(models, CAL_BATCHES, threads=args.threads, round_no=0, max_tokens=run_max_tokens)]
     tmp = Path(tempfile.mkdtemp(prefix="bench-replicate-"))
     out = args.out or tmp / "run"
     extra = ["--threads", str(args.threads)] if args.threads else []
     row = measure(out, extra, quick=not args.full)
-    cal_rounds.append(calibrate(models, CAL_BATCHES, threads=args.threads, round_no=1))
+    cal_rounds.append(
+        calibrate(models, CAL_BATCHES, threads=args.threads, round_no=1, max_tokens=run_max_tokens)
+    )
     cal = merge_calibrations(cal_rounds)
     any_cal = next(iter(cal.values()))
     max_seqs, kv_budget = any_cal["max_seqs"], any_cal["kv_budget"]

@@ -117,15 +117,19 @@ def calibrate(
     threads: int | None,
     n_ctx: int = 2048,
     round_no: int = 0,
+    max_tokens: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Engine decode tok/s at each batch size and prompt tok/s, per model (a fresh engine per model)."""
+    """Engine decode tok/s at each batch size and prompt tok/s, per model (a fresh engine per model, sized as the
+    run sizes it: same ``max_tokens`` hint, so the same sequence budget and KV cache)."""
     from overtonlite.backends.base import GenRequest
     from overtonlite.backends.llamacpp import LlamaCppGenerator
     from overtonlite.config import SamplingConfig
 
     out: dict[str, dict[str, Any]] = {}
     for name, path in models.items():
-        gen = LlamaCppGenerator(path, name=name, n_ctx=n_ctx, n_threads=threads, ignore_eos=True)
+        gen = LlamaCppGenerator(
+            path, name=name, n_ctx=n_ctx, n_threads=threads, ignore_eos=True, max_tokens=max_tokens
+        )
         try:
             res: dict[str, Any] = {
                 "threads": gen.n_threads,
