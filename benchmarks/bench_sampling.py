@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=None, help="default: physical cores")
-    ap.add_argument("--max-seqs", type=int, default=16)
+    ap.add_argument("--max-seqs", type=int, default=None, help="default: the engine's own budget rule")
     ap.add_argument("--n-ctx", type=int, default=2048)
     ap.add_argument("--prefix-tokens", type=int, default=1000)
     ap.add_argument("--seqs", type=int, nargs="*", default=[1, 5, 10])

@@ -51,20 +51,26 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 
 
-def load_model(name: str, *, n_ctx: int = 2048, threads: int | None = None) -> Generator:
+def load_model(
+    name: str, *, n_ctx: int = 2048, threads: int | None = None, max_tokens: int | None = None
+) -> Generator:
     """Open a registry model (``overtonlite models list``) with the llama.cpp engine, pulling it into the cache
-    first if needed. Close it with ``.close()``."""
+    first if needed. ``max_tokens`` (the longest sample you will ask for) sizes its KV cache, as ``replicate``
+    does. Close it with ``.close()``."""
     from overtonlite.experiments.common import open_model
 
-    return open_model(name, n_ctx=n_ctx, threads=threads)
+    return open_model(name, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens)
 
 
-def load_pair(pair: str = "default", *, n_ctx: int = 2048, threads: int | None = None) -> PairModels:
+def load_pair(
+    pair: str = "default", *, n_ctx: int = 2048, threads: int | None = None, max_tokens: int | None = None
+) -> PairModels:
     """Open both models of a registry pair and check their roles (the base model has no chat template, the chat
-    model has one). ``.info`` describes the pair, ``.base`` / ``.chat`` are the generators; ``.close()``."""
+    model has one). ``.info`` describes the pair, ``.base`` / ``.chat`` are the generators; ``.close()``.
+    ``max_tokens`` sizes the KV caches (see :func:`load_model`)."""
     from overtonlite.experiments.common import open_pair
 
-    return open_pair(pair, n_ctx=n_ctx, threads=threads)
+    return open_pair(pair, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens)
 
 
 def load_embedder(name: str | None = None) -> Embedder:

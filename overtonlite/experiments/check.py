@@ -503,8 +503,10 @@ def check_run(
     pair = results.get("pair") or {}
     if replay and open_chat is None and pair.get("chat"):
 
-        def open_chat() -> Any:
-            return open_model(str(pair["chat"]), registry=registry, threads=threads)
+        def open_chat() -> Any:  # sized as replicate sized it (max_tokens), so the engine settings match
+            return open_model(
+                str(pair["chat"]), registry=registry, threads=threads, max_tokens=settings.get("max_tokens")
+            )
 
     items = [
         _timed(check_samples, path),
