@@ -3,8 +3,8 @@
     python benchmarks/bench_score.py --data ../shared/reference [--embedder NAME] [--limit N] [--out bench.json]
 
 (a) ``score_input`` on every LIMA-OE response (2,750; default options, fresh embedder, no on-disk cache) against
-    raw onnxruntime embedding the same texts once (same model file, threads, truncation 256, batches of 32 sorted
-    by length): the raw embedding floor, one int8 MiniLM-L6 forward pass per distinct text with a cold cache.
+    raw onnxruntime embedding the same texts once (same model file, threads, truncation 256, batches of
+    DEFAULT_BATCH_SIZE sorted by length): the raw embedding floor, one int8 MiniLM-L6 forward pass per distinct text with a cold cache.
     Target: score wall <= 1.1x the floor.
 (b) Embedding throughput of ``OnnxEmbedder.embed`` (fresh, no cache) against the same raw loop. Target >= 0.95x.
 
@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from overtonlite.backends.onnx import DEFAULT_BATCH_SIZE  # noqa: E402
 from overtonlite.scoring.inputs import clean_text  # noqa: E402
 
 TARGET_RATIO = 1.1  # score wall / raw embedding floor (issue 12)
@@ -122,11 +123,16 @@ def main(argv: list[str] | None = None) -> int:
             name=spec.name,
             threads=threads,
             max_length=max_length,
-            batch_size=32,
+            batch_size=DEFAULT_BATCH_SIZE,
             token_output=spec.token_output,
         )
 
-    kw = {"threads": threads, "max_length": max_length, "batch_size": 32, "output": spec.token_output}
+    kw = {
+        "threads": threads,
+        "max_length": max_length,
+        "batch_size": DEFAULT_BATCH_SIZE,
+        "output": spec.token_output,
+    }
     # interleaved: raw, score, raw, overtonlite embed, raw; each ratio uses the two raw runs around it
     ref_vecs, raw1 = raw_embed(folder, texts, **kw)
     _, rawp1 = raw_embed(folder, ptexts, **kw) if ptexts else (None, 0.0)
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "embedder": spec.name,
         "threads": threads,
         "max_length": max_length,
-        "batch_size": 32,
+        "batch_size": DEFAULT_BATCH_SIZE,
         "texts": len(texts),
         "raw_onnxruntime_s": [raw1, raw2, raw3],
         "overtonlite_embed_s": ours_t,
