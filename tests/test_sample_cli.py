@@ -243,8 +243,10 @@ def test_sequence_budget_rule_and_resume_keeps_the_recorded_budget(tmp_path: Pat
     assert sequence_budget(cell, 512, 1 << 30) == 8
     assert sequence_budget(cell, 144, 1 << 30) == 32  # short samples need fewer cells per sequence
     assert sequence_budget(0, 512, 1 << 30) == sequence_budget(cell, 512, 0) == 16
-    assert cells_per_sequence(2048, 80) == 144 and cells_per_sequence(2048, None) == 512
-    assert cells_per_sequence(100, 4000) == 100
+    assert (
+        cells_per_sequence(80) == 144 and cells_per_sequence(None) == 512 and cells_per_sequence(4000) == 512
+    )
+    assert cells_per_sequence(6) == 128
     assert kv_bytes_per_cell(tiny_gguf) > 0
     assert kv_bytes_per_cell(tmp_path / "missing.gguf") == 0
 

@@ -105,14 +105,14 @@ SCHEDULE_VERSION = 1  # bump when a scheduling change alters which tokens are de
 SAMPLER_CHAIN = "repetition penalty (whole context) -> top_k -> top_p -> min_p -> temp -> dist(seed, PCG64)"
 
 
-def cells_per_sequence(n_ctx: int, max_tokens: int | None) -> int:
-    """KV cells to plan per sequence: ``max_tokens`` plus room for a prompt suffix (64 to 512 cells), else 512;
-    never more than ``n_ctx``. A long shared prefix is stored once (sequence 0) and does not count here."""
+def cells_per_sequence(max_tokens: int | None) -> int:
+    """KV cells to plan per sequence: ``max_tokens`` plus room for a prompt suffix, between 128 and 512; 512 when
+    no ``max_tokens`` is given. Independent of ``n_ctx`` on purpose: the cache size is part of a run's settings,
+    and a retry with a larger ``--ctx`` must keep it. A long shared prefix is stored once (sequence 0) and a
+    sequence that needs more cells still gets them while the whole cache has room."""
     if max_tokens is None or max_tokens <= 0:
-        cells = DEFAULT_CELLS_PER_SEQ
-    else:
-        cells = min(max(int(max_tokens) + 64, 128), DEFAULT_CELLS_PER_SEQ)
-    return max(1, min(int(n_ctx), cells))
+        return DEFAULT_CELLS_PER_SEQ
+    return min(max(int(max_tokens) + 64, 128), DEFAULT_CELLS_PER_SEQ)
 
 
 def kv_bytes_per_cell(path: str | Path) -> int:
@@ -169,7 +169,7 @@ class LlamaCppGenerator:
 
     ``n_ctx`` is the per-sequence context (prompt + generated tokens); ``max_seqs`` the number of sequences decoded
     together (default: :func:`sequence_budget`); ``n_kv`` the total KV cells shared by all sequences (default
-    ``max(n_ctx, min(16384, cells_per_sequence(n_ctx, max_tokens) * max_seqs))``; ``max_tokens`` is the longest
+    ``max(n_ctx, min(16384, cells_per_sequence(max_tokens) * max_seqs))``; ``max_tokens`` is the longest
     sample the caller will ask for, a sizing hint only); ``n_threads`` defaults to the number of physical cores
     (used for decoding and prompt evaluation).
     ``min_prefix`` is the shortest token prefix worth sharing, ``lookahead`` how many requests are read ahead to
@@ -210,7 +210,7 @@ class LlamaCppGenerator:
         self.model_sha256 = model_sha256
         self.model_path = path
         self.n_ctx = int(n_ctx)
-        per_seq = cells_per_sequence(self.n_ctx, max_tokens)
+        per_seq = cells_per_sequence(max_tokens)
         self.max_seqs = int(max_seqs) if max_seqs else sequence_budget(kv_bytes_per_cell(path), per_seq)
         self.n_threads = int(n_threads) if n_threads else physical_cores()
         self.min_prefix = max(1, int(min_prefix))
