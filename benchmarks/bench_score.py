@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_abs_vector_diff": max_diff,
     }
     print(
-        f"| measure ({spec.name}, {len(texts)} texts, {threads} threads, trunc {max_length}, batch 32) | seconds |"
+        f"| measure ({spec.name}, {len(texts)} texts, {threads} threads, trunc {max_length}, batch {DEFAULT_BATCH_SIZE}) | seconds |"
         f" ratio | target |"
     )
     print("|---|---|---|---|")
