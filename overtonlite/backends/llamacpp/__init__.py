@@ -95,8 +95,7 @@ from overtonlite.errors import ModelLoadError, UsageError
 COHORT_FILL = 2  # a cohort holds this many times the groups that fit in max_seqs sequences at once
 # Sequence budgets tried, largest first. llama.cpp's batched decode on 2 cores kept gaining up to 32 sequences
 # (benchmarks/bench_decode.py, gemma-3-270m: 43 / 63 tok/s at 2 / 4 in one run, 91 / 107 / 131 at 8 / 16 / 32 in the
-# next; SmolLM2-135M
-# flat from 8 on), and the steps are cheap to keep: the budget is the largest one whose KV cache fits KV_SHARE
+# next; SmolLM2-135M flat from 8 on), and the steps are cheap to keep: the budget is the largest one whose KV cache fits KV_SHARE
 # of the machine's memory (a resumed run must get the same budget, so not the momentarily free memory).
 SEQ_BUDGETS = (32, 16, 8, 4, 2, 1)
 KV_SHARE = 0.125
