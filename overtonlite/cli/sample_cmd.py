@@ -240,10 +240,16 @@ def sample(
     print_summary(summary, manifest.get("signature"))
 
 
+def _gguf_path(model: str) -> Path | None:
+    """The GGUF file a --model argument names (a .gguf name or an existing file), None for a registry name."""
+    path = Path(model).expanduser()
+    return path if model.lower().endswith(".gguf") or path.is_file() else None
+
+
 def _model_label(model: str) -> str:
     """The system name ``sample`` gives a model argument when --system is not set (see :func:`_model_generator`)."""
-    path = Path(model).expanduser()
-    return path.stem if model.lower().endswith(".gguf") or path.is_file() else model
+    path = _gguf_path(model)
+    return path.stem if path is not None else model
 
 
 def recorded_max_seqs(out: Path, system: str) -> int | None:
@@ -263,8 +269,8 @@ def _model_generator(
 ) -> tuple[Any, str, tuple[str, ...]]:
     """(generator, name, extra stop strings) for a .gguf path or a registry model, local or served (a local
     registry model is pulled with the progress display of ``models pull``)."""
-    path = Path(model).expanduser()
-    if model.lower().endswith(".gguf") or path.is_file():
+    path = _gguf_path(model)
+    if path is not None:
         if not path.is_file():
             raise UsageError(f"model file {path} does not exist")
         from overtonlite.backends.llamacpp import LlamaCppGenerator

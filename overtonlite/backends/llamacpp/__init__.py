@@ -81,7 +81,7 @@ instruction set do: a run resumed on another machine or llama-cpp-python version
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +115,16 @@ def cells_per_sequence(max_tokens: int | None) -> int:
     return min(max(int(max_tokens) + 64, 128), DEFAULT_CELLS_PER_SEQ)
 
 
-def kv_bytes_per_cell(path: str | Path) -> int:
-    """Bytes of f16 K and V one KV cell takes over all layers, from the GGUF's metadata (0 when unknown)."""
+def kv_bytes_per_cell(source: str | Path | Mapping[str, Any]) -> int:
+    """Bytes of f16 K and V one KV cell takes over all layers, from a GGUF's metadata (the file's path, or the
+    metadata already read); 0 when unknown."""
     try:
-        from overtonlite.gguf_info import read_gguf_metadata
+        if isinstance(source, Mapping):
+            meta = source
+        else:
+            from overtonlite.gguf_info import read_gguf_metadata
 
-        meta = read_gguf_metadata(path)
+            meta = read_gguf_metadata(source)
         arch = str(meta.get("general.architecture", ""))
         layers = int(meta[f"{arch}.block_count"])
         heads = int(meta[f"{arch}.attention.head_count"])
@@ -201,8 +205,7 @@ class LlamaCppGenerator:
             from overtonlite.gguf_info import validate_gguf
         except ImportError:
             validate_gguf = None
-        if validate_gguf is not None:
-            validate_gguf(path)
+        header = validate_gguf(path) if validate_gguf is not None else None
         if n_ctx < 2 or (max_seqs is not None and max_seqs < 1) or n_batch < 1:
             raise UsageError("n_ctx must be >= 2, max_seqs >= 1 and n_batch >= 1")
         self.ignore_eos = ignore_eos  # benchmarks only: sample past end-of-generation tokens
@@ -211,7 +214,11 @@ class LlamaCppGenerator:
         self.model_path = path
         self.n_ctx = int(n_ctx)
         per_seq = cells_per_sequence(max_tokens)
-        self.max_seqs = int(max_seqs) if max_seqs else sequence_budget(kv_bytes_per_cell(path), per_seq)
+        if max_seqs:
+            self.max_seqs = int(max_seqs)
+        else:  # the header was just read by the validation: its metadata gives the KV cell size
+            cell = kv_bytes_per_cell(header.metadata if header is not None else path)
+            self.max_seqs = sequence_budget(cell, per_seq)
         self.n_threads = int(n_threads) if n_threads else physical_cores()
         self.min_prefix = max(1, int(min_prefix))
         self.lookahead = max(2, int(lookahead))
