@@ -5,9 +5,11 @@ report, exactly as a user sees it), takes the wall time around it and the peak r
 from ``resource.getrusage(RUSAGE_CHILDREN)``.
 
 The LOWER BOUND is what the run's tokens need at the engine's own speed (see ``replicate_bound.py``): generated
-tokens / engine decode tok/s at the batch size of each sampling pass + prompt tokens evaluated / prompt tok/s,
-token counts from the run's samples.jsonl files, throughputs calibrated in the same process on the same models
-and threads just before AND just after the run (mean of the two rounds). It prints wall / bound next to the
+tokens / engine decode tok/s at the batch size and context depth of each sampling pass + prompt tokens evaluated
+/ prompt tok/s, token counts from the run's samples.jsonl files, throughputs calibrated in the same process on
+the same models and threads just before AND just after the run (mean of the two rounds; the depth curves, a few
+minutes at 32 sequences, only after it). It also prints the bound without the depth slowdown (every token decoded
+behind a 32-token prompt, as the calibration's short rounds do). It prints wall / bound next to the
 generation, scoring and report times, and (from the --quick run) an ESTIMATE of the full preset's bound.
 
 Targets (issue 12): full preset wall <= 1.2x its bound; peak RSS quick <= 1.0 GB, full <= 1.5 GB; quick wall
@@ -46,6 +48,7 @@ TARGET_SECONDS = 180.0  # quick, idle machine
 TARGET_RSS_GB = {"quick": 1.0, "full": 1.5}
 TARGET_BOUND_RATIO = 1.2  # full preset wall / lower bound
 CAL_BATCHES = (1, 4, 8, 16, 32)  # decode tok/s measured here; other batch sizes interpolated
+MAX_DEPTH_STEPS = 384  # the depth curves follow the answer this far (the run's max_tokens if smaller)
 
 
 def warm_caches() -> dict[str, Path]:
@@ -93,14 +96,15 @@ def measure(out: Path, extra: list[str], *, quick: bool = True) -> dict[str, obj
 
 def _row_table(rows: list[dict[str, object]]) -> list[str]:
     lines = [
-        "| pass | model | groups x N | batch | generated tok | prompt tok evaluated | decode tok/s | "
-        "prompt tok/s | bound s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| pass | model | groups x N | batch | generated tok | prompt tok evaluated | depth | decode tok/s "
+        "(short x depth factor) | prompt tok/s | bound s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['file']}/{r['system']} | {r['model']} | {r['groups']} x {r['n']} | {r['batch']} | "
-            f"{r['generated_tokens']:,} | {r['prompt_tokens_evaluated']:,} | {r['decode_tok_s']:.1f} | "
+            f"{r['generated_tokens']:,} | {r['prompt_tokens_evaluated']:,} | {r['depth']:.0f} | "
+            f"{r['decode_tok_s']:.1f} ({r['decode_tok_s_short']:.1f} x {r['depth_factor']:.2f}) | "
             f"{r['prompt_tok_s']:.0f} | {r['bound_decode_s'] + r['bound_prompt_s']:.1f} |"
         )
     return lines
@@ -134,8 +138,15 @@ def main() -> int:
     out = args.out or tmp / "run"
     extra = ["--threads", str(args.threads)] if args.threads else []
     row = measure(out, extra, quick=not args.full)
-    cal_rounds.append(
-        calibrate(models, CAL_BATCHES, threads=args.threads, round_no=1, max_tokens=run_max_tokens)
+    cal_rounds.append(  # the depth curves once, after the run (minutes at 32 sequences)
+        calibrate(
+            models,
+            CAL_BATCHES,
+            threads=args.threads,
+            round_no=1,
+            max_tokens=run_max_tokens,
+            depth_steps=min(run_max_tokens, MAX_DEPTH_STEPS),
+        )
     )
     cal = merge_calibrations(cal_rounds)
     any_cal = next(iter(cal.values()))
@@ -166,6 +177,9 @@ def main() -> int:
             else None,
             "wall_over_bound": round(float(row["seconds"]) / b["total_s"], 3) if b["total_s"] else None,
             "generate_over_bound": round(gen_s / b["total_s"], 3) if b["total_s"] else None,
+            "wall_over_short_context_bound": round(float(row["seconds"]) / b["total_short_s"], 3)
+            if b["total_s"]
+            else None,
             "target_rss_gb": rss_target,
             "target_bound_ratio": TARGET_BOUND_RATIO,
         }
@@ -212,6 +226,10 @@ def main() -> int:
     print(
         f"| **wall / bound** | **{row['wall_over_bound']}x** | {'<= 1.2x' if args.full else '(full: <= 1.2x)'} |"
     )
+    print(
+        f"| bound without the depth slowdown (every token behind a 32-token prompt) | "
+        f"{b['total_short_s']:.1f} s, wall / it {row['wall_over_short_context_bound']}x | – |"
+    )
     print(f"| generation (diversity + ICL) / bound | {gen_s:.1f} s, {row['generate_over_bound']}x | – |")
     print(f"| load (models + embedder) | {float(timings.get('load') or 0):.1f} s | – |")
     print(f"| scoring | {score_s:.1f} s | – |")
@@ -226,6 +244,10 @@ def main() -> int:
         for m, c in cal.items()
     )
     print(f"\ncalibration (mean of before/after rounds, {any_cal['threads']} threads): {cal_txt}")
+    for m, c in cal.items():
+        for bsz, curve in (c.get("depth_tok_s") or {}).items():
+            pts = ", ".join(f"{d:.0f}: {v:.1f}" for d, v in curve)
+            print(f"depth curve (after the run), {m}, {bsz} sequences, depth: tok/s = {pts}")
     if "full_preset_estimate" in row:
         fe = row["full_preset_estimate"]
         print(

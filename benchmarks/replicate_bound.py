@@ -1,7 +1,7 @@
 """The lower bound of a ``replicate`` run: what its tokens need at the engine's own measured speed.
 
 bound = sum over the run's sampling passes (one per system and model) of
-    generated tokens / engine decode tok/s at the batch size the pass ran at
+    generated tokens / (engine decode tok/s at the batch size the pass ran at x slowdown at the pass's depth)
   + prompt tokens evaluated / engine prompt tok/s
 
 Token counts come from the run's ``samples.jsonl`` and ``aux/samples.jsonl`` (per-sample ``n_tokens``, per-group
@@ -11,6 +11,14 @@ ignored so every sequence decodes the same number of tokens. Decode tok/s is the
 (``stats["gen_step_us"]``: ``llama_decode`` plus sampling, detokenisation and stop matching of one step); prompt
 tok/s is a fresh prompt of ``PROMPT_TOKENS`` tokens evaluated through ``generate`` (one token generated), after
 a warm-up (the first ``llama_decode`` of a context allocates its buffers).
+
+Context depth: the calibration decodes right behind a short prompt, where a step is cheapest; the run decodes
+behind prompts of up to ~1,500 tokens and answers of up to ``max_tokens``, and every step attends over the KV
+cells in use. So the calibration also measures decode tok/s as the context deepens (``depth_steps`` steps at the
+batch sizes of :data:`DEPTH_BATCHES`, one point per :data:`DEPTH_WINDOW` steps), and :func:`bound` scales each
+pass's decode speed by the slowdown measured at the pass's depth (:func:`pass_depth`: the prompt's cells shared by
+a group's N samples, plus the token-weighted mean position in the answer). ``decode_short_s`` keeps the bound
+without that factor, for comparison.
 
 The batch size of a pass is what the scheduler can hold at once: at most ``max_seqs`` sequences and as many
 N-sample jobs as fit in the KV budget (a job reserves its prompt plus N x max_tokens cells), never more than the
@@ -28,6 +36,8 @@ from typing import Any
 
 PROMPT_TOKENS = 256
 DECODE_STEPS = 32
+DEPTH_BATCHES = (8, 32)  # batch sizes whose decode speed is also measured at depth
+DEPTH_WINDOW = 32  # steps per point of a depth curve
 _WORDS = (
     "The lighthouse keeper walked along the cliff every evening and counted the ships that passed the point, "
     "writing their names in a small blue notebook that his grandmother had given him before she moved away to "
@@ -68,12 +78,15 @@ def passes(run: Path) -> list[dict[str, Any]]:
                     "prompt_tokens": 0,
                     "prompt_tokens_evaluated": 0,
                     "group_seconds": 0.0,
+                    "token_positions": 0,
                 },
             )
             row["groups"] += 1
             row["n"] = max(row["n"], int(r.get("n") or len(r["samples"])))
             row["samples"] += len(r["samples"])
-            row["generated_tokens"] += sum(int(s.get("n_tokens") or 0) for s in r["samples"])
+            lengths = [int(s.get("n_tokens") or 0) for s in r["samples"]]
+            row["generated_tokens"] += sum(lengths)
+            row["token_positions"] += sum(n * (n - 1) // 2 for n in lengths)  # sum of 0..n-1 per sample
             row["prompt_tokens"] += int(r.get("prompt_tokens") or 0)
             row["prompt_tokens_evaluated"] += int(r.get("prompt_tokens_evaluated") or 0)
             row["group_seconds"] += float(r.get("seconds") or 0.0)
@@ -118,9 +131,12 @@ def calibrate(
     n_ctx: int = 2048,
     round_no: int = 0,
     max_tokens: int | None = None,
+    depth_steps: int = 0,
+    depth_batches: Iterable[int] = DEPTH_BATCHES,
 ) -> dict[str, dict[str, Any]]:
     """Engine decode tok/s at each batch size and prompt tok/s, per model (a fresh engine per model, sized as the
-    run sizes it: same ``max_tokens`` hint, so the same sequence budget and KV cache)."""
+    run sizes it: same ``max_tokens`` hint, so the same sequence budget and KV cache). With ``depth_steps``, also
+    decode tok/s as the context deepens (:func:`_depth_curve`) at each of ``depth_batches``."""
     from overtonlite.backends.base import GenRequest
     from overtonlite.backends.llamacpp import LlamaCppGenerator
     from overtonlite.config import SamplingConfig
@@ -155,10 +171,66 @@ def calibrate(
             evaluated = gen.stats["prompt_tokens_evaluated"] - before
             res["prompt_tok_s"] = evaluated / dt
             res["prompt_tokens"] = evaluated
+            if depth_steps:
+                res["depth_tok_s"] = {
+                    b: _depth_curve(gen, short, sc, b, depth_steps) for b in sorted(set(depth_batches))
+                }
             out[name] = res
         finally:
             gen.close()
     return out
+
+
+def _depth_curve(gen: Any, text: str, sc: Any, batch: int, steps: int) -> list[tuple[float, float]]:
+    """Decode tok/s of ``batch`` sequences over ``steps`` steps from one short prompt, per window of
+    :data:`DEPTH_WINDOW` steps: ``[(depth, tok/s), ...]``, depth as :func:`pass_depth` defines it (the prompt's
+    cells shared by the batch, plus the window's middle position in the answer)."""
+    from overtonlite.backends.base import GenRequest
+
+    marks: list[tuple[int, int]] = []
+
+    def on_tokens(_: int) -> None:
+        marks.append((gen.stats["gen_step_tokens"], gen.stats["gen_step_us"]))
+
+    prompt = gen.count_tokens(text)
+    req = GenRequest(f"cal-depth-{batch}", text, tuple(range(1, batch + 1)), sc.replace(max_tokens=steps))
+    list(gen.generate([req], on_tokens=on_tokens))
+    curve = []
+    # marks[0] is the step that also evaluated the prompt (not a generation-only step): windows start after it
+    for w in range(1, len(marks) - DEPTH_WINDOW + 1, DEPTH_WINDOW):
+        (t0, u0), (t1, u1) = marks[w - 1], marks[w - 1 + DEPTH_WINDOW]
+        if u1 > u0:
+            curve.append((prompt / batch + w + DEPTH_WINDOW / 2, (t1 - t0) / ((u1 - u0) / 1e6)))
+    return curve
+
+
+def pass_depth(row: dict[str, Any]) -> float:
+    """The KV cells per sequence behind a pass's average generated token: the prompt's cells shared by the N
+    samples of its group (one copy in the unified cache), plus the token-weighted mean position in the answer."""
+    prompt = row["prompt_tokens"] / max(1, row["groups"]) / max(1, row["n"])
+    return prompt + row.get("token_positions", 0) / max(1, row["generated_tokens"])
+
+
+def depth_factor(curves: dict[int, list[tuple[float, float]]], batch: int, depth: float) -> float:
+    """Decode speed at ``depth`` relative to the curve's first window, interpolated over depth and then over the
+    measured batch sizes (clamped at both ends; 1.0 without curves)."""
+    if not curves:
+        return 1.0
+
+    def at(curve: list[tuple[float, float]]) -> float:
+        if not curve:
+            return 1.0
+        first = curve[0][1]
+        pts = [(d, v / first) for d, v in curve]
+        if depth <= pts[0][0]:
+            return pts[0][1]
+        for (d0, v0), (d1, v1) in zip(pts, pts[1:], strict=False):
+            if d0 <= depth <= d1:
+                return v0 + (v1 - v0) * (depth - d0) / (d1 - d0)
+        return pts[-1][1]
+
+    factors = {b: at(c) for b, c in sorted(curves.items())}
+    return decode_at(factors, batch)
 
 
 def merge_calibrations(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -174,23 +246,40 @@ def merge_calibrations(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dic
             "decode_tok_s": {
                 b: sum(r["decode_tok_s"][b] for r in rs) / len(rs) for b in rs[0]["decode_tok_s"]
             },
+            "depth_tok_s": next((r["depth_tok_s"] for r in rs if r.get("depth_tok_s")), {}),
             "rounds": rs,
         }
     return merged
 
 
 def bound(rows: list[dict[str, Any]], cal: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per-pass and total lower bound (seconds); rows need ``batch``."""
-    total_gen = total_prompt = 0.0
+    """Per-pass and total lower bound (seconds); rows need ``batch``.
+
+    ``decode_s`` is the context-aware bound: decode tok/s at the pass's batch size (short-context calibration)
+    times the slowdown the depth curves measured at the pass's depth (:func:`pass_depth`). ``decode_short_s`` is
+    the bound without that factor, as if every token were decoded right behind a 32-token prompt."""
+    total_gen = total_short = total_prompt = 0.0
     for row in rows:
         c = cal[row["model"]]
-        row["decode_tok_s"] = decode_at(c["decode_tok_s"], row["batch"])
+        short = decode_at(c["decode_tok_s"], row["batch"])
+        row["depth"] = round(pass_depth(row), 1)
+        row["depth_factor"] = depth_factor(c.get("depth_tok_s") or {}, row["batch"], row["depth"])
+        row["decode_tok_s_short"] = short
+        row["decode_tok_s"] = short * row["depth_factor"]
         row["prompt_tok_s"] = c["prompt_tok_s"]
         row["bound_decode_s"] = row["generated_tokens"] / row["decode_tok_s"]
+        row["bound_decode_short_s"] = row["generated_tokens"] / short
         row["bound_prompt_s"] = row["prompt_tokens_evaluated"] / row["prompt_tok_s"]
         total_gen += row["bound_decode_s"]
+        total_short += row["bound_decode_short_s"]
         total_prompt += row["bound_prompt_s"]
-    return {"decode_s": total_gen, "prompt_s": total_prompt, "total_s": total_gen + total_prompt}
+    return {
+        "decode_s": total_gen,
+        "prompt_s": total_prompt,
+        "total_s": total_gen + total_prompt,
+        "decode_short_s": total_short,
+        "total_short_s": total_short + total_prompt,
+    }
 
 
 def full_preset_passes(
@@ -227,6 +316,11 @@ def full_preset_passes(
         scale: float = 1.0,
     ) -> dict[str, Any]:
         samples = groups * nn
+        generated = round(samples * max_tokens * fill(like))
+        mean_pos = sum(r.get("token_positions", 0) for r in like) / max(
+            1, sum(r["generated_tokens"] for r in like)
+        )
+        mean_pos *= max_tokens / max(1, like[0]["max_tokens"])  # answers run longer under a larger cap
         return {
             "file": file,
             "system": system,
@@ -235,7 +329,8 @@ def full_preset_passes(
             "n": nn,
             "groups": groups,
             "samples": samples,
-            "generated_tokens": round(samples * max_tokens * fill(like)),
+            "generated_tokens": generated,
+            "token_positions": round(generated * mean_pos),
             "prompt_tokens": round(groups * per_group(like, "prompt_tokens") * scale),
             "prompt_tokens_evaluated": round(groups * per_group(like, "prompt_tokens_evaluated") * scale),
             "estimated_like": [r["system"] for r in like],

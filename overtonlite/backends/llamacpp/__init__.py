@@ -92,7 +92,12 @@ from overtonlite.backends.llamacpp.native import NativeModel, physical_cores
 from overtonlite.backends.llamacpp.sched import Group, Job, KVState, Scheduler
 from overtonlite.errors import ModelLoadError, UsageError
 
-COHORT_FILL = 2  # a cohort holds this many times the groups that fit in max_seqs sequences at once
+# A cohort holds this many times the groups that fit in max_seqs sequences at once. Every cohort ends in a tail
+# where its last long samples decode at a small batch. Replaying the full preset's per-sample lengths through the
+# admission rule (benchmarks/cohort_tails.py) priced its decode at 1.15x the full-batch time with 2, 1.10x with 4
+# and 1.09x with 8 or one cohort per pass; 4 keeps most of the gain, and a resume regenerates at most 4 batches'
+# worth of groups.
+COHORT_FILL = 4
 # Sequence budgets tried, largest first. llama.cpp's batched decode on 2 cores kept gaining up to 32 sequences
 # (benchmarks/bench_decode.py, gemma-3-270m: 43 / 63 tok/s at 2 / 4 in one run, 91 / 107 / 131 at 8 / 16 / 32 in the
 # next; SmolLM2-135M flat from 8 on), and the steps are cheap to keep: the budget is the largest one whose KV cache fits KV_SHARE
