@@ -197,8 +197,12 @@ def main() -> int:
         est = full_preset_passes(
             rows, full, summary_max_tokens=SUMMARY_MAX_TOKENS, quick_cap_words=quick["answer_cap_words"]
         )
+        # the full preset's engine sizes its KV cache by the full preset's max_tokens, not --quick's
+        from overtonlite.backends.llamacpp import MAX_KV_CELLS, cells_per_sequence
+
+        full_budget = min(MAX_KV_CELLS, cells_per_sequence(full["max_tokens"]) * max_seqs) - 16
         for r in est:
-            r["batch"] = batch_used(r, max_seqs=max_seqs, kv_budget=kv_budget)
+            r["batch"] = batch_used(r, max_seqs=max_seqs, kv_budget=full_budget)
         row["full_preset_estimate"] = {
             "max_tokens": full["max_tokens"],
             "n": full["n"],
@@ -254,7 +258,8 @@ def main() -> int:
             f"\nfull preset (N = {fe['n']}, {fe['max_tokens']} new tokens) bound ESTIMATED from this run's fill "
             f"and calibration: {fe['bound_s']['total_s']:.0f} s = decode {fe['bound_s']['decode_s']:.0f} + "
             f"prompt {fe['bound_s']['prompt_s']:.0f} s; its wall target (1.2x) would be "
-            f"{TARGET_BOUND_RATIO * fe['bound_s']['total_s']:.0f} s at this machine's current load"
+            f"{TARGET_BOUND_RATIO * fe['bound_s']['total_s']:.0f} s at this machine's current load. The depth "
+            f"curves stop at --quick's max_tokens, so deeper passes keep the last measured factor (optimistic)"
         )
         print("\n".join(_row_table(fe["passes"])))
     if args.json:

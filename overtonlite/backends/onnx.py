@@ -307,6 +307,12 @@ class OnnxEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32), []
         return np.stack([self._vecs[k] for k in keys]), [self._toks[k].astype(np.float32) for k in keys]
 
+    def release_token_states(self) -> None:
+        """Forget the token states held in memory (float16, one row per token of every text embedded with
+        tokens: the largest thing an embedder holds). The on-disk cache keeps its copy; a later
+        :meth:`embed_with_tokens` reloads or recomputes them."""
+        self._toks.clear()
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokenizer tokens per text, without special tokens and without truncation."""
         self._load()

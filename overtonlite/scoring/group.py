@@ -93,10 +93,13 @@ class GroupContext:
                 ctx.sentences[t] = split_sentences(t)
             extra += [s for t in samples for s in ctx.sentences[t]]
             vecs, toks = embedder.embed_with_tokens(samples)
-            ctx.tok = {
-                t: semantic.unit_tokens(np.asarray(k, dtype=np.float32))
-                for t, k in zip(samples, toks, strict=True)
-            }
+            # one float32 copy of each text's token states at a time (normalised, the original dropped at once),
+            # and none left in the embedder: on a full run these copies were the peak of the process's memory
+            for t in reversed(samples):  # lookups only: the dict's order does not matter
+                ctx.tok[t] = semantic.unit_tokens(np.asarray(toks.pop(), dtype=np.float32))
+            release = getattr(embedder, "release_token_states", None)
+            if callable(release):
+                release()
         else:
             vecs = embedder.embed(samples) if samples else np.zeros((0, 1), np.float32)
         ctx.vec = dict(zip(samples, vecs, strict=True))

@@ -136,6 +136,12 @@ class OpenAIEmbedder:
         _, toks = self._tokens().embed_with_tokens(texts)
         return self.embed(texts), toks
 
+    def release_token_states(self) -> None:
+        """Forget the local token embedder's in-memory token states (see the ONNX embedder)."""
+        release = getattr(self._token, "release_token_states", None)
+        if callable(release):
+            release()
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts by the local token embedder's tokenizer."""
         return list(self._tokens().count_tokens(texts))
