@@ -16,6 +16,7 @@ of them (else ``null``). They are extra keys of the record (see :mod:`overtonlit
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ import numpy as np
 
 from overtonlite.metrics import coverage as cov_mod
 from overtonlite.metrics import lexical, semantic, stance, style
+from overtonlite.metrics import sentences as sentences_mod
 from overtonlite.metrics.sentences import split_sentences
 from overtonlite.scoring.beyond import group_metrics as beyond_metrics
 from overtonlite.scoring.inputs import Group
@@ -45,6 +47,16 @@ def _jaccard_to_ref_values(texts: list[str], ref: str, lowercase: bool) -> list[
         # a scalar mean: spread it so the caller can average as usual
         return [None if res is None else float(res)] if texts else []
     return [None if v is None else float(v) for v in res]
+
+
+def _warm_text_tools() -> None:
+    """Build the sentence splitter and the word tokenizer in the background (importing NLTK takes about a second)
+    while the first texts are embedded: onnxruntime releases the GIL while it runs."""
+    try:
+        sentences_mod.split_sentences("Warm up. Two sentences.")
+        lexical.word_tokenize("Warm up.")
+    except Exception:  # noqa: BLE001 - the main thread builds them again and reports any error itself
+        pass
 
 
 @dataclass
@@ -82,6 +94,7 @@ class GroupContext:
     ) -> GroupContext:
         ctx = cls(embedder, reference_system, lowercase, stance, seed, quality_threshold, tau, missing_cuts)
         t0 = time.perf_counter()
+        threading.Thread(target=_warm_text_tools, name="overtonlite-warm-text-tools", daemon=True).start()
         samples = list(dict.fromkeys(t for g in groups for t in g.texts if t))
         prompts = list(dict.fromkeys(g.prompt for g in groups if g.prompt))
         extra: list[str] = list(prompts)
@@ -89,10 +102,10 @@ class GroupContext:
             for g in groups:
                 if g.system == reference_system and g.texts:
                     ctx.ref_text[g.pid] = g.texts[0]
+            vecs, toks = embedder.embed_with_tokens(samples)  # first: the text tools load meanwhile
             for t in samples:
                 ctx.sentences[t] = split_sentences(t)
             extra += [s for t in samples for s in ctx.sentences[t]]
-            vecs, toks = embedder.embed_with_tokens(samples)
             # one float32 copy of each text's token states at a time (normalised, the original dropped at once),
             # and none left in the embedder: on a full run these copies were the peak of the process's memory
             for t in reversed(samples):  # lookups only: the dict's order does not matter
