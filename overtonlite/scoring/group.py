@@ -94,7 +94,8 @@ class GroupContext:
     ) -> GroupContext:
         ctx = cls(embedder, reference_system, lowercase, stance, seed, quality_threshold, tau, missing_cuts)
         t0 = time.perf_counter()
-        threading.Thread(target=_warm_text_tools, name="overtonlite-warm-text-tools", daemon=True).start()
+        warm = threading.Thread(target=_warm_text_tools, name="overtonlite-warm-text-tools", daemon=True)
+        warm.start()
         samples = list(dict.fromkeys(t for g in groups for t in g.texts if t))
         prompts = list(dict.fromkeys(g.prompt for g in groups if g.prompt))
         extra: list[str] = list(prompts)
@@ -102,7 +103,10 @@ class GroupContext:
             for g in groups:
                 if g.system == reference_system and g.texts:
                     ctx.ref_text[g.pid] = g.texts[0]
-            vecs, toks = embedder.embed_with_tokens(samples)  # first: the text tools load meanwhile
+            try:
+                vecs, toks = embedder.embed_with_tokens(samples)  # first: the text tools load meanwhile
+            finally:  # NLTK only once the thread is done: a second thread would see a half-imported module
+                warm.join()
             for t in samples:
                 ctx.sentences[t] = split_sentences(t)
             extra += [s for t in samples for s in ctx.sentences[t]]
@@ -114,7 +118,10 @@ class GroupContext:
             if callable(release):
                 release()
         else:
-            vecs = embedder.embed(samples) if samples else np.zeros((0, 1), np.float32)
+            try:
+                vecs = embedder.embed(samples) if samples else np.zeros((0, 1), np.float32)
+            finally:
+                warm.join()
         ctx.vec = dict(zip(samples, vecs, strict=True))
         extra = [t for t in dict.fromkeys(extra) if t not in ctx.vec]
         if extra:
