@@ -112,8 +112,10 @@ class GroupContext:
             extra += [s for t in samples for s in ctx.sentences[t]]
             # one float32 copy of each text's token states at a time (normalised, the original dropped at once),
             # and none left in the embedder: on a full run these copies were the peak of the process's memory
+            pending = list(toks)  # our own list: popping must not touch one an embedder keeps
+            del toks
             for t in reversed(samples):  # lookups only: the dict's order does not matter
-                ctx.tok[t] = semantic.unit_tokens(np.asarray(toks.pop(), dtype=np.float32))
+                ctx.tok[t] = semantic.unit_tokens(np.asarray(pending.pop(), dtype=np.float32))
             release = getattr(embedder, "release_token_states", None)
             if callable(release):
                 release()
