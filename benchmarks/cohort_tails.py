@@ -25,26 +25,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from replicate_bound import batch_used, decode_at  # noqa: E402  (benchmarks/ is the script's directory)
+from replicate_bound import batch_used, decode_at, records  # noqa: E402  (benchmarks/ is the script's directory)
 
 
 def read_passes(run: Path) -> dict[tuple[str, str, str], list[tuple[list[int], int, int]]]:
     """(file, system, model) -> groups in file order: (sample lengths, prompt tokens, max_tokens)."""
     out: dict[tuple[str, str, str], list[tuple[list[int], int, int]]] = {}
-    for f in (run / "samples.jsonl", run / "aux" / "samples.jsonl"):
-        if not f.is_file():
+    for file, r in records(run):
+        if not r.get("samples"):
             continue
-        for line in f.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            if r.get("error") or not r.get("samples"):
-                continue
-            key = ("aux" if f.parent != run else ".", str(r["system"]), str(r["model"]))
-            mt = int((r.get("sampling") or {}).get("max_tokens") or 0)
-            out.setdefault(key, []).append(
-                ([int(s.get("n_tokens") or 0) for s in r["samples"]], int(r.get("prompt_tokens") or 0), mt)
-            )
+        mt = int((r.get("sampling") or {}).get("max_tokens") or 0)
+        out.setdefault((file, str(r["system"]), str(r["model"])), []).append(
+            ([int(s.get("n_tokens") or 0) for s in r["samples"]], int(r.get("prompt_tokens") or 0), mt)
+        )
     return out
 
 

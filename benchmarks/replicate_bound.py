@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,8 @@ _WORDS = (
 ).split()
 
 
-def passes(run: Path) -> list[dict[str, Any]]:
-    """One row per (file, system, model, sampling max_tokens): groups, samples, N, tokens generated and evaluated."""
-    rows: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+def records(run: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The run's group records without an error, from ``samples.jsonl`` ("." ) and ``aux/samples.jsonl`` ("aux")."""
     for f in (run / "samples.jsonl", run / "aux" / "samples.jsonl"):
         if not f.is_file():
             continue
@@ -55,41 +54,42 @@ def passes(run: Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             r = json.loads(line)
-            if r.get("error"):
-                continue
-            max_tokens = int((r.get("sampling") or {}).get("max_tokens") or 0)
-            key = (
-                f.parent.name if f.parent != run else ".",
-                str(r.get("system")),
-                str(r.get("model")),
-                max_tokens,
-            )
-            row = rows.setdefault(
-                key,
-                {
-                    "file": key[0],
-                    "system": key[1],
-                    "model": key[2],
-                    "max_tokens": max_tokens,
-                    "n": 0,
-                    "groups": 0,
-                    "samples": 0,
-                    "generated_tokens": 0,
-                    "prompt_tokens": 0,
-                    "prompt_tokens_evaluated": 0,
-                    "group_seconds": 0.0,
-                    "token_positions": 0,
-                },
-            )
-            row["groups"] += 1
-            row["n"] = max(row["n"], int(r.get("n") or len(r["samples"])))
-            row["samples"] += len(r["samples"])
-            lengths = [int(s.get("n_tokens") or 0) for s in r["samples"]]
-            row["generated_tokens"] += sum(lengths)
-            row["token_positions"] += sum(n * (n - 1) // 2 for n in lengths)  # sum of 0..n-1 per sample
-            row["prompt_tokens"] += int(r.get("prompt_tokens") or 0)
-            row["prompt_tokens_evaluated"] += int(r.get("prompt_tokens_evaluated") or 0)
-            row["group_seconds"] += float(r.get("seconds") or 0.0)
+            if not r.get("error"):
+                yield (f.parent.name if f.parent != run else "."), r
+
+
+def passes(run: Path) -> list[dict[str, Any]]:
+    """One row per (file, system, model, sampling max_tokens): groups, samples, N, tokens generated and evaluated."""
+    rows: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    for file, r in records(run):
+        max_tokens = int((r.get("sampling") or {}).get("max_tokens") or 0)
+        key = (file, str(r.get("system")), str(r.get("model")), max_tokens)
+        row = rows.setdefault(
+            key,
+            {
+                "file": key[0],
+                "system": key[1],
+                "model": key[2],
+                "max_tokens": max_tokens,
+                "n": 0,
+                "groups": 0,
+                "samples": 0,
+                "generated_tokens": 0,
+                "prompt_tokens": 0,
+                "prompt_tokens_evaluated": 0,
+                "group_seconds": 0.0,
+                "token_positions": 0,
+            },
+        )
+        row["groups"] += 1
+        row["n"] = max(row["n"], int(r.get("n") or len(r["samples"])))
+        row["samples"] += len(r["samples"])
+        lengths = [int(s.get("n_tokens") or 0) for s in r["samples"]]
+        row["generated_tokens"] += sum(lengths)
+        row["token_positions"] += sum(n * (n - 1) // 2 for n in lengths)  # sum of 0..n-1 per sample
+        row["prompt_tokens"] += int(r.get("prompt_tokens") or 0)
+        row["prompt_tokens_evaluated"] += int(r.get("prompt_tokens_evaluated") or 0)
+        row["group_seconds"] += float(r.get("seconds") or 0.0)
     return list(rows.values())
 
 
@@ -103,8 +103,9 @@ def batch_used(row: dict[str, Any], *, max_seqs: int, kv_budget: int) -> int:
     return max(1, min(max_seqs, row["samples"], n * jobs))
 
 
-def decode_at(curve: dict[int, float], b: int) -> float:
-    """Decode tok/s at batch ``b``: measured, or linearly interpolated between the measured batch sizes."""
+def decode_at(curve: dict[Any, float], b: float) -> float:
+    """Decode tok/s at batch ``b``: measured, or linearly interpolated between the measured batch sizes (clamped
+    to the end points; also used for any such curve, e.g. speed over depth)."""
     pts = sorted(curve.items())
     if b in curve:
         return curve[b]
@@ -217,17 +218,8 @@ def depth_factor(curves: dict[int, list[tuple[float, float]]], batch: int, depth
     if not curves:
         return 1.0
 
-    def at(curve: list[tuple[float, float]]) -> float:
-        if not curve:
-            return 1.0
-        first = curve[0][1]
-        pts = [(d, v / first) for d, v in curve]
-        if depth <= pts[0][0]:
-            return pts[0][1]
-        for (d0, v0), (d1, v1) in zip(pts, pts[1:], strict=False):
-            if d0 <= depth <= d1:
-                return v0 + (v1 - v0) * (depth - d0) / (d1 - d0)
-        return pts[-1][1]
+    def at(curve: list[tuple[float, float]]) -> float:  # the same clamped interpolation, over depth
+        return decode_at({d: v / curve[0][1] for d, v in curve}, depth) if curve else 1.0
 
     factors = {b: at(c) for b, c in sorted(curves.items())}
     return decode_at(factors, batch)
