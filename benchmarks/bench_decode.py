@@ -5,13 +5,15 @@ The reference is built from the same vendored llama.cpp sources as the installed
 For every batch size B the three measurements run back to back (interleaved), at the same model and threads:
 
 * ``llama.cpp``: llama-batched-bench, B separate prompts of ``--pp`` tokens, ``--tg`` generated tokens each,
-  unified KV cache; its text-generation speed S_TG;
+  in the engine's KV layout (``--layout unified``: one cache, ``-kvu``; ``--layout streams``: llama.cpp's default of
+  a stream per sequence); its text-generation speed S_TG;
 * ``engine``: :class:`LlamaCppGenerator` generating B sequences as groups of ``--n`` samples (B/n prompts of
   ``--pp`` tokens, end-of-text ignored, ``--tg`` tokens each, the paper's T=0.5 and repetition penalty 1.1);
   tokens/s of its generation-only steps (decode + sampling + bookkeeping);
 * ``raw``: a bare ``llama_decode`` loop through ctypes on the engine's context (no sampling).
 
     python benchmarks/bench_decode.py --models smollm2-135m-instruct gemma-3-270m --out decode.json
+    python benchmarks/bench_decode.py --layout streams --tg 384 --batches 8 16 32
 
 On a machine shared with other work, compare the ratios (measured side by side), not the absolute numbers.
 """
@@ -53,18 +55,25 @@ def engine_tok_s(gen: LlamaCppGenerator, prompt: str, batch: int, n: int, tg: in
 def bench_model(name: str, path: Path, binary: Path, args: argparse.Namespace) -> dict[str, Any]:
     n_kv = max(2048, max(args.batches) * (args.pp + args.tg + 16))
     gen = LlamaCppGenerator(
-        path, n_ctx=512, n_threads=args.threads, max_seqs=max(args.batches), n_kv=n_kv, ignore_eos=True
+        path,
+        n_ctx=max(512, args.pp + args.tg + 16),
+        n_threads=args.threads,
+        max_seqs=max(args.batches),
+        n_kv=n_kv,
+        ignore_eos=True,
+        kv_layout=args.layout,
     )
     threads = gen.n_threads
     prompt = prompt_of_tokens(gen, args.pp - 2)  # the group index and BOS make up the rest
     rows: dict[int, dict[str, Any]] = {}
+    unified = args.layout == "unified"
     for b in args.batches:
         ref, ours, raw = [], [], []
         for _ in range(args.repeat):
             ref.append(
-                batched_bench(binary, path, batches=[b], threads=threads, pp=args.pp, tg=args.tg)[b][
-                    "speed_tg"
-                ]
+                batched_bench(
+                    binary, path, batches=[b], threads=threads, pp=args.pp, tg=args.tg, unified=unified
+                )[b]["speed_tg"]
             )
             ours.append(engine_tok_s(gen, prompt, b, args.n, args.tg))
             raw.append(raw_decode_tok_s(gen, b, prompt=args.pp, steps=args.tg))
@@ -79,18 +88,19 @@ def bench_model(name: str, path: Path, binary: Path, args: argparse.Namespace) -
         print(f"{name} B={b:2d}: llama.cpp {r:7.1f}  engine {o:7.1f} ({o / r:.2f}x)  raw {w:7.1f} ({w / r:.2f}x)",
               file=sys.stderr, flush=True)  # fmt: skip
     gen.close()
-    return {"model": name, "threads": threads, "batches": rows}
+    return {"model": name, "threads": threads, "layout": args.layout, "batches": rows}
 
 
 def render(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | batch | llama-batched-bench tok/s | engine tok/s | engine / llama.cpp | raw decode / llama.cpp |",
-        "|---|---|---|---|---|---|",
+        "| model | KV layout | batch | llama-batched-bench tok/s | engine tok/s | engine / llama.cpp "
+        "| raw decode / llama.cpp |",
+        "|---|---|---|---|---|---|---|",
     ]
     for res in results:
         for b, r in res["batches"].items():
             lines.append(
-                f"| {res['model']} | {b} | {r['llama_cpp']:.1f} | {r['engine']:.1f} | "
+                f"| {res['model']} | {res['layout']} | {b} | {r['llama_cpp']:.1f} | {r['engine']:.1f} | "
                 f"{r['engine_vs_llama_cpp']:.2f}x | {r['raw_vs_llama_cpp']:.2f}x |"
             )
     return "\n".join(lines)
@@ -106,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tg", type=int, default=128, help="generated tokens per sequence")
     ap.add_argument("--threads", type=int, default=None, help="default: physical cores")
     ap.add_argument("--repeat", type=int, default=1, help="measurements per batch size (median)")
+    ap.add_argument("--layout", choices=["unified", "streams"], default="unified",
+                    help="the engine's KV layout, and llama.cpp's to compare with (-kvu or its default)")  # fmt: skip
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
     binary = ensure_batched_bench()

@@ -74,15 +74,24 @@ def ensure_batched_bench(version: str | None = None, *, jobs: int = 2) -> Path:
 
 
 def batched_bench(
-    binary: Path, model: Path, *, batches: list[int], threads: int, pp: int = 32, tg: int = 128, n_kv: int = 0
+    binary: Path,
+    model: Path,
+    *,
+    batches: list[int],
+    threads: int,
+    pp: int = 32,
+    tg: int = 128,
+    n_kv: int = 0,
+    unified: bool = True,
 ) -> dict[int, dict[str, float]]:
-    """Run llama-batched-bench (separate prompts of ``pp`` tokens, ``tg`` generated per sequence, unified KV);
-    returns {batch size: its JSONL row} (``speed_tg`` is the decode tok/s)."""
+    """Run llama-batched-bench (separate prompts of ``pp`` tokens, ``tg`` generated per sequence; one unified KV
+    cache with ``-kvu``, else llama.cpp's default of a KV stream per sequence); returns {batch size: its JSONL row}
+    (``speed_tg`` is the decode tok/s)."""
     n_kv = n_kv or max(2048, max(batches) * (pp + tg) + 64)
     cmd = [
         str(binary), "-m", str(model), "-c", str(n_kv), "-b", "512", "-ub", "512", "-t", str(threads),
-        "-tb", str(threads), "-npp", str(pp), "-ntg", str(tg), "-npl", ",".join(map(str, batches)), "-kvu",
-        "--output-format", "jsonl",
+        "-tb", str(threads), "-npp", str(pp), "-ntg", str(tg), "-npl", ",".join(map(str, batches)),
+        *(["-kvu"] if unified else []), "--output-format", "jsonl",
     ]  # fmt: skip
     proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
     rows: dict[int, dict[str, float]] = {}

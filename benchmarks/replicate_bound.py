@@ -16,8 +16,9 @@ Context depth: the calibration decodes right behind a short prompt, where a step
 behind prompts of up to ~1,500 tokens and answers of up to ``max_tokens``, and every step attends over the KV
 cells in use. So the calibration also measures decode tok/s as the context deepens (``depth_steps`` steps at the
 batch sizes of :data:`DEPTH_BATCHES`, one point per :data:`DEPTH_WINDOW` steps), and :func:`bound` scales each
-pass's decode speed by the slowdown measured at the pass's depth (:func:`pass_depth`: the prompt's cells shared by
-a group's N samples, plus the token-weighted mean position in the answer). ``decode_short_s`` keeps the bound
+pass's decode speed by the slowdown measured at the pass's depth (:func:`pass_depth`: the prompt's cells behind
+each sample, i.e. shared by a group's N samples in the unified KV layout and copied to each in the streams layout,
+plus the token-weighted mean position in the answer). ``decode_short_s`` keeps the bound
 without that factor, for comparison.
 
 The batch size of a pass is what the scheduler can hold at once: at most ``max_seqs`` sequences and as many
@@ -152,6 +153,7 @@ def calibrate(
                 "threads": gen.n_threads,
                 "max_seqs": gen.max_seqs,
                 "kv_budget": gen.kv.budget,
+                "kv_layout": gen.kv_layout,
                 "decode_tok_s": {},
             }
             short = _text_of_tokens(gen, 32, offset=3)
@@ -185,7 +187,7 @@ def calibrate(
 def _depth_curve(gen: Any, text: str, sc: Any, batch: int, steps: int) -> list[tuple[float, float]]:
     """Decode tok/s of ``batch`` sequences over ``steps`` steps from one short prompt, per window of
     :data:`DEPTH_WINDOW` steps: ``[(depth, tok/s), ...]``, depth as :func:`pass_depth` defines it (the prompt's
-    cells shared by the batch, plus the window's middle position in the answer)."""
+    cells behind each sequence, plus the window's middle position in the answer)."""
     from overtonlite.backends.base import GenRequest
 
     marks: list[tuple[int, int]] = []
@@ -194,6 +196,8 @@ def _depth_curve(gen: Any, text: str, sc: Any, batch: int, steps: int) -> list[t
         marks.append((gen.stats["gen_step_tokens"], gen.stats["gen_step_us"]))
 
     prompt = gen.count_tokens(text)
+    if gen.kv_layout != "streams":
+        prompt /= batch  # one copy of the prompt's cells, shared by the batch
     req = GenRequest(f"cal-depth-{batch}", text, tuple(range(1, batch + 1)), sc.replace(max_tokens=steps))
     list(gen.generate([req], on_tokens=on_tokens))
     curve = []
@@ -201,14 +205,15 @@ def _depth_curve(gen: Any, text: str, sc: Any, batch: int, steps: int) -> list[t
     for w in range(1, len(marks) - DEPTH_WINDOW + 1, DEPTH_WINDOW):
         (t0, u0), (t1, u1) = marks[w - 1], marks[w - 1 + DEPTH_WINDOW]
         if u1 > u0:
-            curve.append((prompt / batch + w + DEPTH_WINDOW / 2, (t1 - t0) / ((u1 - u0) / 1e6)))
+            curve.append((prompt + w + DEPTH_WINDOW / 2, (t1 - t0) / ((u1 - u0) / 1e6)))
     return curve
 
 
-def pass_depth(row: dict[str, Any]) -> float:
-    """The KV cells per sequence behind a pass's average generated token: the prompt's cells shared by the N
-    samples of its group (one copy in the unified cache), plus the token-weighted mean position in the answer."""
-    prompt = row["prompt_tokens"] / max(1, row["groups"]) / max(1, row["n"])
+def pass_depth(row: dict[str, Any], *, shared_prompt: bool = True) -> float:
+    """The KV cells per sequence behind a pass's average generated token: the prompt's cells (shared by the N
+    samples of its group in the unified cache, ``shared_prompt``; a copy per sample with a stream per sequence),
+    plus the token-weighted mean position in the answer."""
+    prompt = row["prompt_tokens"] / max(1, row["groups"]) / (max(1, row["n"]) if shared_prompt else 1)
     return prompt + row.get("token_positions", 0) / max(1, row["generated_tokens"])
 
 
@@ -254,7 +259,7 @@ def bound(rows: list[dict[str, Any]], cal: dict[str, dict[str, Any]]) -> dict[st
     for row in rows:
         c = cal[row["model"]]
         short = decode_at(c["decode_tok_s"], row["batch"])
-        row["depth"] = round(pass_depth(row), 1)
+        row["depth"] = round(pass_depth(row, shared_prompt=c.get("kv_layout") != "streams"), 1)
         row["depth_factor"] = depth_factor(c.get("depth_tok_s") or {}, row["batch"], row["depth"])
         row["decode_tok_s_short"] = short
         row["decode_tok_s"] = short * row["depth_factor"]

@@ -110,6 +110,12 @@ def test_bound_interpolates_decode_speed_and_adds_prompt_time(rb):
     # beyond the measured depths the last factor holds (an optimistic bound, never a slower one)
     assert rb.depth_factor({8: curve}, 8, 900.0) == pytest.approx(0.5)
     assert rb.depth_factor({}, 8, 900.0) == 1.0
+    # with a KV stream per sequence every sample holds its own copy of the prompt: 100 cells + 100 = 200
+    assert rb.pass_depth(row, shared_prompt=False) == pytest.approx(200.0)
+    cal["m"]["kv_layout"] = "streams"
+    rows = [dict(row)]
+    rb.bound(rows, cal)
+    assert rows[0]["depth"] == pytest.approx(200.0) and rows[0]["depth_factor"] == pytest.approx(0.55)
 
 
 def test_cohort_tail_replay_follows_the_admission_rule(rb, monkeypatch):

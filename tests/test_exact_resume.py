@@ -56,10 +56,11 @@ def test_cohorts_do_not_overlap(tiny_gguf: Path) -> None:
         gen.close()
 
 
-def test_cohort_texts_do_not_depend_on_what_ran_before(tiny_gguf: Path) -> None:
+@pytest.mark.parametrize("layout", ["unified", "streams"])
+def test_cohort_texts_do_not_depend_on_what_ran_before(tiny_gguf: Path, layout: str) -> None:
     pre = "A shared preamble that is long enough to be cached as a prefix for every prompt of the plan. " * 2
     plan = [_req(f"g{i}", f"{pre}Question {i}:", i // 2, 12, seeds=(i, i + 7)) for i in range(6)]
-    gen = _gen(tiny_gguf, max_seqs=4)
+    gen = _gen(tiny_gguf, max_seqs=4, kv_layout=layout)
     try:
         whole = _texts(list(gen.generate(plan)))
         assert gen.stats["prefix_tokens_evaluated"] > 0  # the preamble is shared within a cohort
@@ -70,7 +71,7 @@ def test_cohort_texts_do_not_depend_on_what_ran_before(tiny_gguf: Path) -> None:
         assert gen.stats["prefix_tokens_evaluated"] == kept  # ... reused, not evaluated again
     finally:
         gen.close()
-    fresh = _gen(tiny_gguf, max_seqs=4)
+    fresh = _gen(tiny_gguf, max_seqs=4, kv_layout=layout)
     try:
         alone = _texts(list(fresh.generate(plan[4:])))
     finally:

@@ -461,3 +461,97 @@ def test_prompt_longer_than_the_batch_with_nothing_else_in_flight(tiny_gguf: Pat
     assert results[0].error is None and len(results[0].samples) == 2
     assert results[0].prompt_tokens > 16
     assert all(s.n_tokens > 0 for s in results[0].samples)
+
+
+# ---------------------------------------------------------------------------------------------- KV layouts
+def test_default_kv_layout_and_stream_sizing() -> None:
+    from overtonlite.backends.llamacpp import kv_layout_for, stream_budget, stream_bytes, stream_cells
+
+    assert (
+        kv_layout_for(None) == "unified"
+        and kv_layout_for(80) == "unified"
+        and kv_layout_for(255) == "unified"
+    )
+    assert kv_layout_for(256) == "streams" and kv_layout_for(512) == "streams"
+    assert stream_cells(512) == 512 and stream_cells(513) == 768 and stream_cells(2048) == 2048
+    # SmolLM2-135M: 30 layers x 3 KV heads x (64 + 64) dims x 2 bytes = 23,040 bytes a cell, 47 MB a 2,048-cell stream
+    smollm = {"general.architecture": "llama", "llama.block_count": 30, "llama.attention.head_count": 9,
+              "llama.attention.head_count_kv": 3, "llama.embedding_length": 576}  # fmt: skip
+    assert stream_bytes(smollm, 2048, 512) == 23040 * 2048
+    # gemma-3-270m: 18 layers x 1 KV head x (256 + 256) x 2 = 18,432 a cell; 15 of 18 layers keep only their
+    # 512-token window + a 512-token batch, so 1,024 cells of a 2,048-cell stream
+    gemma = {"general.architecture": "gemma3", "gemma3.block_count": 18, "gemma3.attention.head_count": 4,
+             "gemma3.attention.head_count_kv": 1, "gemma3.attention.key_length": 256,
+             "gemma3.attention.value_length": 256, "gemma3.embedding_length": 640,
+             "gemma3.attention.sliding_window": 512}  # fmt: skip
+    assert stream_bytes(gemma, 2048, 512) == 1024 * (3 * 2048 + 15 * 1024)
+    assert stream_bytes(gemma, 512, 512) == 18432 * 512  # a stream no longer than window + batch: no saving
+    assert stream_bytes({}, 2048, 512) == 0
+    assert stream_budget(23040 * 2048, 24 << 30) == 8  # (8 + 1) streams fit the 512 MiB cap, (16 + 1) do not
+    assert stream_budget(stream_bytes(gemma, 2048, 512), 24 << 30) == 16
+    assert stream_budget(23040 * 512, 24 << 30) == 32  # short contexts: more streams in the same bytes
+    assert (
+        stream_budget(23040 * 2048, 2 << 30) == 4
+    )  # an eighth of a small machine's memory is the tighter limit
+    assert stream_budget(0, 24 << 30) == stream_budget(23040 * 2048, 0) == 8
+
+
+def test_kv_layout_is_described_and_part_of_the_settings(tiny_gguf: Path) -> None:
+    with pytest.raises(UsageError, match="kv_layout"):
+        _gen(tiny_gguf, kv_layout="paged")
+    streams = _gen(tiny_gguf, n_ctx=300, max_seqs=3, kv_layout="streams")
+    unified = _gen(tiny_gguf, n_ctx=300, max_seqs=3, max_tokens=24)
+    try:
+        d = streams.describe()
+        assert d["kv_layout"] == "streams" and d["kv_unified"] is False and d["n_ctx_seq"] == 512
+        assert streams.n_kv == 512 * 4  # a stream per sample sequence, and one for the prefix cache
+        assert streams.schedule_settings()["kv_layout"] == "streams"
+        assert unified.describe()["kv_layout"] == "unified"
+        assert "kv_layout" not in unified.schedule_settings()  # unified runs keep the keys they always had
+    finally:
+        streams.close()
+        unified.close()
+
+
+def test_streams_layout_samples_what_the_unified_cache_samples(tiny_gguf: Path) -> None:
+    """The f32 tiny model computes the same floats in both layouts, so the texts must match exactly; the run is
+    built so that every streams mechanic is exercised: a cached prefix copied and cut back to the shared part,
+    siblings copied from the evaluated prompt, and samples moved down to close the gaps finished ones leave."""
+    preamble = "Here are some examples of helpful answers to questions. " * 4
+    reqs = [
+        _req(f"p{i}", preamble + f"Question {i}: what is {i}? Answer:", seeds=(i, i + 1, i + 2),
+             sampling=SamplingConfig(max_tokens=6 + 7 * (i % 4)))
+        for i in range(7)
+    ]  # fmt: skip
+    # a later call shares only the preamble with the cached prefix (which also holds "Question "): the copy of the
+    # prefix stream is cut back to the shared part
+    later = [
+        _req("other", preamble + "Tell me a story.", seeds=(5, 6), sampling=SamplingConfig(max_tokens=20))
+    ]
+    streams = _gen(tiny_gguf, max_seqs=7, min_prefix=16, kv_layout="streams")
+    unified = _gen(tiny_gguf, max_seqs=7, min_prefix=16, kv_layout="unified")
+    cuts: list[tuple[int, int]] = []
+    seq_rm = streams.native.seq_rm
+
+    def spy(seq: int, p0: int = -1) -> None:
+        if p0 >= 0:
+            cuts.append((seq, p0))
+        seq_rm(seq, p0)
+
+    streams.native.seq_rm = spy  # type: ignore[method-assign]
+    try:
+        a = _texts(list(streams.generate(reqs)))
+        b = _texts(list(unified.generate(reqs)))
+        assert streams.stats["stream_moves"] > 0 and unified.stats["stream_moves"] == 0
+        assert streams.stats["prefix_tokens_evaluated"] == unified.stats["prefix_tokens_evaluated"] > 0
+        cached = streams.stats["prefix_tokens_evaluated"]
+        a |= _texts(list(streams.generate(later)))
+        b |= _texts(list(unified.generate(later)))
+        assert streams.stats["prefix_tokens_evaluated"] == cached  # reused, not evaluated again
+        assert cuts and all(0 < p0 < cached for _, p0 in cuts)
+        assert streams.stats["prompt_tokens_evaluated"] == unified.stats["prompt_tokens_evaluated"]
+    finally:
+        streams.close()
+        unified.close()
+    assert a == b
+    assert all(len(v) == 3 for k, v in a.items() if k != "other") and len(a["other"]) == 2

@@ -276,3 +276,25 @@ def test_sequence_budget_rule_and_resume_keeps_the_recorded_budget(tmp_path: Pat
     )
     refused = CliRunner().invoke(cli, [*args, "--limit", "5", "--max-seqs", "5"])
     assert refused.exit_code != 0 and "max_seqs" in (refused.output + str(refused.exception))
+
+
+def test_resume_keeps_the_recorded_kv_layout(tmp_path: Path, tiny_gguf: Path) -> None:
+    """--max-tokens 300 picks a stream per sequence by default; a run directory sampled with the unified cache
+    (recorded by layout, or by an earlier version's ``kv_unified``) resumes with it instead of being refused."""
+    from overtonlite.cli.sample_cmd import recorded_engine
+    from overtonlite.rundir.manifest import read_manifest
+
+    out = tmp_path / "run"
+    args = ["sample", "--model", str(tiny_gguf), "--prompts", "builtin:contested", "--n", "2", "--max-tokens", "300",
+            "--ctx", "512", "--threads", "1", "--max-seqs", "2", "--out", str(out), "--json"]  # fmt: skip
+    first = CliRunner().invoke(cli, [*args, "--limit", "1"])
+    assert first.exit_code == 0, first.output
+    assert read_manifest(out)["systems"][tiny_gguf.stem]["engine"]["kv_layout"] == "streams"
+    assert recorded_engine(out, tiny_gguf.stem) == (2, "streams")
+    manifest = json.loads((out / "manifest.json").read_text())
+    engine = manifest["systems"][tiny_gguf.stem]["engine"]
+    del engine["kv_layout"]
+    engine["kv_unified"] = True  # what an earlier version wrote
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert recorded_engine(out, tiny_gguf.stem) == (2, "unified")
+    assert recorded_engine(tmp_path / "none", tiny_gguf.stem) == (None, None)

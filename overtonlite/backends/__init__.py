@@ -55,13 +55,15 @@ def open_generator(
     threads: int | None = None,
     max_seqs: int | None = None,
     max_tokens: int | None = None,
+    kv_layout: str | None = None,
     progress: Any = None,
 ) -> Any:
     """A :class:`~overtonlite.backends.base.Generator` for a registry model (a name or a ``ModelSpec``).
 
     Local GGUF: pulled into the cache if needed, then :class:`~overtonlite.backends.llamacpp.LlamaCppGenerator`
     (``n_ctx`` default 2048, ``threads`` default physical cores, ``max_seqs`` default from the machine's memory,
-    ``max_tokens`` the longest sample that will be asked for, which sizes its KV cache). Served: an
+    ``max_tokens`` the longest sample that will be asked for, which sizes its KV cache and picks its layout unless
+    ``kv_layout`` names one). Served: an
     :class:`~overtonlite.backends.openai.OpenAIGenerator` over every ``base_urls`` entry with the entry's
     concurrency per URL, timeout and retries; chat mode follows the role; ``n_ctx`` defaults to the entry's
     ``context_length``, else what the server reports. The key comes only from the variable ``api_key_env`` names.
@@ -99,6 +101,8 @@ def open_generator(
         kwargs["max_seqs"] = max_seqs
     if max_tokens is not None:
         kwargs["max_tokens"] = max_tokens
+    if kv_layout is not None:
+        kwargs["kv_layout"] = kv_layout
     return LlamaCppGenerator(path, **kwargs)
 
 

@@ -188,10 +188,15 @@ def sample(
         generator = _fake_generator(model, ctx=ctx, delay=fake_delay, chat=mode != "raw")
         model_name = model
     else:
-        if max_seqs is None:  # a resumed run keeps the budget it was sampled with (it decides the texts)
-            max_seqs = recorded_max_seqs(out, system or _model_label(model))
+        # a resumed run keeps the sequence budget and KV layout it was sampled with (they decide the texts)
+        recorded_seqs, kv_layout = recorded_engine(out, system or _model_label(model))
         generator, model_name, extra_stop = _model_generator(
-            model, ctx=ctx, threads=threads, max_seqs=max_seqs, max_tokens=max_tokens
+            model,
+            ctx=ctx,
+            threads=threads,
+            max_seqs=recorded_seqs if max_seqs is None else max_seqs,
+            max_tokens=max_tokens,
+            kv_layout=kv_layout,
         )
     sampling = SamplingConfig(
         temperature=temperature,
@@ -252,20 +257,32 @@ def _model_label(model: str) -> str:
     return path.stem if path is not None else model
 
 
-def recorded_max_seqs(out: Path, system: str) -> int | None:
-    """The llama.cpp sequence budget ``system`` was sampled with in run directory ``out`` (None: not recorded)."""
+def recorded_engine(out: Path, system: str) -> tuple[int | None, str | None]:
+    """The llama.cpp sequence budget and KV layout ``system`` was sampled with in run directory ``out`` (None
+    where not recorded; a run from before the layouts existed had the unified cache)."""
     from overtonlite.rundir.manifest import read_manifest
 
     try:
         entry = ((read_manifest(out) or {}).get("systems") or {}).get(system) or {}
     except Exception:  # noqa: BLE001 - an unreadable manifest is reported by the run itself
-        return None
-    value = (entry.get("engine") or {}).get("max_seqs")
-    return int(value) if isinstance(value, int) and value >= 1 else None
+        return None, None
+    engine = entry.get("engine") or {}
+    value = engine.get("max_seqs")
+    seqs = int(value) if isinstance(value, int) and value >= 1 else None
+    layout = engine.get("kv_layout")
+    if layout not in ("unified", "streams"):
+        layout = "unified" if engine.get("kv_unified") is True else None
+    return seqs, layout
 
 
 def _model_generator(
-    model: str, *, ctx: int | None, threads: int | None, max_seqs: int | None, max_tokens: int | None = None
+    model: str,
+    *,
+    ctx: int | None,
+    threads: int | None,
+    max_seqs: int | None,
+    max_tokens: int | None = None,
+    kv_layout: str | None = None,
 ) -> tuple[Any, str, tuple[str, ...]]:
     """(generator, name, extra stop strings) for a .gguf path or a registry model, local or served (a local
     registry model is pulled with the progress display of ``models pull``)."""
@@ -280,6 +297,7 @@ def _model_generator(
             "model_sha256": file_sha256(path),
             "max_seqs": max_seqs,
             "max_tokens": max_tokens,
+            "kv_layout": kv_layout,
         }
         if ctx is not None:
             kwargs["n_ctx"] = ctx
@@ -298,6 +316,7 @@ def _model_generator(
             threads=threads,
             max_seqs=max_seqs,
             max_tokens=max_tokens,
+            kv_layout=kv_layout,
             progress=bar.callback(spec.name),
         )
     return generator, spec.name, tuple(spec.stop)

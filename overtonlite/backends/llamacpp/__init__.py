@@ -2,7 +2,7 @@
 
 How a run is scheduled
 ----------------------
-* One context with a *unified* KV cache of ``n_kv`` cells and ``max_seqs + 1`` sequences. Sequence 0 holds the
+* One context with ``max_seqs + 1`` sequences, in one of two KV layouts (see "KV layout"). Sequence 0 holds the
   shared-prefix cache; sequences ``1..max_seqs`` hold samples.
 * A prompt group (one rendered prompt, N seeds) becomes one *job* (or several, when N exceeds ``max_seqs`` or the
   KV budget). A job's prompt is evaluated ONCE into its first sequence; its KV cells are then shared with the
@@ -22,6 +22,28 @@ How a run is scheduled
   into each job before only the job's own suffix is evaluated. The cache lives as long as the generator, so a
   URIAL preamble is evaluated once per run. ``GroupResult.prompt_tokens_evaluated`` and
   ``stats["prompt_tokens_evaluated"]`` count the tokens actually evaluated.
+
+KV layout
+---------
+``unified``: one KV cache of ``n_kv`` cells shared by all sequences. Siblings share their prompt's cells and a
+group reserves only the cells it may use (``prompt + N * max_new``), so it is small; but every step's attention
+walks the cells of *all* sequences (llama.cpp masks the others' cells row by row, and a sequence's own cells lie
+interleaved with everyone else's), so a step slows down as the answers in flight grow. Measured through this engine
+at 32 sequences: SmolLM2-135M 155 -> 47 tok/s and gemma-3-270m 124 -> 56 tok/s between 18 and 338 cells per
+sequence.
+
+``streams``: every sequence has a KV stream of its own of :func:`stream_cells` (``n_ctx`` rounded up to 256)
+cells, so attention reads only the sequence's own, contiguous cells (SmolLM2 120 and gemma 132 tok/s at 32
+sequences and depth 338, in the same measurement). The price is memory: each stream holds a whole context and
+siblings hold their own copy of the prompt, so the default ``max_seqs`` comes from :func:`stream_budget` (streams
+within :data:`STREAMS_KV_CAP`). Two mechanics differ: llama.cpp copies between streams only whole (a cached prefix is
+copied, then cut back to the shared part; siblings get a copy of the evaluated prompt), and it cuts a batch into
+one micro-batch per run of consecutive sequence ids, so the scheduler keeps the sampling sequences on consecutive
+ids by moving the highest one into the stream a finished sample frees (``stats["stream_moves"]``).
+
+The default is :func:`kv_layout_for`: streams when the caller's ``max_tokens`` is at least
+:data:`STREAMS_MIN_TOKENS` (long answers, where the unified cache's walk dominates), unified otherwise. The layout
+is part of :meth:`LlamaCppGenerator.schedule_settings` (it changes the floats, so the texts).
 
 Sampling
 --------
@@ -107,6 +129,13 @@ KV_SHARE = 0.125
 MAX_KV_CELLS = 16384
 DEFAULT_CELLS_PER_SEQ = 512  # KV cells per sequence when the caller gives no max_tokens
 SCHEDULE_VERSION = 1  # bump when a scheduling change alters which tokens are decoded together
+# streams layout: the default from this max_tokens on (kv_layout_for), the bytes of KV streams one model may take
+# by default (stream_budget), and the scheduler's cell budget (none: every stream holds a whole context)
+STREAMS_MIN_TOKENS = 256
+STREAMS_KV_CAP = 512 * 2**20
+STREAMS_BUDGET = 2**40
+# every n-th layer attends globally, the others over a sliding window (llama.cpp's defaults for these architectures)
+SWA_PATTERNS = {"gemma2": 2, "gemma3": 6}
 SAMPLER_CHAIN = "repetition penalty (whole context) -> top_k -> top_p -> min_p -> temp -> dist(seed, PCG64)"
 
 
@@ -120,16 +149,19 @@ def cells_per_sequence(max_tokens: int | None) -> int:
     return min(max(int(max_tokens) + 64, 128), DEFAULT_CELLS_PER_SEQ)
 
 
+def _metadata(source: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(source, Mapping):
+        return source
+    from overtonlite.gguf_info import read_gguf_metadata
+
+    return read_gguf_metadata(source)
+
+
 def kv_bytes_per_cell(source: str | Path | Mapping[str, Any]) -> int:
     """Bytes of f16 K and V one KV cell takes over all layers, from a GGUF's metadata (the file's path, or the
     metadata already read); 0 when unknown."""
     try:
-        if isinstance(source, Mapping):
-            meta = source
-        else:
-            from overtonlite.gguf_info import read_gguf_metadata
-
-            meta = read_gguf_metadata(source)
+        meta = _metadata(source)
         arch = str(meta.get("general.architecture", ""))
         layers = int(meta[f"{arch}.block_count"])
         heads = int(meta[f"{arch}.attention.head_count"])
@@ -158,6 +190,53 @@ def machine_memory() -> int | None:
         return None
 
 
+def stream_bytes(source: str | Path | Mapping[str, Any], cells: int, n_batch: int) -> int:
+    """Bytes of f16 K and V one KV stream of ``cells`` cells takes (0 when unknown). Layers with a sliding window
+    keep only ``window + n_batch`` cells (rounded up to 256) of a stream, as llama.cpp sizes them; which layers
+    those are comes from the GGUF's pattern, else :data:`SWA_PATTERNS` (else none: an overestimate)."""
+    cell = kv_bytes_per_cell(source)
+    if not cell:
+        return 0
+    meta = _metadata(source)
+    arch = str(meta.get("general.architecture", ""))
+    window = meta.get(f"{arch}.attention.sliding_window")
+    pattern = meta.get(f"{arch}.attention.sliding_window_pattern", SWA_PATTERNS.get(arch, 0))
+    if not isinstance(window, int) or window <= 0 or not isinstance(pattern, int) or pattern < 2:
+        return cell * cells
+    layers = int(meta[f"{arch}.block_count"])
+    local = sum(1 for il in range(layers) if il % pattern < pattern - 1)  # every pattern-th layer is global
+    local_cells = min(cells, stream_cells(window + n_batch))
+    return cell * ((layers - local) * cells + local * local_cells) // layers
+
+
+def kv_layout_for(max_tokens: int | None) -> str:
+    """The default KV layout: a stream per sequence when answers may reach :data:`STREAMS_MIN_TOKENS` tokens, the
+    unified cache for shorter ones and when the caller gives no ``max_tokens`` (see "KV layout" in the module
+    docstring)."""
+    if max_tokens is None or max_tokens < STREAMS_MIN_TOKENS:
+        return "unified"
+    return "streams"
+
+
+def stream_cells(n_ctx: int) -> int:
+    """KV cells of one stream: the per-sequence context rounded up to llama.cpp's stream granularity (256)."""
+    return -(-int(n_ctx) // 256) * 256
+
+
+def stream_budget(bytes_per_stream: int, memory: int | None = None) -> int:
+    """The default ``max_seqs`` with a stream per sequence: the largest of :data:`SEQ_BUDGETS` whose streams (one
+    more for the prefix cache; :func:`stream_bytes` each) fit :data:`STREAMS_KV_CAP` bytes and :data:`KV_SHARE` of
+    the machine's memory; 8 when the memory or the stream's size is unknown."""
+    avail = machine_memory() if memory is None else memory
+    if not bytes_per_stream or not avail:
+        return 8
+    cap = min(STREAMS_KV_CAP, KV_SHARE * avail)
+    for seqs in SEQ_BUDGETS:
+        if (seqs + 1) * bytes_per_stream <= cap:
+            return seqs
+    return 1
+
+
 def sequence_budget(cell_bytes: int, cells_per_seq: int, memory: int | None = None) -> int:
     """The default ``max_seqs``: the largest of :data:`SEQ_BUDGETS` whose KV cache (``cells_per_seq`` cells per
     sequence, at most :data:`MAX_KV_CELLS` in all) takes at most :data:`KV_SHARE` of the machine's memory; 16 when
@@ -176,11 +255,14 @@ def sequence_budget(cell_bytes: int, cells_per_seq: int, memory: int | None = No
 class LlamaCppGenerator:
     """N samples per prompt, several prompt groups in flight, on one llama.cpp context (see module docstring).
 
-    ``n_ctx`` is the per-sequence context (prompt + generated tokens); ``max_seqs`` the number of sequences decoded
-    together (default: :func:`sequence_budget`); ``n_kv`` the total KV cells shared by all sequences (default
-    ``max(n_ctx, min(16384, cells_per_sequence(max_tokens) * max_seqs))``; ``max_tokens`` is the longest
-    sample the caller will ask for, a sizing hint only); ``n_threads`` defaults to the number of physical cores
-    (used for decoding and prompt evaluation).
+    ``n_ctx`` is the per-sequence context (prompt + generated tokens); ``kv_layout`` ``"unified"`` or
+    ``"streams"`` (default :func:`kv_layout_for`; see "KV layout" in the module docstring); ``max_seqs`` the number
+    of sequences decoded together (default: :func:`sequence_budget`, or :func:`stream_budget` with streams);
+    ``n_kv`` the total KV cells shared by all sequences of the unified layout (default
+    ``max(n_ctx, min(16384, cells_per_sequence(max_tokens) * max_seqs))``; with streams every sequence gets
+    :func:`stream_cells` and ``n_kv`` is ignored); ``max_tokens`` is the longest sample the caller will ask for, a
+    sizing hint only); ``n_threads`` defaults to the number of physical cores (used for decoding and prompt
+    evaluation).
     ``min_prefix`` is the shortest token prefix worth sharing, ``lookahead`` how many requests are read ahead to
     find shared prefixes. ``verbose`` keeps llama.cpp's own logging; ``ignore_eos`` (benchmarks only) samples
     past end-of-generation tokens. Raises ModelLoadError for a missing, truncated or corrupt model file.
@@ -202,6 +284,7 @@ class LlamaCppGenerator:
         lookahead: int = 64,
         verbose: bool = False,
         ignore_eos: bool = False,
+        kv_layout: str | None = None,
     ) -> None:
         path = Path(model_path)
         if not path.is_file():
@@ -218,26 +301,40 @@ class LlamaCppGenerator:
         self.model_sha256 = model_sha256
         self.model_path = path
         self.n_ctx = int(n_ctx)
-        per_seq = cells_per_sequence(max_tokens)
+        if kv_layout not in (None, "unified", "streams"):
+            raise UsageError(f"kv_layout must be 'unified' or 'streams', not {kv_layout!r}")
+        self.kv_layout = kv_layout or kv_layout_for(max_tokens)
+        streams = self.kv_layout == "streams"
+        per_seq = stream_cells(self.n_ctx) if streams else cells_per_sequence(max_tokens)
         if max_seqs:
             self.max_seqs = int(max_seqs)
         else:  # the header was just read by the validation: its metadata gives the KV cell size
-            cell = kv_bytes_per_cell(header.metadata if header is not None else path)
-            self.max_seqs = sequence_budget(cell, per_seq)
+            meta = header.metadata if header is not None else path
+            if streams:
+                self.max_seqs = stream_budget(stream_bytes(meta, per_seq, int(n_batch)))
+            else:
+                self.max_seqs = sequence_budget(kv_bytes_per_cell(meta), per_seq)
         self.n_threads = int(n_threads) if n_threads else physical_cores()
         self.min_prefix = max(1, int(min_prefix))
         self.lookahead = max(2, int(lookahead))
-        n_kv = int(n_kv) if n_kv else max(self.n_ctx, min(MAX_KV_CELLS, per_seq * self.max_seqs))
+        if streams:  # one stream per sequence (and one for the prefix cache), each holding a whole context
+            n_kv = per_seq * (self.max_seqs + 1)
+        else:
+            n_kv = int(n_kv) if n_kv else max(self.n_ctx, min(MAX_KV_CELLS, per_seq * self.max_seqs))
+            n_kv = max(n_kv, self.n_ctx + 16)
         self.native = NativeModel(
             path,
-            n_kv=max(n_kv, self.n_ctx + 16),
+            n_kv=n_kv,
             n_seq_max=self.max_seqs + 1,
             n_batch=max(int(n_batch), self.max_seqs),
             n_threads=self.n_threads,
             verbose=verbose,
+            unified=not streams,
         )
         self.n_kv = self.native.n_kv
-        self.kv = KVState(budget=self.n_kv - 16)  # KV cells the scheduler hands out, and the cached prefix
+        # KV cells the scheduler hands out, and the cached prefix; a stream always has room for a whole context
+        # (the prompt check in _plan), so the shared budget never binds there
+        self.kv = KVState(budget=STREAMS_BUDGET if streams else self.n_kv - 16)
         self.workspace = Workspace(threads=self.n_threads)  # the sampler's buffer and helper thread
         self._template = self.native.meta("tokenizer.chat_template")
         self._busy = False
@@ -249,6 +346,7 @@ class LlamaCppGenerator:
             "groups": 0,
             "gen_step_tokens": 0,  # tokens sampled in generation-only steps ...
             "gen_step_us": 0,  # ... and the time those steps took (decode + sampling), for tokens/s
+            "stream_moves": 0,  # streams layout: samples moved into a lower stream to close a gap
         }
 
     # -- simple protocol methods -------------------------------------------------------------------------------
@@ -290,7 +388,7 @@ class LlamaCppGenerator:
         it only caps a sample's length (recorded as ``finish_reason="length"``) and, through the default
         ``n_kv``, the cache size, which is listed; so ``--retry-errors`` with a larger ``--ctx`` stays possible.
         """
-        return {
+        settings = {
             "engine": "llama.cpp",
             "schedule": SCHEDULE_VERSION,
             "max_seqs": self.max_seqs,
@@ -300,6 +398,9 @@ class LlamaCppGenerator:
             "min_prefix": self.min_prefix,
             "lookahead": self.lookahead,
         }
+        if self.kv_layout == "streams":  # only then: unified runs keep the keys they had before the layouts
+            settings["kv_layout"] = "streams"
+        return settings
 
     def describe(self) -> dict[str, Any]:
         """Facts for the manifest."""
@@ -314,7 +415,9 @@ class LlamaCppGenerator:
             "n_kv": self.n_kv,
             "max_seqs": self.max_seqs,
             "n_batch": self.native.n_batch,
-            "kv_unified": True,
+            "kv_unified": self.kv_layout == "unified",
+            "kv_layout": self.kv_layout,
+            "n_ctx_seq": self.native.n_ctx_seq,
             "sampler_chain": SAMPLER_CHAIN,
             "model_path": str(self.model_path),
             "n_ctx_train": self.native.n_ctx_train(),
@@ -377,4 +480,13 @@ class LlamaCppGenerator:
         return jobs
 
 
-__all__ = ["LlamaCppGenerator", "SAMPLER_CHAIN", "sequence_budget", "cells_per_sequence"]
+__all__ = [
+    "LlamaCppGenerator",
+    "SAMPLER_CHAIN",
+    "cells_per_sequence",
+    "kv_layout_for",
+    "sequence_budget",
+    "stream_budget",
+    "stream_bytes",
+    "stream_cells",
+]

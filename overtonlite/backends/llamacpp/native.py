@@ -1,8 +1,9 @@
 """Thin, typed helpers over llama.cpp's low-level ctypes API (``llama_cpp.llama_cpp``).
 
 Only :mod:`overtonlite.backends.llamacpp` uses this module. ``llama_cpp`` is imported lazily inside functions, so
-importing this module stays cheap. :class:`NativeModel` owns one model, one context (unified KV cache with
-``n_seq_max`` sequences) and one reusable batch; it frees them in :meth:`NativeModel.close`.
+importing this module stays cheap. :class:`NativeModel` owns one model, one context (a unified KV cache shared by
+``n_seq_max`` sequences, or one KV stream per sequence) and one reusable batch; it frees them in
+:meth:`NativeModel.close`.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ class NativeModel:
         n_batch: int,
         n_threads: int,
         verbose: bool = False,
+        unified: bool = True,
     ) -> None:
+        """``n_kv`` is the KV cells in all; with ``unified=False`` llama.cpp gives each of the ``n_seq_max``
+        sequences a stream of its own of ``n_kv / n_seq_max`` cells (rounded up to 256, see :attr:`n_ctx_seq`)."""
         ll = self.ll = import_llama()
         set_logging(verbose)
         self.path = Path(path)
@@ -105,7 +109,7 @@ class NativeModel:
         cparams.n_seq_max = n_seq_max
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads
-        cparams.kv_unified = True
+        cparams.kv_unified = unified
         cparams.no_perf = True
         ctx = ll.llama_init_from_model(model, cparams)
         if not ctx:
@@ -121,6 +125,10 @@ class NativeModel:
             ll.llama_set_abort_callback(ctx, *self._abort)
         self.mem = ll.llama_get_memory(ctx)
         self.n_kv = int(ll.llama_n_ctx(ctx))
+        self.unified = unified
+        self.n_ctx_seq = int(
+            ll.llama_n_ctx_seq(ctx)
+        )  # cells one sequence can hold (all of them when unified)
         self.n_batch = int(ll.llama_n_batch(ctx))
         self._batch = ll.llama_batch_init(self.n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
@@ -249,8 +257,9 @@ class NativeModel:
     def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
         self.ll.llama_memory_seq_cp(self.mem, src, dst, p0, p1)
 
-    def seq_rm(self, seq: int) -> None:
-        self.ll.llama_memory_seq_rm(self.mem, seq, -1, -1)
+    def seq_rm(self, seq: int, p0: int = -1) -> None:
+        """Drop the sequence's cells from position ``p0`` on (all of them by default)."""
+        self.ll.llama_memory_seq_rm(self.mem, seq, p0, -1)
 
     def clear(self) -> None:
         self.ll.llama_memory_clear(self.mem, False)

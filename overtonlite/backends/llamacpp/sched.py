@@ -144,6 +144,7 @@ class Scheduler:
         self.prefill: list[Job] = []
         self.slots: list[Slot] = []
         self.active: list[Job] = []
+        self.streams = gen.kv_layout == "streams"  # one KV stream per sequence (see _compact)
         self.cohort = -1  # the cohort in flight (-1: none, continuous batching)
         self.fresh = False  # nothing decoded since the cache was cleared
 
@@ -278,7 +279,12 @@ class Scheduler:
             assert pref is not None
             pref.refs += 1
             job.prefix = pref
-            self.nm.seq_cp(PREFIX_SEQ, seq0, 0, reuse)
+            if self.streams:  # llama.cpp copies a stream whole: copy, then drop what is past the shared part
+                self.nm.seq_cp(PREFIX_SEQ, seq0)
+                if len(pref.tokens) > reuse:
+                    self.nm.seq_rm(seq0, reuse)
+            else:
+                self.nm.seq_cp(PREFIX_SEQ, seq0, 0, reuse)
         job.reuse = reuse
         job.seqs = [seq0] + [heapq.heappop(self.free_seqs) for _ in job.indices[1:]]
         job.cells = prompt_cells
@@ -336,12 +342,39 @@ class Scheduler:
             if self._advance(slot, tok):
                 keep.append(slot)
         self.slots = keep
+        if self.streams:
+            self._compact()
         stats = self.gen.stats
         stats["generated_tokens"] += produced
         if pure:
             stats["gen_step_tokens"] += produced
             stats["gen_step_us"] += int((time.perf_counter() - t0) * 1e6)
         return produced
+
+    def _compact(self) -> None:
+        """Streams: keep the sampling sequences on consecutive ids, in id order.
+
+        With a stream per sequence, llama.cpp cuts a batch into one micro-batch per run of consecutive sequence
+        ids (and each micro-batch costs a pass over the weights), so a hole left by a finished sample is filled
+        by moving the highest sampling sequence into it: its stream is copied whole (before the next decode) and
+        the old one freed. Sequences still waiting for their prompt are never moved. Deterministic, like the rest
+        of the schedule, and the values are copied bit for bit.
+        """
+        by_seq = {slot.seq: slot for slot in self.slots}
+        reserved = {seq for job in self.prefill for seq in job.seqs}
+        while self.free_seqs and by_seq:
+            top = max(by_seq.keys() | reserved)
+            if self.free_seqs[0] > top or top not in by_seq:
+                break
+            hole = heapq.heappop(self.free_seqs)
+            slot = by_seq.pop(top)
+            self.nm.seq_cp(top, hole)
+            self.nm.seq_rm(top)
+            slot.seq = hole
+            by_seq[hole] = slot
+            heapq.heappush(self.free_seqs, top)
+            self.gen.stats["stream_moves"] += 1
+        self.slots.sort(key=lambda slot: slot.seq)
 
     def _sample_all(self, outputs: list[tuple[Slot, int]]) -> list[int]:
         """Penalise each distinct logits row, then sample every sequence of the step at once (fastsample)."""
