@@ -150,11 +150,12 @@ def main() -> int:
     )
     cal = merge_calibrations(cal_rounds)
     any_cal = next(iter(cal.values()))
-    max_seqs, kv_budget = any_cal["max_seqs"], any_cal["kv_budget"]
+    max_seqs = any_cal["max_seqs"]
 
     rows = passes(out)
-    for r in rows:
-        r["batch"] = batch_used(r, max_seqs=max_seqs, kv_budget=kv_budget)
+    for r in rows:  # each model's own engine sizing (the streams layout gives models different budgets)
+        c = cal.get(r["model"], any_cal)
+        r["batch"] = batch_used(r, max_seqs=c["max_seqs"], kv_budget=c["kv_budget"])
     b = bound(rows, cal) if rows else {"decode_s": 0.0, "prompt_s": 0.0, "total_s": 0.0}
     timings = row.get("timings") or {}
     gen_s = sum(float(v) for k, v in timings.items() if k.endswith("generate"))

@@ -160,7 +160,9 @@ def calibrate(
             sc = SamplingConfig(temperature=0.5, repetition_penalty=1.1, max_tokens=DECODE_STEPS)
             # warm-up (first llama_decode allocates buffers and starts the thread pool), not timed
             list(gen.generate([GenRequest("cal-warm", short, (1,), sc.replace(max_tokens=2))]))
-            for b in sorted(set(batches)):
+            for b in sorted(
+                {min(b, gen.max_seqs) for b in batches}
+            ):  # never more than the engine runs at once
                 toks0, us0 = gen.stats["gen_step_tokens"], gen.stats["gen_step_us"]
                 list(gen.generate([GenRequest(f"cal-{b}", short, tuple(range(1, b + 1)), sc)]))
                 toks, us = gen.stats["gen_step_tokens"] - toks0, gen.stats["gen_step_us"] - us0
@@ -176,7 +178,8 @@ def calibrate(
             res["prompt_tokens"] = evaluated
             if depth_steps:
                 res["depth_tok_s"] = {
-                    b: _depth_curve(gen, short, sc, b, depth_steps) for b in sorted(set(depth_batches))
+                    b: _depth_curve(gen, short, sc, b, depth_steps)
+                    for b in sorted({min(b, gen.max_seqs) for b in depth_batches})
                 }
             out[name] = res
         finally:
