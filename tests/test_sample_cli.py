@@ -279,18 +279,24 @@ def test_sequence_budget_rule_and_resume_keeps_the_recorded_budget(tmp_path: Pat
 
 
 def test_resume_keeps_the_recorded_kv_layout(tmp_path: Path, tiny_gguf: Path) -> None:
-    """--max-tokens 300 picks a stream per sequence by default; a run directory sampled with the unified cache
-    (recorded by layout, or by an earlier version's ``kv_unified``) resumes with it instead of being refused."""
+    """A run sampled with --kv-layout streams resumes with streams without the option (the layout decides the
+    texts); a run directory of an earlier version (``kv_unified`` recorded) resumes with the unified cache."""
     from overtonlite.cli.sample_cmd import recorded_engine
     from overtonlite.rundir.manifest import read_manifest
 
     out = tmp_path / "run"
-    args = ["sample", "--model", str(tiny_gguf), "--prompts", "builtin:contested", "--n", "2", "--max-tokens", "300",
+    args = ["sample", "--model", str(tiny_gguf), "--prompts", "builtin:contested", "--n", "2", "--max-tokens", "6",
             "--ctx", "512", "--threads", "1", "--max-seqs", "2", "--out", str(out), "--json"]  # fmt: skip
-    first = CliRunner().invoke(cli, [*args, "--limit", "1"])
+    first = CliRunner().invoke(cli, [*args, "--limit", "1", "--kv-layout", "streams"])
     assert first.exit_code == 0, first.output
     assert read_manifest(out)["systems"][tiny_gguf.stem]["engine"]["kv_layout"] == "streams"
     assert recorded_engine(out, tiny_gguf.stem) == (2, "streams")
+    second = CliRunner().invoke(cli, [*args, "--limit", "2"])
+    assert second.exit_code == 0, second.output
+    assert read_manifest(out)["systems"][tiny_gguf.stem]["engine"]["kv_layout"] == "streams"
+    assert len(read_groups(out)) == 2
+    refused = CliRunner().invoke(cli, [*args, "--limit", "3", "--kv-layout", "unified"])
+    assert refused.exit_code != 0 and "kv_layout" in (refused.output + str(refused.exception))
     manifest = json.loads((out / "manifest.json").read_text())
     engine = manifest["systems"][tiny_gguf.stem]["engine"]
     del engine["kv_layout"]

@@ -83,8 +83,16 @@ class _BackendChoice(click.Choice):
     default=None,
     callback=at_least(1),
     help="Sequences decoded together (llama.cpp); about max-seqs / n groups are in flight. Default: the "
-    "largest of 32/16/8/... whose KV cache takes at most 1/8 of the machine's memory; a resumed run reuses "
-    "the value it recorded.",
+    "largest of 32/16/8/... whose KV cache takes at most 1/8 of the machine's memory (with --kv-layout "
+    "streams: at most 512 MiB of streams); a resumed run reuses the value it recorded.",
+)
+@click.option(
+    "--kv-layout",
+    type=click.Choice(["unified", "streams"]),
+    default=None,
+    help="llama.cpp KV cache: one cache shared by all sequences (unified, the default), or a stream of --ctx "
+    "cells per sequence (streams: no slowdown as answers grow, more memory, fewer sequences by default). A "
+    "resumed run reuses the layout it recorded.",
 )
 @click.option(
     "--retry-errors", is_flag=True, help="Regenerate groups recorded with an error (e.g. prompt too long)."
@@ -144,6 +152,7 @@ def sample(
     threads: int | None,
     ctx: int | None,
     max_seqs: int | None,
+    kv_layout: str | None,
     retry_errors: bool,
     out: Path,
     backend: str,
@@ -189,14 +198,14 @@ def sample(
         model_name = model
     else:
         # a resumed run keeps the sequence budget and KV layout it was sampled with (they decide the texts)
-        recorded_seqs, kv_layout = recorded_engine(out, system or _model_label(model))
+        recorded_seqs, recorded_layout = recorded_engine(out, system or _model_label(model))
         generator, model_name, extra_stop = _model_generator(
             model,
             ctx=ctx,
             threads=threads,
             max_seqs=recorded_seqs if max_seqs is None else max_seqs,
             max_tokens=max_tokens,
-            kv_layout=kv_layout,
+            kv_layout=kv_layout or recorded_layout,
         )
     sampling = SamplingConfig(
         temperature=temperature,

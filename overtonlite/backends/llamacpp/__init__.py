@@ -41,9 +41,12 @@ copied, then cut back to the shared part; siblings get a copy of the evaluated p
 one micro-batch per run of consecutive sequence ids, so the scheduler keeps the sampling sequences on consecutive
 ids by moving the highest one into the stream a finished sample frees (``stats["stream_moves"]``).
 
-The default is :func:`kv_layout_for`: streams when the caller's ``max_tokens`` is at least
-:data:`STREAMS_MIN_TOKENS` (long answers, where the unified cache's walk dominates), unified otherwise. The layout
-is part of :meth:`LlamaCppGenerator.schedule_settings` (it changes the floats, so the texts).
+The default is unified. On the full ``replicate`` preset (512-token answers) the streams layout, at the budgets
+that keep memory near the unified cache's (SmolLM2 8 sequences, gemma-3-270m 16), took as long as the unified
+cache and more memory: it removes the slowdown with depth, but a smaller batch gives the gain back (SmolLM2's
+chat pass ran 5 sequences at a time instead of 30). With memory to spare (``max_seqs`` 16-32), streams are the
+faster layout for long answers. The layout is part of :meth:`LlamaCppGenerator.schedule_settings` when it is
+streams (it changes the floats, so the texts; unified runs keep the keys they had).
 
 Sampling
 --------
@@ -129,9 +132,8 @@ KV_SHARE = 0.125
 MAX_KV_CELLS = 16384
 DEFAULT_CELLS_PER_SEQ = 512  # KV cells per sequence when the caller gives no max_tokens
 SCHEDULE_VERSION = 1  # bump when a scheduling change alters which tokens are decoded together
-# streams layout: the default from this max_tokens on (kv_layout_for), the bytes of KV streams one model may take
-# by default (stream_budget), and the scheduler's cell budget (none: every stream holds a whole context)
-STREAMS_MIN_TOKENS = 256
+# streams layout: the bytes of KV streams one model may take by default (stream_budget), and the scheduler's cell
+# budget (none: every stream holds a whole context)
 STREAMS_KV_CAP = 512 * 2**20
 STREAMS_BUDGET = 2**40
 # every n-th layer attends globally, the others over a sliding window (llama.cpp's defaults for these architectures)
@@ -209,15 +211,6 @@ def stream_bytes(source: str | Path | Mapping[str, Any], cells: int, n_batch: in
     return cell * ((layers - local) * cells + local * local_cells) // layers
 
 
-def kv_layout_for(max_tokens: int | None) -> str:
-    """The default KV layout: a stream per sequence when answers may reach :data:`STREAMS_MIN_TOKENS` tokens, the
-    unified cache for shorter ones and when the caller gives no ``max_tokens`` (see "KV layout" in the module
-    docstring)."""
-    if max_tokens is None or max_tokens < STREAMS_MIN_TOKENS:
-        return "unified"
-    return "streams"
-
-
 def stream_cells(n_ctx: int) -> int:
     """KV cells of one stream: the per-sequence context rounded up to llama.cpp's stream granularity (256)."""
     return -(-int(n_ctx) // 256) * 256
@@ -255,8 +248,8 @@ def sequence_budget(cell_bytes: int, cells_per_seq: int, memory: int | None = No
 class LlamaCppGenerator:
     """N samples per prompt, several prompt groups in flight, on one llama.cpp context (see module docstring).
 
-    ``n_ctx`` is the per-sequence context (prompt + generated tokens); ``kv_layout`` ``"unified"`` or
-    ``"streams"`` (default :func:`kv_layout_for`; see "KV layout" in the module docstring); ``max_seqs`` the number
+    ``n_ctx`` is the per-sequence context (prompt + generated tokens); ``kv_layout`` ``"unified"`` (default) or
+    ``"streams"`` (see "KV layout" in the module docstring); ``max_seqs`` the number
     of sequences decoded together (default: :func:`sequence_budget`, or :func:`stream_budget` with streams);
     ``n_kv`` the total KV cells shared by all sequences of the unified layout (default
     ``max(n_ctx, min(16384, cells_per_sequence(max_tokens) * max_seqs))``; with streams every sequence gets
@@ -303,7 +296,7 @@ class LlamaCppGenerator:
         self.n_ctx = int(n_ctx)
         if kv_layout not in (None, "unified", "streams"):
             raise UsageError(f"kv_layout must be 'unified' or 'streams', not {kv_layout!r}")
-        self.kv_layout = kv_layout or kv_layout_for(max_tokens)
+        self.kv_layout = kv_layout or "unified"
         streams = self.kv_layout == "streams"
         per_seq = stream_cells(self.n_ctx) if streams else cells_per_sequence(max_tokens)
         if max_seqs:
@@ -484,7 +477,6 @@ __all__ = [
     "LlamaCppGenerator",
     "SAMPLER_CHAIN",
     "cells_per_sequence",
-    "kv_layout_for",
     "sequence_budget",
     "stream_budget",
     "stream_bytes",
