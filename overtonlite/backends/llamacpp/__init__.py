@@ -29,12 +29,11 @@ KV layout
 group reserves only the cells it may use (``prompt + N * max_new``), so it is small; but every step's attention
 walks the cells of *all* sequences (llama.cpp masks the others' cells row by row, and a sequence's own cells lie
 interleaved with everyone else's), so a step slows down as the answers in flight grow. Measured through this engine
-at 32 sequences: SmolLM2-135M 155 -> 47 tok/s and gemma-3-270m 124 -> 56 tok/s between 18 and 338 cells per
-sequence.
+at 32 sequences between 18 and 338 cells per sequence: SmolLM2-135M 192 -> 48 tok/s, gemma-3-270m 124 -> 56.
 
 ``streams``: every sequence has a KV stream of its own of :func:`stream_cells` (``n_ctx`` rounded up to 256)
-cells, so attention reads only the sequence's own, contiguous cells (SmolLM2 120 and gemma 132 tok/s at 32
-sequences and depth 338, in the same measurement). The price is memory: each stream holds a whole context and
+cells, so attention reads only the sequence's own, contiguous cells (same measurement, SmolLM2: 157 -> 116 tok/s
+at 16 sequences, 103 -> 105 at 32; gemma: 100 -> 89 at 16; see the README). The price is memory: each stream holds a whole context and
 siblings hold their own copy of the prompt, so the default ``max_seqs`` comes from :func:`stream_budget` (streams
 within :data:`STREAMS_KV_CAP`). Two mechanics differ: llama.cpp copies between streams only whole (a cached prefix is
 copied, then cut back to the shared part; siblings get a copy of the evaluated prompt), and it cuts a batch into
@@ -44,8 +43,8 @@ ids by moving the highest one into the stream a finished sample frees (``stats["
 The default is unified. On the full ``replicate`` preset (512-token answers) the streams layout, at the budgets
 that keep memory near the unified cache's (SmolLM2 8 sequences, gemma-3-270m 16), took as long as the unified
 cache and more memory: it removes the slowdown with depth, but a smaller batch gives the gain back (SmolLM2's
-chat pass ran 5 sequences at a time instead of 30). With memory to spare (``max_seqs`` 16-32), streams are the
-faster layout for long answers. The layout is part of :meth:`LlamaCppGenerator.schedule_settings` when it is
+chat pass ran 5 sequences at a time instead of 30). With memory to spare (``max_seqs`` 16-32), the depth curves
+favour streams for long answers. The layout is part of :meth:`LlamaCppGenerator.schedule_settings` when it is
 streams (it changes the floats, so the texts; unified runs keep the keys they had).
 
 Sampling
