@@ -484,9 +484,8 @@ def test_stream_sizing() -> None:
     assert stream_budget(23040 * 2048, 24 << 30) == 8  # (8 + 1) streams fit the 512 MiB cap, (16 + 1) do not
     assert stream_budget(stream_bytes(gemma, 2048, 512), 24 << 30) == 16
     assert stream_budget(23040 * 512, 24 << 30) == 32  # short contexts: more streams in the same bytes
-    assert (
-        stream_budget(23040 * 2048, 2 << 30) == 4
-    )  # an eighth of a small machine's memory is the tighter limit
+    # an eighth of a small machine's memory is the tighter limit
+    assert stream_budget(23040 * 2048, 2 << 30) == 4
     assert stream_budget(0, 24 << 30) == stream_budget(23040 * 2048, 0) == 8
 
 
@@ -494,9 +493,8 @@ def test_kv_layout_is_described_and_part_of_the_settings(tiny_gguf: Path) -> Non
     with pytest.raises(UsageError, match="kv_layout"):
         _gen(tiny_gguf, kv_layout="paged")
     streams = _gen(tiny_gguf, n_ctx=300, max_seqs=3, kv_layout="streams")
-    unified = _gen(
-        tiny_gguf, n_ctx=300, max_seqs=3, max_tokens=512
-    )  # the default layout, whatever max_tokens
+    # the default layout, whatever max_tokens
+    unified = _gen(tiny_gguf, n_ctx=300, max_seqs=3, max_tokens=512)
     try:
         d = streams.describe()
         assert d["kv_layout"] == "streams" and d["kv_unified"] is False and d["n_ctx_seq"] == 512

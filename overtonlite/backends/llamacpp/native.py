@@ -126,9 +126,8 @@ class NativeModel:
         self.mem = ll.llama_get_memory(ctx)
         self.n_kv = int(ll.llama_n_ctx(ctx))
         self.unified = unified
-        self.n_ctx_seq = int(
-            ll.llama_n_ctx_seq(ctx)
-        )  # cells one sequence can hold (all of them when unified)
+        # the cells one sequence can hold (all of them when unified)
+        self.n_ctx_seq = int(ll.llama_n_ctx_seq(ctx))
         self.n_batch = int(ll.llama_n_batch(ctx))
         self._batch = ll.llama_batch_init(self.n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
