@@ -481,11 +481,11 @@ def test_stream_sizing() -> None:
     assert stream_bytes(gemma, 2048, 512) == 1024 * (3 * 2048 + 15 * 1024)
     assert stream_bytes(gemma, 512, 512) == 18432 * 512  # a stream no longer than window + batch: no saving
     assert stream_bytes({}, 2048, 512) == 0
-    assert stream_budget(23040 * 2048, 24 << 30) == 8  # (8 + 1) streams fit the 512 MiB cap, (16 + 1) do not
-    assert stream_budget(stream_bytes(gemma, 2048, 512), 24 << 30) == 16
+    assert stream_budget(23040 * 2048, 24 << 30) == 16  # (16 + 1) streams fit the 1 GiB cap, (32 + 1) do not
+    assert stream_budget(stream_bytes(gemma, 2048, 512), 24 << 30) == 32
     assert stream_budget(23040 * 512, 24 << 30) == 32  # short contexts: more streams in the same bytes
     # an eighth of a small machine's memory is the tighter limit
-    assert stream_budget(23040 * 2048, 2 << 30) == 4
+    assert stream_budget(23040 * 2048, 2 << 30) == 4 and stream_budget(23040 * 2048, 4 << 30) == 8
     assert stream_budget(0, 24 << 30) == stream_budget(23040 * 2048, 0) == 8
 
 

@@ -84,7 +84,7 @@ class _BackendChoice(click.Choice):
     callback=at_least(1),
     help="Sequences decoded together (llama.cpp); about max-seqs / n groups are in flight. Default: the "
     "largest of 32/16/8/... whose KV cache takes at most 1/8 of the machine's memory (with --kv-layout "
-    "streams: at most 512 MiB of streams); a resumed run reuses the value it recorded.",
+    "streams: at most 1 GiB of streams); a resumed run reuses the value it recorded.",
 )
 @click.option(
     "--kv-layout",

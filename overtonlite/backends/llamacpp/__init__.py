@@ -35,16 +35,17 @@ at 32 sequences between 18 and 338 cells per sequence: SmolLM2-135M 192 -> 48 to
 cells, so attention reads only the sequence's own, contiguous cells (same measurement, SmolLM2: 157 -> 116 tok/s
 at 16 sequences, 103 -> 105 at 32; gemma: 100 -> 89 at 16; see the README). The price is memory: each stream holds a whole context and
 siblings hold their own copy of the prompt, so the default ``max_seqs`` comes from :func:`stream_budget` (streams
-within :data:`STREAMS_KV_CAP`). Two mechanics differ: llama.cpp copies between streams only whole (a cached prefix is
+within :data:`STREAMS_KV_CAP`: 16 sequences on SmolLM2-135M, 32 on gemma-3-270m at ``n_ctx`` 2048). Two mechanics differ: llama.cpp copies between streams only whole (a cached prefix is
 copied, then cut back to the shared part; siblings get a copy of the evaluated prompt), and it cuts a batch into
 one micro-batch per run of consecutive sequence ids, so the scheduler keeps the sampling sequences on consecutive
 ids by moving the highest one into the stream a finished sample frees (``stats["stream_moves"]``).
 
-The default is unified. On the full ``replicate`` preset (512-token answers) the streams layout, at the budgets
-that keep memory near the unified cache's (SmolLM2 8 sequences, gemma-3-270m 16), took as long as the unified
-cache and more memory: it removes the slowdown with depth, but a smaller batch gives the gain back (SmolLM2's
-chat pass ran 5 sequences at a time instead of 30). With memory to spare (``max_seqs`` 16-32), the depth curves
-favour streams for long answers. The layout is part of :meth:`LlamaCppGenerator.schedule_settings` when it is
+The default is unified, for memory. On the full ``replicate`` preset (512-token answers) the streams layout with
+budgets that keep memory near the unified cache's (SmolLM2 8 sequences, gemma-3-270m 16) took as long as the
+unified cache: it removes the slowdown with depth, but the smaller batch gives the gain back (SmolLM2's chat
+pass ran 5 sequences at a time instead of 30). With 16 streams, SmolLM2's chat pass of that preset decoded 1.54x
+as fast as the unified cache at 32 sequences, for 0.4 GB more memory (see the README), which is the budget
+:data:`STREAMS_KV_CAP` now gives. The layout is part of :meth:`LlamaCppGenerator.schedule_settings` when it is
 streams (it changes the floats, so the texts; unified runs keep the keys they had).
 
 Sampling
@@ -133,7 +134,7 @@ DEFAULT_CELLS_PER_SEQ = 512  # KV cells per sequence when the caller gives no ma
 SCHEDULE_VERSION = 1  # bump when a scheduling change alters which tokens are decoded together
 # streams layout: the bytes of KV streams one model may take by default (stream_budget), and the scheduler's cell
 # budget (none: every stream holds a whole context)
-STREAMS_KV_CAP = 512 * 2**20
+STREAMS_KV_CAP = 2**30
 STREAMS_BUDGET = 2**40
 # every n-th layer attends globally, the others over a sliding window (llama.cpp's defaults for these architectures)
 SWA_PATTERNS = {"gemma2": 2, "gemma3": 6}
