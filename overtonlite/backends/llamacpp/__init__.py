@@ -33,12 +33,13 @@ at 32 sequences between 18 and 338 cells per sequence: SmolLM2-135M 192 -> 48 to
 
 ``streams``: every sequence has a KV stream of its own of :func:`stream_cells` (``n_ctx`` rounded up to 256)
 cells, so attention reads only the sequence's own, contiguous cells (same measurement, SmolLM2: 157 -> 116 tok/s
-at 16 sequences, 103 -> 105 at 32; gemma: 100 -> 89 at 16; see the README). The price is memory: each stream holds a whole context and
-siblings hold their own copy of the prompt, so the default ``max_seqs`` comes from :func:`stream_budget` (streams
-within :data:`STREAMS_KV_CAP`: 16 sequences on SmolLM2-135M, 32 on gemma-3-270m at ``n_ctx`` 2048). Two mechanics differ: llama.cpp copies between streams only whole (a cached prefix is
-copied, then cut back to the shared part; siblings get a copy of the evaluated prompt), and it cuts a batch into
-one micro-batch per run of consecutive sequence ids, so the scheduler keeps the sampling sequences on consecutive
-ids by moving the highest one into the stream a finished sample frees (``stats["stream_moves"]``).
+at 16 sequences, 103 -> 105 at 32; gemma: 100 -> 89 at 16; see the README). The price is memory: each stream
+holds a whole context and siblings hold their own copy of the prompt, so the default ``max_seqs`` comes from
+:func:`stream_budget` (streams within :data:`STREAMS_KV_CAP`: 16 sequences on SmolLM2-135M, 32 on gemma-3-270m
+at ``n_ctx`` 2048). Two mechanics differ: llama.cpp copies between streams only whole (a cached prefix is copied,
+then cut back to the shared part; siblings get a copy of the evaluated prompt), and it cuts a batch into one
+micro-batch per run of consecutive sequence ids, so the scheduler keeps the sampling sequences on consecutive ids
+by moving the highest one into the stream a finished sample frees (``stats["stream_moves"]``).
 
 The default is unified, for memory. On the full ``replicate`` preset (512-token answers) the streams layout with
 budgets that keep memory near the unified cache's (SmolLM2 8 sequences, gemma-3-270m 16) took as long as the
@@ -249,8 +250,8 @@ class LlamaCppGenerator:
     """N samples per prompt, several prompt groups in flight, on one llama.cpp context (see module docstring).
 
     ``n_ctx`` is the per-sequence context (prompt + generated tokens); ``kv_layout`` ``"unified"`` (default) or
-    ``"streams"`` (see "KV layout" in the module docstring); ``max_seqs`` the number
-    of sequences decoded together (default: :func:`sequence_budget`, or :func:`stream_budget` with streams);
+    ``"streams"`` (see "KV layout" in the module docstring); ``max_seqs`` the number of sequences decoded
+    together (default: :func:`sequence_budget`, or :func:`stream_budget` with streams);
     ``n_kv`` the total KV cells shared by all sequences of the unified layout (default
     ``max(n_ctx, min(16384, cells_per_sequence(max_tokens) * max_seqs))``; with streams every sequence gets
     :func:`stream_cells` and ``n_kv`` is ignored); ``max_tokens`` is the longest sample the caller will ask for, a
