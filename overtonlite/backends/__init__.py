@@ -62,8 +62,8 @@ def open_generator(
 
     Local GGUF: pulled into the cache if needed, then :class:`~overtonlite.backends.llamacpp.LlamaCppGenerator`
     (``n_ctx`` default 2048, ``threads`` default physical cores, ``max_seqs`` default from the machine's memory,
-    ``max_tokens`` the longest sample that will be asked for, which sizes its KV cache and picks its layout unless
-    ``kv_layout`` names one). Served: an
+    ``max_tokens`` the longest sample that will be asked for, which sizes its KV cache; ``kv_layout`` "unified"
+    (default) or "streams"). Served: an
     :class:`~overtonlite.backends.openai.OpenAIGenerator` over every ``base_urls`` entry with the entry's
     concurrency per URL, timeout and retries; chat mode follows the role; ``n_ctx`` defaults to the entry's
     ``context_length``, else what the server reports. The key comes only from the variable ``api_key_env`` names.

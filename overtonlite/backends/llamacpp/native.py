@@ -125,7 +125,6 @@ class NativeModel:
             ll.llama_set_abort_callback(ctx, *self._abort)
         self.mem = ll.llama_get_memory(ctx)
         self.n_kv = int(ll.llama_n_ctx(ctx))
-        self.unified = unified
         # the cells one sequence can hold (all of them when unified)
         self.n_ctx_seq = int(ll.llama_n_ctx_seq(ctx))
         self.n_batch = int(ll.llama_n_batch(ctx))
