@@ -160,9 +160,7 @@ def calibrate(
             sc = SamplingConfig(temperature=0.5, repetition_penalty=1.1, max_tokens=DECODE_STEPS)
             # warm-up (first llama_decode allocates buffers and starts the thread pool), not timed
             list(gen.generate([GenRequest("cal-warm", short, (1,), sc.replace(max_tokens=2))]))
-            for b in sorted(
-                {min(b, gen.max_seqs) for b in batches}
-            ):  # never more than the engine runs at once
+            for b in _capped(batches, gen.max_seqs):
                 toks0, us0 = gen.stats["gen_step_tokens"], gen.stats["gen_step_us"]
                 list(gen.generate([GenRequest(f"cal-{b}", short, tuple(range(1, b + 1)), sc)]))
                 toks, us = gen.stats["gen_step_tokens"] - toks0, gen.stats["gen_step_us"] - us0
@@ -179,12 +177,17 @@ def calibrate(
             if depth_steps:
                 res["depth_tok_s"] = {
                     b: _depth_curve(gen, short, sc, b, depth_steps)
-                    for b in sorted({min(b, gen.max_seqs) for b in depth_batches})
+                    for b in _capped(depth_batches, gen.max_seqs)
                 }
             out[name] = res
         finally:
             gen.close()
     return out
+
+
+def _capped(batches: Iterable[int], max_seqs: int) -> list[int]:
+    """The batch sizes to measure, none above what the engine runs at once (larger ones would measure max_seqs)."""
+    return sorted({min(b, max_seqs) for b in batches})
 
 
 def _depth_curve(gen: Any, text: str, sc: Any, batch: int, steps: int) -> list[tuple[float, float]]:
