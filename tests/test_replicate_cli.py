@@ -204,3 +204,35 @@ def test_replicate_quick_real_models(
     _check_results(data)
     assert data["banner"]  # the default pair is cross-family
     assert (tmp_path / "report.md").is_file() and (tmp_path / "report.html").is_file()
+
+
+def test_kv_layout_reaches_both_models_and_a_resume_keeps_it(
+    fake_cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    """replicate --kv-layout opens the pair with that layout; without the option, a run directory whose systems
+    were sampled with streams is resumed with streams (the layout decides the texts), and `--from` refuses it."""
+    seen: list[object] = []
+    opener = rep.open_pair
+
+    def open_pair(pair, **kwargs):
+        seen.append(kwargs.get("kv_layout"))
+        return opener(pair, **kwargs)
+
+    monkeypatch.setattr(rep, "open_pair", open_pair)
+    args = ["replicate", "--quick", "--json", "--no-report", "--n", "2", "--max-tokens", "16"]
+    code, _, _ = _main([*args, "--out", str(tmp_path / "a"), "--kv-layout", "streams"], capsys)
+    assert code == 0 and seen == ["streams"]
+    code, _, _ = _main([*args, "--out", str(tmp_path / "b")], capsys)
+    assert code == 0 and seen[-1] is None
+    # the fakes record no engine settings: mark run b's systems as sampled with streams, as llama.cpp would
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    for entry in manifest["systems"].values():
+        entry["engine"] = {"max_seqs": 8, "kv_layout": "streams"}
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = _main([*args, "--out", str(tmp_path / "b")], capsys)
+    assert seen[-1] == "streams"
+    # the fakes, which have no engine, then differ from that record: refused, not mixed into the run
+    assert code == 2 and "kv_layout" in err
+    code, _, err = _main(["replicate", "--from", str(tmp_path / "a"), "--kv-layout", "streams", "--out",
+                          str(tmp_path / "c")], capsys)  # fmt: skip
+    assert code == 2 and "--kv-layout only apply to sampling" in " ".join(err.split())

@@ -304,3 +304,36 @@ def test_resume_keeps_the_recorded_kv_layout(tmp_path: Path, tiny_gguf: Path) ->
     (out / "manifest.json").write_text(json.dumps(manifest))
     assert recorded_engine(out, tiny_gguf.stem) == (2, "unified")
     assert recorded_engine(tmp_path / "none", tiny_gguf.stem) == (None, None)
+
+
+@pytest.mark.parametrize("flag", [["--kv-layout", "streams"], ["--max-seqs", "4"]])
+def test_engine_options_are_refused_off_llama_cpp(tmp_path: Path, flag: list[str]) -> None:
+    """--max-seqs and --kv-layout set the llama.cpp engine; another backend refuses them instead of ignoring them,
+    before anything is written."""
+    out = tmp_path / "r"
+    res = CliRunner().invoke(
+        cli, [*FAKE, "--prompts", "builtin:contested", "--limit", "1", "--out", str(out), *flag]
+    )
+    assert res.exit_code == 2
+    assert "do not apply to --backend fake" in res.output
+    assert not (out / "samples.jsonl").exists()
+
+
+def test_recorded_layout_of_a_run_directory(tmp_path: Path) -> None:
+    """recorded_layout: "streams" when every llama.cpp system of the directory recorded it, None when none did
+    (systems without engine settings, e.g. served, do not count), an error when the two layouts are mixed."""
+    from overtonlite.errors import UsageError
+    from overtonlite.rundir.manifest import recorded_layout
+
+    def write(systems: dict) -> Path:
+        (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 2, "systems": systems}))
+        return tmp_path
+
+    assert recorded_layout(tmp_path / "missing") is None
+    streams = {"engine": {"max_seqs": 8, "kv_layout": "streams"}}
+    unified = {"engine": {"max_seqs": 32}}
+    served = {"engine": None}
+    assert recorded_layout(write({"base": unified, "chat": unified})) is None
+    assert recorded_layout(write({"base": streams, "chat": streams, "srv": served})) == "streams"
+    with pytest.raises(UsageError, match="chat"):
+        recorded_layout(write({"base": streams, "chat": unified}))

@@ -186,3 +186,12 @@ def test_hint_model_writes_the_summaries(tmp_path: Path) -> None:
     assert set(aux) == {"summaries@hint-writer"} and hinter.stats["groups"] == 4
     chat_groups = models.chat.stats["groups"]
     assert chat_groups == 4  # the chat model answered the prompts, but wrote no summary
+
+
+@pytest.mark.parametrize("option", [{"kv_layout": "streams"}, {"max_seqs": 4}])
+def test_served_model_refuses_engine_settings(tmp_path: Path, option: dict[str, Any]) -> None:
+    """The sequence budget and KV layout belong to the local engine: a served model refuses them rather than
+    ignoring them (the check comes before any request)."""
+    reg = _registry(tmp_path, ["http://127.0.0.1:9/v1"])
+    with pytest.raises(UsageError, match="served at http://127.0.0.1:9/v1"):
+        open_generator("srv", registry=reg, **option)

@@ -67,10 +67,17 @@ def open_generator(
     :class:`~overtonlite.backends.openai.OpenAIGenerator` over every ``base_urls`` entry with the entry's
     concurrency per URL, timeout and retries; chat mode follows the role; ``n_ctx`` defaults to the entry's
     ``context_length``, else what the server reports. The key comes only from the variable ``api_key_env`` names.
+    A served model refuses ``max_seqs`` and ``kv_layout`` (UsageError): the server schedules its own batches.
     """
     spec = _resolve(spec_or_name, registry, "model")
     if spec.endpoint is not None:
         from overtonlite.backends.openai import OpenAIGenerator
+
+        if max_seqs is not None or kv_layout is not None:
+            raise UsageError(
+                f"model '{spec.name}' is served at {spec.endpoint.base_urls[0]}: the sequence budget and KV "
+                "layout are the server's (set its concurrency in the registry entry instead)"
+            )
 
         ep = spec.endpoint
         return OpenAIGenerator(

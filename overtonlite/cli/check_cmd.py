@@ -27,6 +27,7 @@ def check(
     seed: int,
     threads: int | None,
     no_report: bool,
+    kv_layout: str | None,
     quick: bool,
     n: int | None,
     max_tokens: int | None,
@@ -63,6 +64,7 @@ def check(
             seed=seed,
             quick=quick,
             threads=threads,
+            kv_layout=kv_layout,
         )
     if as_json:
         _banner(result.results)

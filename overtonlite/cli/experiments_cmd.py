@@ -49,6 +49,14 @@ def _common(func: Callable[..., Any], *, default_out: str | None = None) -> Call
             help="CPU threads (default: physical cores).",
         ),
         click.option("--no-report", is_flag=True, help="Skip report.md / report.html."),
+        click.option(
+            "--kv-layout",
+            type=click.Choice(["unified", "streams"]),
+            default=None,
+            help="llama.cpp KV cache of both local models: one cache shared by all sequences (unified, the "
+            "default) or a stream per sequence (streams: faster on long answers, more memory; see `sample "
+            "--kv-layout`). A resumed run keeps the layout it recorded.",
+        ),
     ]
     for opt in reversed(options):
         func = opt(func)
@@ -159,6 +167,7 @@ def diversity(
     seed: int,
     threads: int | None,
     no_report: bool,
+    kv_layout: str | None,
     prompt_specs: tuple[str, ...],
     n: int,
     max_tokens: int,
@@ -179,6 +188,7 @@ def diversity(
             seed=seed,
             answer_cap_words=answer_cap,
             threads=threads,
+            kv_layout=kv_layout,
             report=not no_report,
             progress=progress,
         )
@@ -221,6 +231,7 @@ def icl(
     seed: int,
     threads: int | None,
     no_report: bool,
+    kv_layout: str | None,
     prompt_spec: str,
     conditions: str | None,
     k: int,
@@ -246,6 +257,7 @@ def icl(
             seed=seed,
             answer_cap_words=answer_cap,
             threads=threads,
+            kv_layout=kv_layout,
             report=not no_report,
             progress=progress,
         )
@@ -265,6 +277,7 @@ def _replicate(
     seed: int,
     threads: int | None,
     no_report: bool,
+    kv_layout: str | None,
     quick: bool,
     n: int | None,
     max_tokens: int | None,
@@ -292,6 +305,7 @@ def _replicate(
             seed=seed,
             quick=quick,
             threads=threads,
+            kv_layout=kv_layout,
             report=not no_report,
             progress=progress,
             judge=judge,
@@ -433,6 +447,7 @@ def replicate(
     seed: int,
     threads: int | None,
     no_report: bool,
+    kv_layout: str | None,
     quick: bool,
     n: int | None,
     max_tokens: int | None,
@@ -460,6 +475,7 @@ def replicate(
                 ("--n", n is not None),
                 ("--max-tokens", max_tokens is not None),
                 ("--threads", threads is not None),
+                ("--kv-layout", kv_layout is not None),
                 ("--pair", pair != "default"),
                 ("--hint-model", hint_model is not None),
             )
@@ -501,6 +517,7 @@ def replicate(
         limit=limit,
         seed=seed,
         threads=threads,
+        kv_layout=kv_layout,
         no_report=no_report,
         quick=quick,
         n=n,

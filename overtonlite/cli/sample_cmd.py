@@ -14,6 +14,7 @@ import click
 from overtonlite.cli.common import at_least, console, print_json
 from overtonlite.cli.sample_view import ProgressDisplay, print_summary
 from overtonlite.errors import UsageError
+from overtonlite.rundir.manifest import recorded_engine
 
 _CHUNK = 1 << 20
 
@@ -181,6 +182,11 @@ def sample(
     RunDir.check_usable(out)  # before loading a model: an unusable or busy --out fails at once
     extra_stop: tuple[str, ...] = ()
     generator: Any
+    if backend != "llamacpp" and (max_seqs is not None or kv_layout is not None):
+        raise UsageError(
+            f"--max-seqs and --kv-layout set the llama.cpp engine and do not apply to --backend {backend} "
+            "(a server schedules its own batches; --concurrency sets the requests in flight)"
+        )
     if backend == "openai":
         generator = _openai_generator(
             model,
@@ -264,24 +270,6 @@ def _model_label(model: str) -> str:
     """The system name ``sample`` gives a model argument when --system is not set (see :func:`_model_generator`)."""
     path = _gguf_path(model)
     return path.stem if path is not None else model
-
-
-def recorded_engine(out: Path, system: str) -> tuple[int | None, str | None]:
-    """The llama.cpp sequence budget and KV layout ``system`` was sampled with in run directory ``out`` (None
-    where not recorded; a run from before the layouts existed had the unified cache)."""
-    from overtonlite.rundir.manifest import read_manifest
-
-    try:
-        entry = ((read_manifest(out) or {}).get("systems") or {}).get(system) or {}
-    except Exception:  # noqa: BLE001 - an unreadable manifest is reported by the run itself
-        return None, None
-    engine = entry.get("engine") or {}
-    value = engine.get("max_seqs")
-    seqs = int(value) if isinstance(value, int) and value >= 1 else None
-    layout = engine.get("kv_layout")
-    if layout not in ("unified", "streams"):
-        layout = "unified" if engine.get("kv_unified") is True else None
-    return seqs, layout
 
 
 def _model_generator(

@@ -45,6 +45,7 @@ from overtonlite.experiments import evidence as ev
 from overtonlite.experiments.check_ranges import TOL, record_problems, summary_problems
 from overtonlite.experiments.common import CHAT, open_model, read_results
 from overtonlite.experiments.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, fmt, fmt_ci
+from overtonlite.rundir.manifest import recorded_engine
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 NOT_MEASURED = "not measured"
@@ -503,9 +504,17 @@ def check_run(
     pair = results.get("pair") or {}
     if replay and open_chat is None and pair.get("chat"):
 
-        def open_chat() -> Any:  # sized as replicate sized it (max_tokens), so the engine settings match
+        def open_chat() -> Any:
+            # sized as replicate sized it (max_tokens, and the sequence budget and KV layout the chat system
+            # recorded), so the engine settings match
+            max_seqs, kv_layout = recorded_engine(path, CHAT)
             return open_model(
-                str(pair["chat"]), registry=registry, threads=threads, max_tokens=settings.get("max_tokens")
+                str(pair["chat"]),
+                registry=registry,
+                threads=threads,
+                max_tokens=settings.get("max_tokens"),
+                max_seqs=max_seqs,
+                kv_layout=kv_layout,
             )
 
     items = [

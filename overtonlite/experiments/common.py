@@ -112,13 +112,24 @@ def open_model(
     n_ctx: int = 2048,
     threads: int | None = None,
     max_tokens: int | None = None,
+    max_seqs: int | None = None,
+    kv_layout: str | None = None,
 ) -> Generator:
     """Open a registry model: a local GGUF on the llama.cpp engine (pulled into the cache if needed), a served one
     over its OpenAI-compatible endpoint (see :func:`overtonlite.backends.open_generator`; ``max_tokens``, the
-    longest sample the run asks for, sizes the local engine's KV cache)."""
+    longest sample the run asks for, sizes the local engine's KV cache; ``max_seqs`` and ``kv_layout`` set the
+    local engine's sequence budget and KV layout, None for the defaults)."""
     from overtonlite.backends import open_generator
 
-    return open_generator(name, registry=registry, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens)
+    return open_generator(
+        name,
+        registry=registry,
+        n_ctx=n_ctx,
+        threads=threads,
+        max_tokens=max_tokens,
+        max_seqs=max_seqs,
+        kv_layout=kv_layout,
+    )
 
 
 def open_pair(
@@ -128,10 +139,18 @@ def open_pair(
     n_ctx: int = 2048,
     threads: int | None = None,
     max_tokens: int | None = None,
+    kv_layout: str | None = None,
 ) -> PairModels:
-    """Open both models of a pair and check their roles (see :func:`check_pair`)."""
+    """Open both models of a pair (``kv_layout`` for both local engines, see :func:`open_model`) and check their
+    roles (see :func:`check_pair`)."""
     info = pair_info(pair, registry=registry)
-    kw = {"registry": registry, "n_ctx": n_ctx, "threads": threads, "max_tokens": max_tokens}
+    kw = {
+        "registry": registry,
+        "n_ctx": n_ctx,
+        "threads": threads,
+        "max_tokens": max_tokens,
+        "kv_layout": kv_layout,
+    }
     base = open_model(info.base, **kw)
     try:
         chat = open_model(info.chat, **kw)

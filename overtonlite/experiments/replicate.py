@@ -58,6 +58,7 @@ from overtonlite.experiments.icl import (
 from overtonlite.experiments.icl import claim_pairs as icl_pairs
 from overtonlite.experiments.power import attach_values
 from overtonlite.experiments.truncation import cap_note, gate_claim, run_shares
+from overtonlite.rundir.manifest import recorded_layout
 
 
 @dataclass(frozen=True)
@@ -266,10 +267,16 @@ class _Session:
         registry: Any,
         threads: int | None,
         max_tokens: int | None = None,
+        kv_layout: str | None = None,
+        out: Path | None = None,
     ) -> None:
         self.own = models is None
         if models is None:  # max_tokens sizes the KV cache (see LlamaCppGenerator)
-            models = open_pair(pair, registry=registry, threads=threads, max_tokens=max_tokens)
+            # a resumed run keeps the KV layout it was sampled with (the layout decides the texts)
+            layout = kv_layout or (recorded_layout(out) if out is not None else None)
+            models = open_pair(
+                pair, registry=registry, threads=threads, max_tokens=max_tokens, kv_layout=layout
+            )
         else:
             check_pair(models.base, models.chat, base_name=models.info.base, chat_name=models.info.chat)
         self.models = models
@@ -359,6 +366,7 @@ def replicate(
     embedder: Any = None,
     registry: Any = None,
     threads: int | None = None,
+    kv_layout: str | None = None,
     report: bool = True,
     progress: Callable[[Any], None] | None = None,
     judge: Any = None,
@@ -369,6 +377,10 @@ def replicate(
     ``judge``: a registry chat model (local or served) that also judges stance and missing information while
     scoring (``score --judge``); off by default. ``hint_model``: a registry chat model (local or served) that writes
     the summary hints instead of the pair's chat model.
+
+    ``kv_layout``: the llama.cpp KV layout of both local models ("unified" or "streams", see
+    :class:`~overtonlite.backends.llamacpp.LlamaCppGenerator`); None keeps the layout ``out`` was sampled with,
+    else the default (unified).
 
     ``models`` and ``embedder`` replace the registry's models and the default embedder (tests pass fakes).
     Raises UsageError for a wrongly typed pair (chat side without chat template, base side with one), too few
@@ -396,6 +408,8 @@ def replicate(
         registry=registry,
         threads=threads,
         max_tokens=settings["max_tokens"],
+        kv_layout=kv_layout,
+        out=outdir,
     )
     timings["load"] = time.perf_counter() - t
     try:
@@ -462,6 +476,7 @@ def run_diversity(
     embedder: Any = None,
     registry: Any = None,
     threads: int | None = None,
+    kv_layout: str | None = None,
     report: bool = True,
     progress: Callable[[Any], None] | None = None,
 ) -> ReplicateResult:
@@ -486,6 +501,8 @@ def run_diversity(
         registry=registry,
         threads=threads,
         max_tokens=settings["max_tokens"],
+        kv_layout=kv_layout,
+        out=outdir,
     )
     timings: dict[str, float] = {}
     try:
@@ -525,6 +542,7 @@ def run_icl(
     embedder: Any = None,
     registry: Any = None,
     threads: int | None = None,
+    kv_layout: str | None = None,
     report: bool = True,
     progress: Callable[[Any], None] | None = None,
 ) -> ReplicateResult:
@@ -555,6 +573,8 @@ def run_icl(
         registry=registry,
         threads=threads,
         max_tokens=settings["max_tokens"],
+        kv_layout=kv_layout,
+        out=outdir,
     )
     timings: dict[str, float] = {}
     try:

@@ -99,6 +99,50 @@ def read_manifest(path: str | Path) -> dict[str, Any] | None:
     return read(path)
 
 
+def recorded_engine(out: str | Path, system: str) -> tuple[int | None, str | None]:
+    """The llama.cpp sequence budget and KV layout ``system`` was sampled with in run directory ``out`` (None
+    where not recorded; a run from before the layouts existed had the unified cache)."""
+    try:
+        entry = ((read_manifest(out) or {}).get("systems") or {}).get(system) or {}
+    except Exception:  # noqa: BLE001 - an unreadable manifest is reported by the run itself
+        return None, None
+    return _engine_facts(entry)
+
+
+def _engine_facts(entry: dict[str, Any]) -> tuple[int | None, str | None]:
+    engine = entry.get("engine") or {}
+    value = engine.get("max_seqs")
+    seqs = int(value) if isinstance(value, int) and value >= 1 else None
+    layout = engine.get("kv_layout")
+    if layout not in ("unified", "streams"):
+        layout = "unified" if engine.get("kv_unified") is True else None
+    return seqs, layout
+
+
+def recorded_layout(out: str | Path) -> str | None:
+    """The KV layout the llama.cpp systems of run directory ``out`` were sampled with: "streams" when they all
+    were, None when none was (the unified cache, the default, or nothing sampled yet). UsageError when the
+    directory mixes the two, since no single layout could resume it."""
+    try:
+        systems = (read_manifest(out) or {}).get("systems") or {}
+    except Exception:  # noqa: BLE001 - an unreadable manifest is reported by the run itself
+        return None
+    layouts = {
+        name: _engine_facts(entry)[1] or "unified"
+        for name, entry in systems.items()
+        if isinstance(entry, dict) and isinstance(entry.get("engine"), dict)
+    }
+    if "streams" not in layouts.values():
+        return None
+    unified = sorted(name for name, layout in layouts.items() if layout != "streams")
+    if unified:
+        raise UsageError(
+            f"{out} holds systems sampled with the streams KV layout and others with the unified one "
+            f"({', '.join(unified)}); resume them one by one with `sample --kv-layout`"
+        )
+    return "streams"
+
+
 def check_system(manifest: dict[str, Any] | None, system: str, entry: dict[str, Any], *, where: str) -> None:
     """UsageError when ``system`` is already in ``manifest`` with settings that differ from ``entry``."""
     if not manifest:
