@@ -262,3 +262,35 @@ def test_reuse_copies_matching_groups_from_a_diversity_run(tmp_path: Path) -> No
             embedder=HashEmbedder(),
             report=False,
         )
+
+
+def test_kv_layout_reaches_every_model_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sweep --kv-layout opens each local model with that layout (one model at a time)."""
+    import overtonlite.experiments.sweep as mod
+
+    fakes = _generators()
+    seen: dict[str, object] = {}
+
+    def open_model(name, **kwargs):
+        seen[name] = kwargs.get("kv_layout")
+        return fakes[name]
+
+    monkeypatch.setattr(mod, "open_model", open_model)
+    monkeypatch.setattr("overtonlite.backends.open_embedder", lambda *a, **k: HashEmbedder())
+    res = CliRunner().invoke(
+        cli,
+        [
+            "sweep",
+            "--quick",
+            "--limit",
+            "2",
+            "--no-report",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+            "--kv-layout",
+            "streams",
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 0, res.output
+    assert seen == dict.fromkeys(MODELS, "streams")

@@ -57,3 +57,18 @@ def at_least(minimum: float, *, exclusive: bool = False) -> Any:
         return value
 
     return check
+
+
+def kv_layout_option(models: str, resumed: str = "run") -> Any:
+    """The ``--kv-layout`` option of the commands that sample ``models`` (a phrase) on llama.cpp; a resumed
+    ``resumed`` keeps the layout it recorded."""
+    import click
+
+    return click.option(
+        "--kv-layout",
+        type=click.Choice(["unified", "streams"]),
+        default=None,
+        help=f"llama.cpp KV cache of {models}: one cache shared by all sequences (unified, the default) or a "
+        "stream per sequence (streams: faster on long answers, more memory; see `sample --kv-layout`). A "
+        f"resumed {resumed} keeps the layout it recorded.",
+    )

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from overtonlite.cli.ci import StatusCommand, check_output_paths, ci_options, finish
-from overtonlite.cli.common import at_least, console, print_json, print_result
+from overtonlite.cli.common import at_least, console, kv_layout_option, print_json, print_result
 from overtonlite.errors import UsageError
 
 _VERDICT_STYLE = {
@@ -49,14 +49,7 @@ def _common(func: Callable[..., Any], *, default_out: str | None = None) -> Call
             help="CPU threads (default: physical cores).",
         ),
         click.option("--no-report", is_flag=True, help="Skip report.md / report.html."),
-        click.option(
-            "--kv-layout",
-            type=click.Choice(["unified", "streams"]),
-            default=None,
-            help="llama.cpp KV cache of both local models: one cache shared by all sequences (unified, the "
-            "default) or a stream per sequence (streams: faster on long answers, more memory; see `sample "
-            "--kv-layout`). A resumed run keeps the layout it recorded.",
-        ),
+        kv_layout_option("both local models of the pair"),
     ]
     for opt in reversed(options):
         func = opt(func)

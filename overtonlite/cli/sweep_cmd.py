@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from overtonlite.cli.common import console, print_json
+from overtonlite.cli.common import console, kv_layout_option, print_json
 from overtonlite.cli.experiments_cmd import _Progress
 
 _COLUMNS = (
@@ -80,6 +80,7 @@ def _render(table: list[dict[str, Any]]) -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: physical cores).")
+@kv_layout_option("the local models", "sweep")
 @click.option("--no-report", is_flag=True, help="Skip report.md / report.html.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table (one object per system) as JSON.")
 def sweep(
@@ -93,6 +94,7 @@ def sweep(
     reuse: tuple[Path, ...],
     seed: int,
     threads: int | None,
+    kv_layout: str | None,
     no_report: bool,
     as_json: bool,
 ) -> None:
@@ -112,6 +114,7 @@ def sweep(
             quick=quick,
             reuse=reuse,
             threads=threads,
+            kv_layout=kv_layout,
             report=not no_report,
             progress=progress,
         )

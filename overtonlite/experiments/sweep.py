@@ -32,7 +32,7 @@ from overtonlite.config import SamplingConfig
 from overtonlite.errors import UsageError
 from overtonlite.experiments.common import ensure_writable, open_model, pair_info, write_results
 from overtonlite.experiments.diversity import base_render, raw_sampling
-from overtonlite.rundir.manifest import portable_path
+from overtonlite.rundir.manifest import portable_path, recorded_layout
 
 TABLE_METRICS: tuple[str, ...] = (
     "distinct_at_n",
@@ -349,13 +349,15 @@ def sweep(
     embedder: Any = None,
     registry: Any = None,
     threads: int | None = None,
+    kv_layout: str | None = None,
     report: bool = True,
     progress: Callable[[Any], None] | None = None,
 ) -> SweepResult:
     """Sample, score and report a sweep into ``out`` (resuming); see the module docstring.
 
     ``reuse``: other run directories whose matching groups are copied instead of generated (see
-    :func:`reuse_groups`). ``generators`` maps model names to already opened generators (tests pass fakes); the others are opened from
+    :func:`reuse_groups`). ``kv_layout``: the llama.cpp KV layout of the local models (None: the layout ``out``
+    recorded, else unified). ``generators`` maps model names to already opened generators (tests pass fakes); the others are opened from
     the registry, one at a time. Raises UsageError for bad lists, unknown pairs, wrongly typed models or an
     unwritable ``out``.
     """
@@ -382,10 +384,15 @@ def sweep(
     settings["prompts"] = {"open-ended": len(oe), "contested": len(cq)}
     timings: dict[str, float] = {}
     reused: dict[str, int] = {}
+    layout = kv_layout or recorded_layout(outdir)  # a resumed sweep keeps its layout (it decides the texts)
     for model in dict.fromkeys(s.model for s in systems):
         t = time.perf_counter()
         own = generators is None or model not in generators
-        gen = open_model(model, registry=registry, threads=threads) if own else generators[model]  # type: ignore[index]
+        gen = (
+            open_model(model, registry=registry, threads=threads, kv_layout=layout)
+            if own
+            else generators[model]  # type: ignore[index]
+        )
         try:
             mine = [s for s in systems if s.model == model]
             _check_role(gen, mine[0].role, model)
