@@ -156,18 +156,23 @@ def test_vectorised_sampler_draws_from_llama_cpp_chain_distribution(tiny: LlamaC
 
 
 def test_two_thread_sampling_pass_is_bit_identical_and_draws_the_same_tokens() -> None:
-    from overtonlite.backends.llamacpp.fastsample import PARALLEL_MIN, SeqRng, Workspace, sample_step
+    from overtonlite.backends.llamacpp.fastsample import SeqRng, Workspace, sample_step
 
     rng = np.random.default_rng(5)
-    rows, vocab = 9, PARALLEL_MIN // 8 + 17  # above the threshold, odd sizes, a partial last block
+    rows, vocab = 9, 262_144 + 17  # Gemma-sized rows, odd sizes, a partial last block
     logits = (rng.standard_normal((rows, vocab)) * 4).astype(np.float32)
     inv_t = np.full((rows, 1), 2.0, dtype=np.float32)
     one, two = Workspace(threads=1), Workspace(threads=2)
     p1, s1 = one.tempered(logits, inv_t)
     p1, s1 = p1.copy(), s1.copy()
     p2, s2 = two.tempered(logits, inv_t)
-    assert two.pool is not None  # the split really ran
     assert np.array_equal(p1, p2) and np.array_equal(s1, s2)
+    # the pass is softmax(logit * inv_t): normalised rows, and the float64 reference within float32 rounding
+    x = logits.astype(np.float64) * 2.0
+    ref = np.exp(x - x.max(axis=1, keepdims=True))
+    ref /= ref.sum(axis=1, keepdims=True)
+    assert np.allclose(p1, ref, rtol=1e-5, atol=1e-12)
+    assert np.allclose(s1.sum(axis=1), 1.0, atol=1e-5)
     sc = SamplingConfig(temperature=0.5)
     seeds = list(range(rows))
     draw = [
@@ -175,11 +180,26 @@ def test_two_thread_sampling_pass_is_bit_identical_and_draws_the_same_tokens() -
         for ws in (None, one, two)
     ]
     assert draw[0] == draw[1] == draw[2]
-    small = logits[:2, :1000]  # below the threshold: one thread, the buffer is reused
+    small = logits[:2, :1000]  # a smaller step reuses the buffer
     p3, _ = two.tempered(small, inv_t[:2])
     assert np.shares_memory(p3, two.buf)
     two.close()
     one.close()
+
+
+def test_sampler_graph_is_a_valid_onnx_model_and_refuses_negative_fields() -> None:
+    from overtonlite.backends.llamacpp import fastsample
+
+    sess = fastsample.softmax_session(1)
+    assert [i.name for i in sess.get_inputs()] == ["logits", "inv_t"]
+    assert [o.name for o in sess.get_outputs()] == ["probs"]
+    (probs,) = sess.run(
+        None, {"logits": np.array([[0.0, np.log(3.0)]], np.float32), "inv_t": np.ones((1, 1), np.float32)}
+    )
+    assert np.allclose(probs, [[0.25, 0.75]])
+    assert fastsample._varint(300) == bytes([0xAC, 0x02])
+    with pytest.raises(ValueError):
+        fastsample._field(1, -1)
 
 
 def test_batch_composition_does_not_change_samples(tiny_gguf: Path) -> None:

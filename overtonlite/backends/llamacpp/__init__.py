@@ -11,9 +11,10 @@ How a run is scheduled
   admitted jobs, in ONE ``llama_decode``. Jobs are admitted in input order while there are free sequences and
   free KV cells (a job reserves ``prompt cells + N * max_new_tokens``); a finished sample's cells are released
   at once with ``llama_memory_seq_rm``. Groups are yielded as soon as all their samples are finished.
-* All sequences of a step are sampled at once in numpy on llama.cpp's logits buffer (:mod:`.fastsample`):
-  llama.cpp's scalar sampler chain cost 10-15 % of a batched step with large vocabularies (Gemma: 262k). The
-  elementwise passes reuse one buffer and, for large steps, run on two threads (llama.cpp's are idle then).
+* All sequences of a step are sampled at once on llama.cpp's logits buffer (:mod:`.fastsample`): llama.cpp's
+  scalar sampler chain cost 10-15 % of a batched step with large vocabularies (Gemma: 262k). The tempered pass
+  is one onnxruntime softmax over the step's rows into a reused buffer, on the generator's threads (llama.cpp's
+  are idle then); the draws are numpy.
 * Cohorts: requests carrying a cohort index (``GenRequest.cohort >= 0``; ``overtonlite sample`` sets it) are
   decoded cohort by cohort: the next cohort is admitted only once the previous one is finished, and starts from a
   cleared KV cache (see "Exact resume").
@@ -113,7 +114,7 @@ from typing import Any
 
 from overtonlite.backends.base import PROMPT_TOO_LONG, GenRequest, GroupResult, ProgressFn
 from overtonlite.backends.llamacpp.chat import render_template
-from overtonlite.backends.llamacpp.fastsample import Workspace
+from overtonlite.backends.llamacpp.fastsample import SAMPLER_VERSION, Workspace
 from overtonlite.backends.llamacpp.native import NativeModel, physical_cores
 from overtonlite.backends.llamacpp.sched import Group, Job, KVState, Scheduler
 from overtonlite.errors import ModelLoadError, UsageError
@@ -329,7 +330,7 @@ class LlamaCppGenerator:
         # KV cells the scheduler hands out, and the cached prefix; a stream always has room for a whole context
         # (the prompt check in _plan), so the shared budget never binds there
         self.kv = KVState(budget=STREAMS_BUDGET if streams else self.n_kv - 16)
-        self.workspace = Workspace(threads=self.n_threads)  # the sampler's buffer and helper thread
+        self.workspace = Workspace(threads=self.n_threads)  # the sampler's buffer and onnxruntime session
         self._template = self.native.meta("tokenizer.chat_template")
         self._busy = False
         self.stats: dict[str, int] = {
@@ -385,6 +386,7 @@ class LlamaCppGenerator:
         settings = {
             "engine": "llama.cpp",
             "schedule": SCHEDULE_VERSION,
+            "sampler": SAMPLER_VERSION,
             "max_seqs": self.max_seqs,
             "cohort_fill": COHORT_FILL,
             "n_kv": self.n_kv,

@@ -1,9 +1,10 @@
-"""Sampling of every sequence of a decode step at once, in numpy, on llama.cpp's logits buffer.
+"""Sampling of every sequence of a decode step at once, on llama.cpp's logits buffer.
 
 llama.cpp's sampler chain walks the whole vocabulary several times per token and sequence with scalar code (fill
 the candidate array, temperature, max, exp, cumulative sum): for Gemma's 262k tokens that is milliseconds per
-sequence, 10-15 % of a batched decode step. Here plain temperature sampling (the paper's setting) is a few
-vectorised passes over all rows of the step at once (see :func:`sample_step`), with no truncation.
+sequence, 10-15 % of a batched decode step. Here plain temperature sampling (the paper's setting) is one softmax
+pass over all rows of the step at once, run by onnxruntime (see :class:`Workspace`), then a two-level
+inverse-CDF draw per sequence (see :func:`sample_step`), with no truncation.
 
 With top_k / top_p / min_p, a token is dropped only when its probability relative to the most likely token is below ``e**-CUT``
 (at the sampling temperature, and at temperature 1 when top-p or min-p look at the untempered distribution, as
@@ -11,6 +12,9 @@ in llama.cpp's chain). With CUT = 46 all dropped tokens together hold less than 
 (< 3e-15 for 262k tokens), far below the float32 resolution of the logits: the distribution sampled is the
 chain's ``top_k -> top_p -> min_p -> temp -> dist``. Each sequence draws one uniform number per token from its
 own generator (PCG64 seeded with the sample's seed), so a sample depends on its seed and its logits only.
+
+``SAMPLER_VERSION`` names the arithmetic: a change that can alter a drawn token bumps it, and it is part of a
+run's schedule settings, so a run is never resumed with other arithmetic than it started with.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from typing import Any
 import numpy as np
 
 from overtonlite.config import SamplingConfig
+from overtonlite.errors import missing_dependency
 
 CUT = 46.0
+# 1: numpy exp((logit - max) / T), unnormalised; 2: onnxruntime softmax(logit / T)
+SAMPLER_VERSION = 2
 
 
 class SeqRng:
@@ -84,10 +91,11 @@ def sample_step(
     penalties already applied); sequences may share a row (siblings of a just-evaluated prompt).
 
     Plain temperature sampling (the paper's setting) is exact and vectorised over the step's rows: one
-    ``exp((logit - max) / T)`` pass over the rows, sums of 1024-token blocks, then per sequence one uniform number
+    ``softmax(logit / T)`` pass over the rows, sums of 1024-token blocks, then per sequence one uniform number
     picks a block from the block sums and a token from that block's cumulative sum (inverse CDF in two levels).
     Greedy takes the argmax; top_k / top_p / min_p work on the candidates near each row's maximum. A
-    ``workspace`` (one per generator) keeps the buffer between steps and splits large steps over two threads.
+    ``workspace`` (one per generator; by default one shared by callers without one) keeps the buffer and the
+    onnxruntime session between steps.
     """
     uniq = sorted(set(rows))
     first = {r: rows.index(r) for r in uniq}
@@ -101,7 +109,7 @@ def sample_step(
         inv_t = np.array([1.0 / configs[first[uniq[k]]].temperature for k in plain], dtype=np.float32)[
             :, None
         ]
-        probs, sums = (workspace or Workspace(threads=1)).tempered(part, inv_t)
+        probs, sums = (workspace or _shared_workspace()).tempered(part, inv_t)
         cums = np.cumsum(sums, axis=1, dtype=np.float64)
     slot_of_plain = {k: j for j, k in enumerate(plain)}
     other: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -133,22 +141,24 @@ def sample_step(
     return out
 
 
-PARALLEL_MIN = 1 << 21  # logits (rows x vocabulary) from which the tempered pass is split over two threads
-
-
 class Workspace:
-    """One generator's reusable buffer and helper thread for :func:`sample_step` (not shared between threads).
+    """One generator's output buffer and onnxruntime session for :func:`sample_step` (not shared between threads).
 
-    A fresh (rows x vocabulary) array every step costs page faults (Gemma: 32 rows x 262k floats = 33 MB), and
-    the elementwise passes are a tenth of a batched step on two cores while llama.cpp's threads wait; numpy
-    releases the GIL in them, so two threads on disjoint rows halve that. Each row goes through the same
-    operations either way, so the result is bit for bit that of one thread.
+    The tempered pass is ``softmax(logits * inv_t)`` per row, run by onnxruntime's CPU kernels (a ``Mul`` and a
+    ``Softmax`` node, see :func:`_softmax_model`) into a buffer kept between steps: a fresh (rows x vocabulary)
+    array every step costs page faults (Gemma: 32 rows x 262k floats = 33 MB). On these 2-core machines the
+    pass is limited by memory traffic; numpy's subtract / multiply / exp / sum make four passes over the rows
+    and took about 1.5x the time of onnxruntime's softmax (``benchmarks/bench_sampler.py`` measures both).
+    onnxruntime splits the rows over ``threads`` threads, each row computed whole by one thread, so the result
+    does not depend on the thread count (tested). Its pool threads do not spin between steps, so they leave
+    the cores to llama.cpp's.
     """
 
     def __init__(self, threads: int = 2) -> None:
         self.buf = np.empty(0, dtype=np.float32)
         self.threads = max(1, min(2, threads))
-        self.pool: Any = None
+        self.session: Any = None
+        self._starts: dict[int, np.ndarray] = {}
 
     def out(self, shape: tuple[int, int]) -> np.ndarray:
         size = shape[0] * shape[1]
@@ -157,32 +167,94 @@ class Workspace:
         return self.buf[:size].reshape(shape)
 
     def tempered(self, part: np.ndarray, inv_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(``exp((logit - row max) * inv_t)`` per row in the buffer, its sums over blocks of BLOCK tokens)."""
+        """(``softmax(logit * inv_t)`` per row in the buffer, its sums over blocks of BLOCK tokens)."""
+        if self.session is None:
+            self.session = softmax_session(self.threads)
+        part = np.ascontiguousarray(part, dtype=np.float32)
         out = self.out(part.shape)
-        rows = part.shape[0]
-        if rows < 2 or part.size < PARALLEL_MIN or self.threads < 2:
-            return out, _tempered_rows(part, inv_t, out)
-        if self.pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="overtonlite-sample")
-        h = rows // 2
-        other = self.pool.submit(_tempered_rows, part[h:], inv_t[h:], out[h:])
-        first = _tempered_rows(part[:h], inv_t[:h], out[:h])
-        return out, np.concatenate([first, other.result()])
+        io = self.session.io_binding()
+        io.bind_cpu_input("logits", part)
+        io.bind_cpu_input("inv_t", np.ascontiguousarray(inv_t, dtype=np.float32))
+        io.bind_output("probs", "cpu", 0, np.float32, list(part.shape), out.ctypes.data)
+        self.session.run_with_iobinding(io)
+        width = part.shape[1]
+        starts = self._starts.get(width)
+        if starts is None:
+            starts = self._starts[width] = np.arange(0, width, BLOCK)
+        return out, np.add.reduceat(out, starts, axis=1)
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-            self.pool = None
+        self.session = None
         self.buf = np.empty(0, dtype=np.float32)
 
 
-def _tempered_rows(part: np.ndarray, inv_t: np.ndarray, out: np.ndarray) -> np.ndarray:
-    np.subtract(part, part.max(axis=1, keepdims=True), out=out)
-    np.multiply(out, inv_t, out=out)
-    np.exp(out, out=out)
-    return np.add.reduceat(out, np.arange(0, out.shape[1], BLOCK), axis=1)
+_SHARED: list[Workspace] = []
+
+
+def _shared_workspace() -> Workspace:
+    """The workspace of :func:`sample_step` calls without one (tests, diagnostics), made on first use."""
+    if not _SHARED:
+        _SHARED.append(Workspace(threads=1))
+    return _SHARED[0]
+
+
+# -- the ONNX graph of the tempered pass, written out in protobuf's wire format (no onnx package needed) --------
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes | int | str) -> bytes:
+    """One protobuf field: a non-negative integer (varint) or a string / embedded message (length-delimited)."""
+    if isinstance(payload, int):
+        if payload < 0:
+            raise ValueError("only non-negative integers are encoded here")
+        return _varint(number << 3) + _varint(payload)
+    data = payload.encode() if isinstance(payload, str) else payload
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _tensor_info(name: str, dims: Sequence[int | str]) -> bytes:
+    """ValueInfoProto of a float tensor; a str dimension is symbolic."""
+    shape = b"".join(_field(1, _field(2, d) if isinstance(d, str) else _field(1, d)) for d in dims)
+    float_tensor = _field(1, 1) + _field(2, shape)  # elem_type FLOAT, shape
+    return _field(1, name) + _field(2, _field(1, float_tensor))
+
+
+def _softmax_model() -> bytes:
+    """ModelProto (IR 8, opset 13): probs = Softmax(axis=1)(logits * inv_t); logits (rows x vocab), inv_t
+    (rows x 1)."""
+    mul = _field(1, "logits") + _field(1, "inv_t") + _field(2, "scaled") + _field(4, "Mul")
+    axis = _field(1, "axis") + _field(3, 1) + _field(20, 2)  # AttributeProto: name, i, type INT
+    softmax = _field(1, "scaled") + _field(2, "probs") + _field(4, "Softmax") + _field(5, axis)
+    graph = (
+        _field(1, mul)
+        + _field(1, softmax)
+        + _field(2, "tempered")
+        + _field(11, _tensor_info("logits", ["rows", "vocab"]))
+        + _field(11, _tensor_info("inv_t", ["rows", 1]))
+        + _field(12, _tensor_info("probs", ["rows", "vocab"]))
+    )
+    opset = _field(1, "") + _field(2, 13)
+    return _field(1, 8) + _field(8, opset) + _field(7, graph)
+
+
+def softmax_session(threads: int) -> Any:
+    """An onnxruntime CPU session of :func:`_softmax_model` with ``threads`` intra-op threads that do not spin."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise missing_dependency("onnxruntime") from exc
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(_softmax_model(), sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def distribution(row: np.ndarray, sc: SamplingConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -297,6 +297,7 @@ class Scheduler:
 
     # -- the step ---------------------------------------------------------------------------------------------
     def _step(self) -> int:
+        t0 = time.perf_counter()  # the step's time includes assembling its batch
         nm = self.nm
         entries: list[tuple[int, int, int, bool]] = []
         outputs: list[tuple[Slot, int]] = []
@@ -320,7 +321,6 @@ class Scheduler:
                 started.append((job, len(entries) - 1))
         self.prefill = [j for j in self.prefill if j.fed < len(j.suffix)]
         pure = len(entries) == len(self.slots)  # a generation-only step (no prompt tokens in the batch)
-        t0 = time.perf_counter()
         nm.decode(entries)
         self.fresh = False
         self.gen.stats["decode_calls"] += 1
