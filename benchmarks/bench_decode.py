@@ -12,6 +12,9 @@ For every batch size B the three measurements run back to back (interleaved), at
   tokens/s of its generation-only steps (decode + sampling + bookkeeping);
 * ``raw``: a bare ``llama_decode`` loop through ctypes on the engine's context (no sampling).
 
+``--repeat`` rounds of the three (default 3) give medians per method and, per round, the engine's speed over
+llama.cpp's in the same round (printed as median and range: the spread is this machine's noise).
+
     python benchmarks/bench_decode.py --models smollm2-135m-instruct gemma-3-270m --out decode.json
     python benchmarks/bench_decode.py --layout streams --tg 384 --batches 8 16 32
 
@@ -78,15 +81,24 @@ def bench_model(name: str, path: Path, binary: Path, args: argparse.Namespace) -
             ours.append(engine_tok_s(gen, prompt, b, args.n, args.tg))
             raw.append(raw_decode_tok_s(gen, b, prompt=args.pp, steps=args.tg))
         r, o, w = statistics.median(ref), statistics.median(ours), statistics.median(raw)
+        paired = [
+            x / y for x, y in zip(ours, ref, strict=True)
+        ]  # each round's engine over that round's llama.cpp
         rows[b] = {
             "llama_cpp": r,
             "engine": o,
             "raw": w,
             "engine_vs_llama_cpp": o / r,
             "raw_vs_llama_cpp": w / r,
+            "rounds": {"llama_cpp": ref, "engine": ours, "raw": raw},
+            "paired_engine_vs_llama_cpp": {
+                "median": statistics.median(paired),
+                "min": min(paired),
+                "max": max(paired),
+            },
         }
-        print(f"{name} B={b:2d}: llama.cpp {r:7.1f}  engine {o:7.1f} ({o / r:.2f}x)  raw {w:7.1f} ({w / r:.2f}x)",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(f"{name} B={b:2d}: llama.cpp {r:7.1f}  engine {o:7.1f} ({o / r:.2f}x)  raw {w:7.1f} ({w / r:.2f}x)"
+              f"  rounds {' '.join(f'{x:.2f}' for x in paired)}", file=sys.stderr, flush=True)  # fmt: skip
     gen.close()
     return {"model": name, "threads": threads, "layout": args.layout, "batches": rows}
 
@@ -94,14 +106,16 @@ def bench_model(name: str, path: Path, binary: Path, args: argparse.Namespace) -
 def render(results: list[dict[str, Any]]) -> str:
     lines = [
         "| model | KV layout | batch | llama-batched-bench tok/s | engine tok/s | engine / llama.cpp "
-        "| raw decode / llama.cpp |",
-        "|---|---|---|---|---|---|---|",
+        "| raw decode / llama.cpp | engine / llama.cpp by round: median (min-max) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
         for b, r in res["batches"].items():
+            pr = r["paired_engine_vs_llama_cpp"]
             lines.append(
                 f"| {res['model']} | {res['layout']} | {b} | {r['llama_cpp']:.1f} | {r['engine']:.1f} | "
-                f"{r['engine_vs_llama_cpp']:.2f}x | {r['raw_vs_llama_cpp']:.2f}x |"
+                f"{r['engine_vs_llama_cpp']:.2f}x | {r['raw_vs_llama_cpp']:.2f}x | "
+                f"{pr['median']:.2f}x ({pr['min']:.2f}-{pr['max']:.2f}) |"
             )
     return "\n".join(lines)
 
@@ -115,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pp", type=int, default=32, help="prompt tokens per sequence")
     ap.add_argument("--tg", type=int, default=128, help="generated tokens per sequence")
     ap.add_argument("--threads", type=int, default=None, help="default: physical cores")
-    ap.add_argument("--repeat", type=int, default=1, help="measurements per batch size (median)")
+    ap.add_argument("--repeat", type=int, default=3, help="alternating rounds per batch size (medians)")
     ap.add_argument("--layout", choices=["unified", "streams"], default="unified",
                     help="the engine's KV layout, and llama.cpp's to compare with (-kvu or its default)")  # fmt: skip
     ap.add_argument("--out", type=Path, help="write the results as JSON")
