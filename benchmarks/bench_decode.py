@@ -2,7 +2,8 @@
 
 The reference is built from the same vendored llama.cpp sources as the installed llama-cpp-python (see
 ``llamacpp_ref.py``; the first run fetches the sdist and builds one tool into ``~/.cache/overtonlite-bench``).
-For every batch size B the three measurements run back to back (interleaved), at the same model and threads:
+For every batch size B the three measurements run back to back (interleaved, the order reversed every other
+round), at the same model and threads:
 
 * ``llama.cpp``: llama-batched-bench, B separate prompts of ``--pp`` tokens, ``--tg`` generated tokens each,
   in the engine's KV layout (``--layout unified``: one cache, ``-kvu``; ``--layout streams``: llama.cpp's default of
@@ -72,14 +73,17 @@ def bench_model(name: str, path: Path, binary: Path, args: argparse.Namespace) -
     unified = args.layout == "unified"
     for b in args.batches:
         ref, ours, raw = [], [], []
-        for _ in range(args.repeat):
-            ref.append(
-                batched_bench(
-                    binary, path, batches=[b], threads=threads, pp=args.pp, tg=args.tg, unified=unified
-                )[b]["speed_tg"]
-            )
-            ours.append(engine_tok_s(gen, prompt, b, args.n, args.tg))
-            raw.append(raw_decode_tok_s(gen, b, prompt=args.pp, steps=args.tg))
+        runs = [
+            (ref, lambda b=b: batched_bench(
+                binary, path, batches=[b], threads=threads, pp=args.pp, tg=args.tg, unified=unified
+            )[b]["speed_tg"]),
+            (ours, lambda b=b: engine_tok_s(gen, prompt, b, args.n, args.tg)),
+            (raw, lambda b=b: raw_decode_tok_s(gen, b, prompt=args.pp, steps=args.tg)),
+        ]  # fmt: skip
+        for k in range(args.repeat):
+            # odd rounds run the three in reverse order, so a drift in the machine's speed favours none of them
+            for into, measure in runs if k % 2 == 0 else runs[::-1]:
+                into.append(measure())
         r, o, w = statistics.median(ref), statistics.median(ours), statistics.median(raw)
         paired = [
             x / y for x, y in zip(ours, ref, strict=True)
