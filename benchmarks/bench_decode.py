@@ -71,6 +71,7 @@ def bench_model(name: str, path: Path, binary: Path, args: argparse.Namespace) -
     prompt = prompt_of_tokens(gen, args.pp - 2)  # the group index and BOS make up the rest
     rows: dict[int, dict[str, Any]] = {}
     unified = args.layout == "unified"
+    engine_tok_s(gen, prompt, 1, 1, 16)  # warm-up (first use of the cache, the sampler's session and buffer)
     for b in args.batches:
         ref, ours, raw = [], [], []
         runs = [

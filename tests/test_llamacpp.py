@@ -156,16 +156,18 @@ def test_vectorised_sampler_draws_from_llama_cpp_chain_distribution(tiny: LlamaC
 
 
 def test_two_thread_sampling_pass_is_bit_identical_and_draws_the_same_tokens() -> None:
-    from overtonlite.backends.llamacpp.fastsample import SeqRng, Workspace, sample_step
+    from overtonlite.backends.llamacpp.fastsample import PARALLEL_MIN, SeqRng, Workspace, sample_step
 
     rng = np.random.default_rng(5)
     rows, vocab = 9, 262_144 + 17  # Gemma-sized rows, odd sizes, a partial last block
+    assert rows * vocab >= PARALLEL_MIN  # the two-thread session runs
     logits = (rng.standard_normal((rows, vocab)) * 4).astype(np.float32)
     inv_t = np.full((rows, 1), 2.0, dtype=np.float32)
     one, two = Workspace(threads=1), Workspace(threads=2)
     p1, s1 = one.tempered(logits, inv_t)
     p1, s1 = p1.copy(), s1.copy()
     p2, s2 = two.tempered(logits, inv_t)
+    assert set(two.sessions) == {2} and set(one.sessions) == {1}
     assert np.array_equal(p1, p2) and np.array_equal(s1, s2)
     # the pass is softmax(logit * inv_t): normalised rows, and the float64 reference within float32 rounding
     x = logits.astype(np.float64) * 2.0
@@ -180,9 +182,10 @@ def test_two_thread_sampling_pass_is_bit_identical_and_draws_the_same_tokens() -
         for ws in (None, one, two)
     ]
     assert draw[0] == draw[1] == draw[2]
-    small = logits[:2, :1000]  # a smaller step reuses the buffer
+    small = logits[:2, :1000]  # a smaller step reuses the buffer, on one thread
     p3, _ = two.tempered(small, inv_t[:2])
     assert np.shares_memory(p3, two.buf)
+    assert set(two.sessions) == {1, 2}
     two.close()
     one.close()
 

@@ -141,6 +141,9 @@ def sample_step(
     return out
 
 
+PARALLEL_MIN = 1 << 21  # logits (rows x vocabulary) from which the tempered pass is split over two threads
+
+
 class Workspace:
     """One generator's output buffer and onnxruntime session for :func:`sample_step` (not shared between threads).
 
@@ -149,15 +152,18 @@ class Workspace:
     array every step costs page faults (Gemma: 32 rows x 262k floats = 33 MB). On these 2-core machines the
     pass is limited by memory traffic; numpy's subtract / multiply / exp / sum make four passes over the rows
     and took about 1.5x the time of onnxruntime's softmax (``benchmarks/bench_sampler.py`` measures both).
-    onnxruntime splits the rows over ``threads`` threads, each row computed whole by one thread, so the result
-    does not depend on the thread count (tested). Its pool threads do not spin between steps, so they leave
-    the cores to llama.cpp's.
+    Steps of at least ``PARALLEL_MIN`` logits run on a session of ``threads`` threads, which splits the rows;
+    smaller ones on a one-thread session: handing a small step to a second thread costs more than it saves,
+    because llama.cpp's OpenMP worker is still spin-waiting on the other core when the step arrives (measured
+    with SmolLM2 at 2 sequences: 0.94x the bare decode loop with two threads, 0.98x with one). Each row is
+    computed whole by one thread, so the result does not depend on the thread count (tested). onnxruntime's pool
+    threads do not spin between steps, so they leave the cores to llama.cpp's.
     """
 
     def __init__(self, threads: int = 2) -> None:
         self.buf = np.empty(0, dtype=np.float32)
         self.threads = max(1, min(2, threads))
-        self.session: Any = None
+        self.sessions: dict[int, tuple[Any, Any]] = {}  # threads -> (session, its reused io binding)
         self._starts: dict[int, np.ndarray] = {}
 
     def out(self, shape: tuple[int, int]) -> np.ndarray:
@@ -168,15 +174,18 @@ class Workspace:
 
     def tempered(self, part: np.ndarray, inv_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(``softmax(logit * inv_t)`` per row in the buffer, its sums over blocks of BLOCK tokens)."""
-        if self.session is None:
-            self.session = softmax_session(self.threads)
+        threads = self.threads if part.shape[0] > 1 and part.size >= PARALLEL_MIN else 1
+        if threads not in self.sessions:
+            session = softmax_session(threads)
+            self.sessions[threads] = (session, session.io_binding())
+        session, io = self.sessions[threads]
         part = np.ascontiguousarray(part, dtype=np.float32)
         out = self.out(part.shape)
-        io = self.session.io_binding()
+        # rebound every step: the buffers may move
         io.bind_cpu_input("logits", part)
         io.bind_cpu_input("inv_t", np.ascontiguousarray(inv_t, dtype=np.float32))
         io.bind_output("probs", "cpu", 0, np.float32, list(part.shape), out.ctypes.data)
-        self.session.run_with_iobinding(io)
+        session.run_with_iobinding(io)
         width = part.shape[1]
         starts = self._starts.get(width)
         if starts is None:
@@ -184,7 +193,7 @@ class Workspace:
         return out, np.add.reduceat(out, starts, axis=1)
 
     def close(self) -> None:
-        self.session = None
+        self.sessions.clear()
         self.buf = np.empty(0, dtype=np.float32)
 
 
