@@ -25,7 +25,6 @@ On a machine shared with other work, compare the ratios (measured side by side),
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sampling import prompt_of_tokens, raw_decode_tok_s, resolve_models  # noqa: E402
+from bench_sampling import prompt_of_tokens, raw_decode_tok_s, resolve_models, write_results  # noqa: E402
 from llamacpp_ref import batched_bench, ensure_batched_bench  # noqa: E402
 
 from overtonlite.backends.base import GenRequest  # noqa: E402
@@ -144,10 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [bench_model(name, path, binary, args) for name, path in resolve_models(args)]
     print(render(results))
     print(f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    if args.out:
-        args.out.write_text(
-            json.dumps({"settings": vars(args) | {"out": str(args.out)}, "results": results}, indent=2)
-        )
+    write_results(args, results)
     return 0
 
 

@@ -12,14 +12,18 @@ plus draws) is timed too. Minimum and median of ``--repeat`` alternating rounds,
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_sampling import write_results  # noqa: E402
 
 from overtonlite.backends.llamacpp.fastsample import BLOCK, SeqRng, Workspace, sample_step
 from overtonlite.config import SamplingConfig
@@ -89,10 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         step = f"{r['sample_step']['min_ms']:.1f} / {r['sample_step']['median_ms']:.1f}"
         ratio = f"{r['numpy_over_onnxruntime']:.2f}x"
         print(f"| {r['vocab']} | {r['rows']} | {cells[0]} | {cells[1]} | {ratio} | {step} |")
-    if args.out:
-        args.out.write_text(
-            json.dumps({"settings": vars(args) | {"out": str(args.out)}, "results": results}, indent=2)
-        )
+    write_results(args, results)
     return 0
 
 

@@ -226,6 +226,14 @@ def raw_decode_tok_s(gen: LlamaCppGenerator, n_seqs: int, *, prompt: int = 32, s
     return n_seqs * steps / dt
 
 
+def write_results(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    """Write ``{"settings": the arguments, "results": results}`` as JSON to ``args.out``, if one was given."""
+    if args.out:
+        args.out.write_text(
+            json.dumps({"settings": vars(args) | {"out": str(args.out)}, "results": results}, indent=2)
+        )
+
+
 def resolve_models(args: argparse.Namespace) -> list[tuple[str, Path]]:
     if args.model_path:
         return [(Path(p).stem, Path(p)) for p in args.model_path]
