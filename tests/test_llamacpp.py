@@ -164,9 +164,9 @@ def test_two_thread_sampling_pass_is_bit_identical_and_draws_the_same_tokens() -
     logits = (rng.standard_normal((rows, vocab)) * 4).astype(np.float32)
     inv_t = np.full((rows, 1), 2.0, dtype=np.float32)
     one, two = Workspace(threads=1), Workspace(threads=2)
-    p1, s1 = one.tempered(logits, inv_t)
+    p1, s1 = one.tempered(logits.copy(), inv_t)
     p1, s1 = p1.copy(), s1.copy()
-    p2, s2 = two.tempered(logits, inv_t)
+    p2, s2 = two.tempered(logits.copy(), inv_t)
     assert set(two.sessions) == {2} and set(one.sessions) == {1}
     assert np.array_equal(p1, p2) and np.array_equal(s1, s2)
     # the pass is softmax(logit * inv_t): normalised rows, and the float64 reference within float32 rounding
@@ -178,11 +178,11 @@ def test_two_thread_sampling_pass_is_bit_identical_and_draws_the_same_tokens() -
     sc = SamplingConfig(temperature=0.5)
     seeds = list(range(rows))
     draw = [
-        sample_step(logits, list(range(rows)), [sc] * rows, [SeqRng(sc, k) for k in seeds], ws)
+        sample_step(logits.copy(), list(range(rows)), [sc] * rows, [SeqRng(sc, k) for k in seeds], ws)
         for ws in (None, one, two)
     ]
     assert draw[0] == draw[1] == draw[2]
-    small = logits[:2, :1000]  # a smaller step reuses the buffer, on one thread
+    small = logits[:2, :1000].copy()  # a smaller step reuses the buffer, on one thread
     p3, _ = two.tempered(small, inv_t[:2])
     assert np.shares_memory(p3, two.buf)
     assert set(two.sessions) == {1, 2}
@@ -194,15 +194,93 @@ def test_sampler_graph_is_a_valid_onnx_model_and_refuses_negative_fields() -> No
     from overtonlite.backends.llamacpp import fastsample
 
     sess = fastsample.softmax_session(1)
-    assert [i.name for i in sess.get_inputs()] == ["logits", "inv_t"]
+    assert [i.name for i in sess.get_inputs()] == ["logits"]
     assert [o.name for o in sess.get_outputs()] == ["probs"]
-    (probs,) = sess.run(
-        None, {"logits": np.array([[0.0, np.log(3.0)]], np.float32), "inv_t": np.ones((1, 1), np.float32)}
-    )
+    (probs,) = sess.run(None, {"logits": np.array([[0.0, np.log(3.0)]], np.float32)})
     assert np.allclose(probs, [[0.25, 0.75]])
     assert fastsample._varint(300) == bytes([0xAC, 0x02])
     with pytest.raises(ValueError):
         fastsample._field(1, -1)
+
+
+def test_scaling_in_place_gives_the_bits_of_the_graph_with_a_mul_node() -> None:
+    """Sampler version 2 first ran ``Softmax(Mul(logits, inv_t))`` as one graph; the rows are now scaled in numpy
+    before a Softmax-only graph. Same float32 products, so the same probabilities, bit for bit (the sampler's
+    version, which resumed runs check, stays 2)."""
+    import onnxruntime as ort
+
+    from overtonlite.backends.llamacpp import fastsample as fs
+
+    f = fs._field
+    mul = f(1, "logits") + f(1, "inv_t") + f(2, "scaled") + f(4, "Mul")
+    softmax = f(1, "scaled") + f(2, "probs") + f(4, "Softmax") + f(5, f(1, "axis") + f(3, 1) + f(20, 2))
+    graph = (
+        f(1, mul)
+        + f(1, softmax)
+        + f(2, "g")
+        + f(11, fs._tensor_info("logits", ["rows", "vocab"]))
+        + f(11, fs._tensor_info("inv_t", ["rows", 1]))
+        + f(12, fs._tensor_info("probs", ["rows", "vocab"]))
+    )
+    model = f(1, 8) + f(8, f(1, "") + f(2, 13)) + f(7, graph)
+    old = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(11)
+    logits = (rng.standard_normal((6, 50_000)) * 5).astype(np.float32)
+    inv_t = np.array([[1 / 0.5], [1 / 0.7], [1.0], [1 / 1.3], [1 / 0.9], [1 / 0.35]], dtype=np.float32)
+    (ref,) = old.run(None, {"logits": logits, "inv_t": inv_t})
+    ws = fs.Workspace(threads=2)
+    scaled = logits.copy()
+    probs, _ = ws.tempered(scaled, inv_t)
+    assert np.array_equal(probs, ref)
+    assert np.array_equal(scaled, logits * inv_t)  # left scaled, as documented
+    with pytest.raises(ValueError, match="in place"):
+        ws.tempered(logits[:, ::2], inv_t)  # not contiguous: refused rather than scaled in a copy
+    ws.close()
+
+
+def test_penalty_of_many_rows_at_once_equals_row_by_row() -> None:
+    from overtonlite.backends.llamacpp.fastsample import penalize_rows
+
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((5, 3000)) * 3).astype(np.float32)
+    seens = [rng.choice(3000, size=n, replace=False) for n in (1, 40, 300)]
+    rows = [4, 0, 2]
+    together = logits.copy()
+    penalize_rows(together, rows, seens, 1.3)
+    apart = logits.copy()
+    for row, seen in zip(rows, seens, strict=True):
+        penalize_rows(apart, [row], [seen], 1.3)
+    manual = logits.copy()
+    for row, seen in zip(rows, seens, strict=True):
+        for t in seen:
+            v = manual[row, t]
+            manual[row, t] = v * np.float32(1.3) if v <= 0 else v / np.float32(1.3)
+    assert np.array_equal(together, apart) and np.array_equal(together, manual)
+    assert np.array_equal(together[[1, 3]], logits[[1, 3]])  # rows without a penalty are untouched
+
+
+def test_logits_rows_follow_llama_cpp_output_order(tiny_gguf: Path) -> None:
+    from overtonlite.backends.llamacpp.native import NativeModel
+
+    nm = NativeModel(tiny_gguf, n_kv=512, n_seq_max=4, n_batch=64, n_threads=1)
+    ll = nm.ll
+    try:
+        toks = nm.tokenize("a b c d e f", add_special=True, parse_special=True)
+        # three sequences' prompts in one batch, logits wanted at scattered entries
+        entries = [(t, i, seq, (i + seq) % 3 == 0) for seq in (1, 2, 3) for i, t in enumerate(toks)]
+        nm.decode(entries)
+        wanted = [k for k, e in enumerate(entries) if e[3]]
+        logits, rows = nm.logits_rows(wanted)
+        assert rows == list(range(len(wanted)))
+        for k, r in zip(wanted, rows, strict=True):
+            ith = np.ctypeslib.as_array(ll.llama_get_logits_ith(nm.ctx, k), shape=(nm.n_vocab,))
+            assert np.array_equal(logits[r], ith)
+        view = nm._logits_view
+        nm.decode([(toks[0], len(toks), 1, True)])
+        again, rows = nm.logits_rows([0])
+        assert rows == [0] and again.shape[0] == 1 and nm._logits_view is view  # the view is kept
+    finally:
+        nm.close()
 
 
 def test_batch_composition_does_not_change_samples(tiny_gguf: Path) -> None:
@@ -572,3 +650,16 @@ def test_streams_layout_samples_what_the_unified_cache_samples(tiny_gguf: Path) 
         unified.close()
     assert a == b
     assert all(len(v) == 3 for k, v in a.items() if k != "other") and len(a["other"]) == 2
+
+
+def test_a_samples_seen_tokens_array_grows_with_it() -> None:
+    from overtonlite.backends.llamacpp.sched import Slot
+
+    slot = Slot(job=None, index=0, seq=1, rng=None, text=None, pos=0)  # type: ignore[arg-type]
+    slot.seen = dict.fromkeys([5, 9, 5, 2])
+    slot.add_seen(7)  # before the array exists
+    assert slot.seen_array().tolist() == [5, 9, 2, 7]
+    rng = np.random.default_rng(0)
+    for tok in rng.integers(0, 500, size=400).tolist():  # repeats, and past the buffer's first size
+        slot.add_seen(tok)
+    assert slot.seen_array().tolist() == list(slot.seen)

@@ -72,6 +72,24 @@ def _truncate(cand: np.ndarray, logit: np.ndarray, sc: SamplingConfig) -> tuple[
     return cand, logit
 
 
+def penalize_rows(
+    logits: np.ndarray, rows: Sequence[int], seens: Sequence[np.ndarray], penalty: float
+) -> None:
+    """The repetition penalty, in place, on ``logits[rows[i]]`` for the token ids ``seens[i]`` (distinct rows,
+    distinct ids per row): ``logit <= 0 ? logit * penalty : logit / penalty`` in float32, as llama.cpp's penalties
+    sampler computes it, but over the tokens seen only instead of a hash lookup for every vocabulary entry. All
+    rows go through one gather and one scatter on the flat buffer."""
+    flat = logits.reshape(-1)
+    width = logits.shape[1]
+    if len(rows) == 1:
+        idx = seens[0] + rows[0] * width if rows[0] else seens[0]
+    else:
+        idx = np.concatenate([seen + row * width for row, seen in zip(rows, seens, strict=True)])
+    p = np.float32(penalty)
+    vals = flat[idx]
+    flat[idx] = np.where(vals <= 0, vals * p, vals / p)
+
+
 BLOCK = 1024  # vocabulary block for the two-level inverse-CDF draw
 
 
@@ -95,7 +113,8 @@ def sample_step(
     picks a block from the block sums and a token from that block's cumulative sum (inverse CDF in two levels).
     Greedy takes the argmax; top_k / top_p / min_p work on the candidates near each row's maximum. A
     ``workspace`` (one per generator; by default one shared by callers without one) keeps the buffer and the
-    onnxruntime session between steps.
+    onnxruntime session between steps. The rows sampled that way are left multiplied by ``1 / T`` in ``logits``
+    (see :meth:`Workspace.tempered`).
     """
     uniq = sorted(set(rows))
     first = {r: rows.index(r) for r in uniq}
@@ -106,10 +125,9 @@ def sample_step(
     probs = cums = None
     if plain:
         part = sub if len(plain) == len(uniq) else sub[plain]
-        inv_t = np.array([1.0 / configs[first[uniq[k]]].temperature for k in plain], dtype=np.float32)[
-            :, None
-        ]
-        probs, sums = (workspace or _shared_workspace()).tempered(part, inv_t)
+        ws = workspace or _shared_workspace()
+        inv_t = ws.inverse_temperatures(tuple(configs[first[uniq[k]]].temperature for k in plain))
+        probs, sums = ws.tempered(part, inv_t)
         cums = np.cumsum(sums, axis=1, dtype=np.float64)
     slot_of_plain = {k: j for j, k in enumerate(plain)}
     other: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -147,11 +165,13 @@ PARALLEL_MIN = 1 << 21  # logits (rows x vocabulary) from which the tempered pas
 class Workspace:
     """One generator's output buffer and onnxruntime session for :func:`sample_step` (not shared between threads).
 
-    The tempered pass is ``softmax(logits * inv_t)`` per row, run by onnxruntime's CPU kernels (a ``Mul`` and a
-    ``Softmax`` node, see :func:`_softmax_model`) into a buffer kept between steps: a fresh (rows x vocabulary)
-    array every step costs page faults (Gemma: 32 rows x 262k floats = 33 MB). On these 2-core machines the
-    pass is limited by memory traffic; numpy's subtract / multiply / exp / sum make four passes over the rows
-    and took about 1.5x the time of onnxruntime's softmax (``benchmarks/bench_sampler.py`` measures both).
+    The tempered pass is ``softmax(logits * inv_t)`` per row: numpy scales the rows in place, then onnxruntime's
+    CPU ``Softmax`` kernel (a one-node graph, see :func:`_softmax_model`) writes the probabilities into a buffer
+    kept between steps: a fresh (rows x vocabulary) array every step costs page faults (Gemma: 32 rows x 262k
+    floats = 33 MB). On these 2-core machines the pass is limited by memory traffic; numpy's subtract / multiply /
+    exp / sum make four passes over the rows and took about 1.5x the time of onnxruntime's softmax
+    (``benchmarks/bench_sampler.py`` measures both). The scaling is not a graph node because onnxruntime's arena
+    would then keep its output, as large as the logits, between steps (+43 MB of RSS for Gemma at 32 rows).
     Steps of at least ``PARALLEL_MIN`` logits run on a session of ``threads`` threads, which splits the rows;
     smaller ones on a one-thread session: handing a small step to a second thread costs more than it saves,
     because llama.cpp's OpenMP worker is still spin-waiting on the other core when the step arrives (measured
@@ -163,8 +183,12 @@ class Workspace:
     def __init__(self, threads: int = 2) -> None:
         self.buf = np.empty(0, dtype=np.float32)
         self.threads = max(1, min(2, threads))
-        self.sessions: dict[int, tuple[Any, Any]] = {}  # threads -> (session, its reused io binding)
+        # threads -> [session, its io binding, what is bound to it: (logits address, shape), (output address,
+        # shape), the logits array (kept alive while bound, so no other array can take its address)]; a binding
+        # is redone only when its buffer moved (llama.cpp's logits buffer stays put)
+        self.sessions: dict[int, list[Any]] = {}
         self._starts: dict[int, np.ndarray] = {}
+        self._inv_t: dict[tuple[float, ...], np.ndarray] = {}
 
     def out(self, shape: tuple[int, int]) -> np.ndarray:
         size = shape[0] * shape[1]
@@ -172,19 +196,44 @@ class Workspace:
             self.buf = np.empty(size, dtype=np.float32)
         return self.buf[:size].reshape(shape)
 
+    def inverse_temperatures(self, temps: tuple[float, ...]) -> np.ndarray:
+        """``1 / T`` per row as a (rows x 1) float32 array, the same array for the same temperatures."""
+        arr = self._inv_t.get(temps)
+        if arr is None:
+            if len(self._inv_t) >= 64:
+                self._inv_t.clear()
+            arr = self._inv_t[temps] = np.array([1.0 / t for t in temps], dtype=np.float32)[:, None]
+        return arr
+
     def tempered(self, part: np.ndarray, inv_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(``softmax(logit * inv_t)`` per row in the buffer, its sums over blocks of BLOCK tokens)."""
+        """(``softmax(logit * inv_t)`` per row in the buffer, its sums over blocks of BLOCK tokens).
+
+        ``part`` (float32, C-contiguous: llama.cpp's logits rows, or the caller's copy of them) is multiplied by
+        ``inv_t`` IN PLACE before the softmax: scaling there in numpy, then a Softmax-only graph, keeps
+        onnxruntime from holding an intermediate as large as the logits (measured: 10.7 against 15.9 ms for 32 x
+        262k, and the same bits, float32 products being exact-rounded either way).
+        """
+        if part.dtype != np.float32 or not part.flags.c_contiguous or not part.flags.writeable:
+            raise ValueError(
+                "the tempered pass scales its rows in place: give a writable C-contiguous float32 array"
+            )
         threads = self.threads if part.shape[0] > 1 and part.size >= PARALLEL_MIN else 1
-        if threads not in self.sessions:
+        entry = self.sessions.get(threads)
+        if entry is None:
             session = softmax_session(threads)
-            self.sessions[threads] = (session, session.io_binding())
-        session, io = self.sessions[threads]
-        part = np.ascontiguousarray(part, dtype=np.float32)
+            entry = self.sessions[threads] = [session, session.io_binding(), None, None, None]
+        session, io = entry[0], entry[1]
+        np.multiply(part, inv_t, out=part)
         out = self.out(part.shape)
-        # rebound every step: the buffers may move
-        io.bind_cpu_input("logits", part)
-        io.bind_cpu_input("inv_t", np.ascontiguousarray(inv_t, dtype=np.float32))
-        io.bind_output("probs", "cpu", 0, np.float32, list(part.shape), out.ctypes.data)
+        key = (part.ctypes.data, part.shape)
+        if entry[2] != key:
+            io.bind_cpu_input("logits", part)
+            entry[2] = key
+        entry[4] = part
+        out_key = (out.ctypes.data, part.shape)
+        if entry[3] != out_key:
+            io.bind_output("probs", "cpu", 0, np.float32, list(part.shape), out.ctypes.data)
+            entry[3] = out_key
         session.run_with_iobinding(io)
         width = part.shape[1]
         starts = self._starts.get(width)
@@ -235,17 +284,13 @@ def _tensor_info(name: str, dims: Sequence[int | str]) -> bytes:
 
 
 def _softmax_model() -> bytes:
-    """ModelProto (IR 8, opset 13): probs = Softmax(axis=1)(logits * inv_t); logits (rows x vocab), inv_t
-    (rows x 1)."""
-    mul = _field(1, "logits") + _field(1, "inv_t") + _field(2, "scaled") + _field(4, "Mul")
+    """ModelProto (IR 8, opset 13): probs = Softmax(axis=1)(logits); logits (rows x vocab)."""
     axis = _field(1, "axis") + _field(3, 1) + _field(20, 2)  # AttributeProto: name, i, type INT
-    softmax = _field(1, "scaled") + _field(2, "probs") + _field(4, "Softmax") + _field(5, axis)
+    softmax = _field(1, "logits") + _field(2, "probs") + _field(4, "Softmax") + _field(5, axis)
     graph = (
-        _field(1, mul)
-        + _field(1, softmax)
+        _field(1, softmax)
         + _field(2, "tempered")
         + _field(11, _tensor_info("logits", ["rows", "vocab"]))
-        + _field(11, _tensor_info("inv_t", ["rows", 1]))
         + _field(12, _tensor_info("probs", ["rows", "vocab"]))
     )
     opset = _field(1, "") + _field(2, 13)

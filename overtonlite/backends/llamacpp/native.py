@@ -130,6 +130,11 @@ class NativeModel:
         self.n_batch = int(ll.llama_n_batch(ctx))
         self._batch = ll.llama_batch_init(self.n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
+        # the last decode's outputs (see logits_rows) and a kept view of llama.cpp's logits buffer
+        self._ranks: list[int] = []
+        self._n_outputs = 0
+        self._logits_view: np.ndarray | None = None
+        self._logits_addr = 0
         self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
         self.bos = int(ll.llama_vocab_bos(self.vocab))
         self.eos = int(ll.llama_vocab_eos(self.vocab))
@@ -212,33 +217,33 @@ class NativeModel:
         return chain
 
     def penalize(self, idx: int, seen: np.ndarray, penalty: float) -> None:
-        """Apply the repetition penalty in place to output row ``idx`` for the token ids in ``seen``.
+        """Apply the repetition penalty in place to output row ``idx`` for the token ids in ``seen`` (see
+        :func:`.fastsample.penalize_rows`, which the engine calls for all rows of a step at once)."""
+        from overtonlite.backends.llamacpp.fastsample import penalize_rows
 
-        Same float32 arithmetic as llama.cpp's penalties sampler (``logit <= 0``: multiply, else divide), but
-        only over the tokens seen instead of a hash lookup for every vocabulary entry.
-        """
-        import numpy as np
-
-        ptr = self.ll.llama_get_logits_ith(self.ctx, idx)
-        row = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
-        p = np.float32(penalty)
-        vals = row[seen]
-        row[seen] = np.where(vals <= 0, vals * p, vals / p)
+        logits, rows = self.logits_rows([idx])
+        penalize_rows(logits, rows, [seen], penalty)
 
     def logits_rows(self, idxs: Sequence[int]) -> tuple[np.ndarray, list[int]]:
         """The logits buffer of the last decode as an (outputs x n_vocab) float32 view, and the row of each
-        batch index in ``idxs`` (a view: penalties applied in place show up in it)."""
+        batch index in ``idxs`` (a view: penalties applied in place show up in it).
+
+        llama.cpp stores the outputs in batch order (``llama_get_logits`` settles that order), so a batch index's
+        row is its rank among the entries that asked for logits. The numpy view is kept while llama.cpp keeps
+        its output buffer (it reallocates only to grow): right after a decode, when the weights have pushed the
+        interpreter out of the CPU caches, every numpy call costs tens of microseconds.
+        """
         import numpy as np
 
-        ll = self.ll
-        base = ll.llama_get_logits(self.ctx)  # settles the output order first
+        base = self.ll.llama_get_logits(self.ctx)  # settles the output order first
         addr = ctypes.cast(base, ctypes.c_void_p).value or 0
-        width = 4 * self.n_vocab
-        rows = [
-            ((ctypes.cast(ll.llama_get_logits_ith(self.ctx, i), ctypes.c_void_p).value or 0) - addr) // width
-            for i in idxs
-        ]
-        return np.ctypeslib.as_array(base, shape=(max(rows) + 1, self.n_vocab)), rows
+        n_out = self._n_outputs
+        view = self._logits_view
+        if view is None or self._logits_addr != addr or view.shape[0] < n_out:
+            view = self._logits_view = np.ctypeslib.as_array(base, shape=(n_out, self.n_vocab))
+            self._logits_addr = addr
+        ranks = self._ranks
+        return view[:n_out], [ranks[i] for i in idxs]
 
     def sample(self, sampler: Any, idx: int) -> int:
         return int(self.ll.llama_sampler_sample(sampler, self.ctx, idx))
@@ -265,13 +270,18 @@ class NativeModel:
     def decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
         """Decode ``(token, pos, seq_id, want_logits)`` entries in one ``llama_decode`` (at most n_batch)."""
         b = self._batch
+        ranks = self._ranks = []  # batch index -> row of its logits (-1: none)
+        n_out = 0
         for i, (tok, pos, seq, logits) in enumerate(entries):
             b.token[i] = tok
             b.pos[i] = pos
             b.n_seq_id[i] = 1
             b.seq_id[i][0] = seq
             b.logits[i] = logits
+            ranks.append(n_out if logits else -1)
+            n_out += bool(logits)
         b.n_tokens = len(entries)
+        self._n_outputs = n_out
         rc = self.ll.llama_decode(self.ctx, b)
         if rc == 2 and stop_requested():
             raise KeyboardInterrupt  # aborted by the stop flag (second Ctrl-C); the caller discards this batch

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from overtonlite.backends.base import GenRequest, GroupResult, ProgressFn, SampleResult
-from overtonlite.backends.llamacpp.fastsample import SeqRng, sample_step
+from overtonlite.backends.llamacpp.fastsample import SeqRng, penalize_rows, sample_step
 from overtonlite.backends.llamacpp.stops import SampleText
 from overtonlite.errors import OvertonliteError
 
@@ -86,14 +86,31 @@ class Slot:
     pos: int
     last: int = -1
     seen: dict[int, None] = field(default_factory=dict)  # distinct tokens of the context, in order
-    seen_cache: Any = None
+    seen_buf: Any = None  # the ids of ``seen`` as an int64 array (grown in place, see seen_array)
+    n_seen: int = 0
 
     def seen_array(self) -> Any:
-        if self.seen_cache is None:
-            import numpy as np
+        """The distinct context tokens as an int64 array (a view of a buffer that grows with the sample)."""
+        import numpy as np
 
-            self.seen_cache = np.fromiter(self.seen, dtype=np.int64, count=len(self.seen))
-        return self.seen_cache
+        if self.seen_buf is None:
+            self.seen_buf = np.fromiter(self.seen, dtype=np.int64, count=len(self.seen))
+            self.n_seen = len(self.seen)
+        return self.seen_buf[: self.n_seen]
+
+    def add_seen(self, tok: int) -> None:
+        """Record a generated token in ``seen`` (and in its array, if one was made)."""
+        if tok in self.seen:
+            return
+        self.seen[tok] = None
+        buf = self.seen_buf
+        if buf is not None:
+            if self.n_seen == buf.size:
+                import numpy as np
+
+                buf = self.seen_buf = np.concatenate([buf, np.empty(max(64, buf.size), dtype=np.int64)])
+            buf[self.n_seen] = tok
+            self.n_seen += 1
 
 
 def _sample_result(slot: Slot, finish: str) -> SampleResult:
@@ -380,14 +397,18 @@ class Scheduler:
         """Penalise each distinct logits row, then sample every sequence of the step at once (fastsample)."""
         if not outputs:  # a step that only fed prompt tokens (a long prompt, nothing generating yet)
             return []
-        nm = self.nm
+        logits, rows = self.nm.logits_rows([idx for _, idx in outputs])
+        by_penalty: dict[float, tuple[list[int], list[Any]]] = {}
         done: set[int] = set()
-        for slot, idx in outputs:
+        for (slot, _), row in zip(outputs, rows, strict=True):
             penalty = slot.job.group.req.sampling.repetition_penalty
-            if penalty != 1.0 and idx not in done:  # siblings starting together share one row and one context
-                done.add(idx)
-                nm.penalize(idx, slot.seen_array(), penalty)
-        logits, rows = nm.logits_rows([idx for _, idx in outputs])
+            if penalty != 1.0 and row not in done:  # siblings starting together share one row and one context
+                done.add(row)
+                pr, ps = by_penalty.setdefault(penalty, ([], []))
+                pr.append(row)
+                ps.append(slot.seen_array())
+        for penalty, (pr, ps) in by_penalty.items():
+            penalize_rows(logits, pr, ps, penalty)
         return sample_step(
             logits,
             rows,
@@ -410,9 +431,7 @@ class Scheduler:
             self._finish(slot, "length")
             return False
         slot.last = tok
-        if tok not in slot.seen:
-            slot.seen[tok] = None
-            slot.seen_cache = None
+        slot.add_seen(tok)
         return True
 
     def _finish(self, slot: Slot, reason: str) -> None:
