@@ -259,15 +259,17 @@ def test_penalty_of_many_rows_at_once_equals_row_by_row() -> None:
     assert np.array_equal(together[[1, 3]], logits[[1, 3]])  # rows without a penalty are untouched
 
 
-def test_logits_rows_follow_llama_cpp_output_order(tiny_gguf: Path) -> None:
+@pytest.mark.parametrize("unified", [True, False])
+def test_logits_rows_follow_llama_cpp_output_order(tiny_gguf: Path, unified: bool) -> None:
     from overtonlite.backends.llamacpp.native import NativeModel
 
-    nm = NativeModel(tiny_gguf, n_kv=512, n_seq_max=4, n_batch=64, n_threads=1)
+    # unified=False: one stream per sequence, where llama.cpp cuts the batch into micro-batches and reorders
+    nm = NativeModel(tiny_gguf, n_kv=1024, n_seq_max=4, n_batch=64, n_threads=1, unified=unified)
     ll = nm.ll
     try:
         toks = nm.tokenize("a b c d e f", add_special=True, parse_special=True)
         # three sequences' prompts in one batch, logits wanted at scattered entries
-        entries = [(t, i, seq, (i + seq) % 3 == 0) for seq in (1, 2, 3) for i, t in enumerate(toks)]
+        entries = [(t, i, seq, (i + seq) % 3 == 0) for seq in (3, 1, 2) for i, t in enumerate(toks)]
         nm.decode(entries)
         wanted = [k for k, e in enumerate(entries) if e[3]]
         logits, rows = nm.logits_rows(wanted)

@@ -13,8 +13,8 @@ How a run is scheduled
   at once with ``llama_memory_seq_rm``. Groups are yielded as soon as all their samples are finished.
 * All sequences of a step are sampled at once on llama.cpp's logits buffer (:mod:`.fastsample`): llama.cpp's
   scalar sampler chain cost 10-15 % of a batched step with large vocabularies (Gemma: 262k). The tempered pass
-  is one onnxruntime softmax over the step's rows into a reused buffer, on the generator's threads (llama.cpp's
-  are idle then); the draws are numpy.
+  scales the step's rows by 1/T in place, then runs one onnxruntime softmax over them into a reused buffer, on
+  the generator's threads (llama.cpp's are idle then); the draws are numpy.
 * Cohorts: requests carrying a cohort index (``GenRequest.cohort >= 0``; ``overtonlite sample`` sets it) are
   decoded cohort by cohort: the next cohort is admitted only once the previous one is finished, and starts from a
   cleared KV cache (see "Exact resume").

@@ -29,7 +29,7 @@ from overtonlite.config import SamplingConfig
 from overtonlite.errors import missing_dependency
 
 CUT = 46.0
-# 1: numpy exp((logit - max) / T), unnormalised; 2: onnxruntime softmax(logit / T)
+# 1: numpy exp((logit - max) / T), unnormalised; 2: onnxruntime softmax(logit * float32(1 / T))
 SAMPLER_VERSION = 2
 
 
