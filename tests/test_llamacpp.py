@@ -508,7 +508,7 @@ def test_penalty_matches_llama_penalties_sampler(tiny_gguf: Path) -> None:
     temp chain over the whole context, step after step (greedy path, so both sides see the same context)."""
     import ctypes
 
-    from overtonlite.backends.llamacpp.fastsample import distribution
+    from overtonlite.backends.llamacpp.fastsample import distribution, penalize_rows
     from overtonlite.backends.llamacpp.native import NativeModel
 
     sc = SamplingConfig(temperature=0.7, repetition_penalty=1.3)
@@ -537,7 +537,8 @@ def test_penalty_matches_llama_penalties_sampler(tiny_gguf: Path) -> None:
             ref = np.array([arr.data[i].logit for i in range(nm.n_vocab)], dtype=np.float64)
             ref = np.exp(ref - ref.max())
             ref /= ref.sum()
-            nm.penalize(idx, np.fromiter(dict.fromkeys(context), dtype=np.int64), sc.repetition_penalty)
+            seen = np.fromiter(dict.fromkeys(context), dtype=np.int64)
+            penalize_rows(logits, rows, [seen], sc.repetition_penalty)
             cand, probs = distribution(row, sc)
             ours = np.zeros(nm.n_vocab)
             ours[cand] = probs

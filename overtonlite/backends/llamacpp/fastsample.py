@@ -183,10 +183,7 @@ class Workspace:
     def __init__(self, threads: int = 2) -> None:
         self.buf = np.empty(0, dtype=np.float32)
         self.threads = max(1, min(2, threads))
-        # threads -> [session, its io binding, what is bound to it: (logits address, shape), (output address,
-        # shape), the logits array (kept alive while bound, so no other array can take its address)]; a binding
-        # is redone only when its buffer moved (llama.cpp's logits buffer stays put)
-        self.sessions: dict[int, list[Any]] = {}
+        self.sessions: dict[int, _Bound] = {}  # thread count -> its session and what is bound to it
         self._starts: dict[int, np.ndarray] = {}
         self._inv_t: dict[tuple[float, ...], np.ndarray] = {}
 
@@ -218,23 +215,13 @@ class Workspace:
                 "the tempered pass scales its rows in place: give a writable C-contiguous float32 array"
             )
         threads = self.threads if part.shape[0] > 1 and part.size >= PARALLEL_MIN else 1
-        entry = self.sessions.get(threads)
-        if entry is None:
-            session = softmax_session(threads)
-            entry = self.sessions[threads] = [session, session.io_binding(), None, None, None]
-        session, io = entry[0], entry[1]
+        bound = self.sessions.get(threads)
+        if bound is None:
+            bound = self.sessions[threads] = _Bound(softmax_session(threads))
         np.multiply(part, inv_t, out=part)
         out = self.out(part.shape)
-        key = (part.ctypes.data, part.shape)
-        if entry[2] != key:
-            io.bind_cpu_input("logits", part)
-            entry[2] = key
-        entry[4] = part
-        out_key = (out.ctypes.data, part.shape)
-        if entry[3] != out_key:
-            io.bind_output("probs", "cpu", 0, np.float32, list(part.shape), out.ctypes.data)
-            entry[3] = out_key
-        session.run_with_iobinding(io)
+        bound.bind(part, out)
+        bound.session.run_with_iobinding(bound.io)
         width = part.shape[1]
         starts = self._starts.get(width)
         if starts is None:
@@ -244,6 +231,33 @@ class Workspace:
     def close(self) -> None:
         self.sessions.clear()
         self.buf = np.empty(0, dtype=np.float32)
+
+
+class _Bound:
+    """An onnxruntime session of :func:`_softmax_model` and its IO binding, rebound only when a buffer moved
+    (llama.cpp's logits buffer and the workspace's output buffer stay put from step to step)."""
+
+    __slots__ = ("session", "io", "logits_key", "out_key", "held")
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.io = session.io_binding()
+        self.logits_key: tuple[int, tuple[int, ...]] | None = None
+        self.out_key: tuple[int, tuple[int, ...]] | None = None
+        self.held: np.ndarray | None = (
+            None  # the bound logits, kept alive so no other array takes their address
+        )
+
+    def bind(self, logits: np.ndarray, out: np.ndarray) -> None:
+        key = (logits.ctypes.data, logits.shape)
+        if self.logits_key != key:
+            self.io.bind_cpu_input("logits", logits)
+            self.logits_key = key
+        self.held = logits
+        key = (out.ctypes.data, out.shape)
+        if self.out_key != key:
+            self.io.bind_output("probs", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+            self.out_key = key
 
 
 _SHARED: list[Workspace] = []

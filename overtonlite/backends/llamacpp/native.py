@@ -216,17 +216,9 @@ class NativeModel:
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
         return chain
 
-    def penalize(self, idx: int, seen: np.ndarray, penalty: float) -> None:
-        """Apply the repetition penalty in place to output row ``idx`` for the token ids in ``seen`` (see
-        :func:`.fastsample.penalize_rows`, which the engine calls for all rows of a step at once)."""
-        from overtonlite.backends.llamacpp.fastsample import penalize_rows
-
-        logits, rows = self.logits_rows([idx])
-        penalize_rows(logits, rows, [seen], penalty)
-
     def logits_rows(self, idxs: Sequence[int]) -> tuple[np.ndarray, list[int]]:
         """The logits buffer of the last decode as an (outputs x n_vocab) float32 view, and the row of each
-        batch index in ``idxs`` (a view: penalties applied in place show up in it).
+        batch index in ``idxs`` (a view: the penalties :func:`.fastsample.penalize_rows` applies in place show up in it).
 
         llama.cpp stores the outputs in batch order (``llama_get_logits`` settles that order), so a batch index's
         row is its rank among the entries that asked for logits. The numpy view is kept while llama.cpp keeps
