@@ -9,7 +9,7 @@ import pytest
 
 from overtonlite.datasets import Prompt
 from overtonlite.errors import UsageError
-from overtonlite.experiments.common import check_pair, ensure_writable, write_results
+from overtonlite.experiments.common import check_pair, ensure_writable, only_active, write_results
 from overtonlite.experiments.diversity import generate_diversity, overton_claim
 from overtonlite.experiments.icl import (
     Condition,
@@ -347,6 +347,39 @@ def test_generate_diversity_systems_and_stops(tmp_path: Path) -> None:
     assert by["base"]["sampling"]["stop"] == ["```", "# Query"]
     assert by["chat"]["sampling"]["stop"] == []
     assert by["base"]["mode"] == "custom" and by["chat"]["mode"] == "chat"
+
+
+def test_a_pair_holds_one_kv_cache_at_a_time(tmp_path: Path) -> None:
+    """The model that waits is suspended before the other one generates (both passes and the ICL conditions)."""
+    models = fake_pair()
+    events: list[tuple[str, str]] = []
+    for role in ("base", "chat"):
+        gen = getattr(models, role)
+        original = gen.generate
+
+        def generate(requests, *, on_tokens=None, _role=role, _original=original):
+            reqs = list(requests)
+            if reqs:
+                events.append(("generate", _role))
+            yield from _original(reqs, on_tokens=on_tokens)
+
+        gen.generate = generate
+        gen.suspend = lambda _role=role: events.append(("suspend", _role))
+    generate_diversity(models.base, models.chat, PROMPTS[:2], out=tmp_path, n=2, seed=0)
+    generate_icl(
+        models.base, models.chat, PROMPTS, "urial,knn+summary", out=tmp_path, n=2, k=2, embedder=HashEmbedder()
+    )
+    assert ("generate", "base") in events and ("generate", "chat") in events
+    suspended: set[str] = set()
+    for kind, role in events:
+        if kind == "suspend":
+            suspended.add(role)
+            continue
+        other = "chat" if role == "base" else "base"
+        assert other in suspended, f"{role} generated while {other} still held its cache: {events}"
+        suspended.discard(role)  # generating makes a new cache
+    # a generator without suspend (an HTTP backend, the fake) is simply left alone
+    only_active(models.base, object())
 
 
 # ------------------------------------------------------------------------------------------- bad input

@@ -378,6 +378,38 @@ def test_shared_prefix_evaluated_once(tiny_gguf: Path) -> None:
     assert _texts(with_prefix) == _texts(without)
 
 
+def test_suspend_frees_the_context_and_the_next_call_samples_like_a_fresh_generator(tiny_gguf: Path) -> None:
+    preamble = "Here are some examples of helpful answers to questions. " * 6
+    reqs = [
+        GenRequest(f"p{i}", preamble + f"Question {i}? Answer:", (i, i + 1), SC, cohort=0) for i in range(3)
+    ]
+    used = _gen(tiny_gguf, max_seqs=4, min_prefix=16)
+    fresh = _gen(tiny_gguf, max_seqs=4, min_prefix=16)
+    try:
+        first = _texts(list(used.generate(reqs)))
+        assert used.kv.prefix is not None  # a cached prefix that suspending drops
+        n_kv, n_ctx_seq, n_batch = used.native.n_kv, used.native.n_ctx_seq, used.native.n_batch
+        used.suspend()
+        assert used.native.ctx is None and used.native.mem is None
+        assert used.kv.prefix is None and used.kv.cells_used == 0
+        assert used.workspace.buf.size == 0
+        used.suspend()  # idempotent
+        again = _texts(list(used.generate(reqs)))  # a new context, made by generate
+        assert (used.native.n_kv, used.native.n_ctx_seq, used.native.n_batch) == (n_kv, n_ctx_seq, n_batch)
+        reference = _texts(list(fresh.generate(reqs)))
+        it = used.generate(reqs)
+        next(it)
+        with pytest.raises(UsageError, match="while it is generating"):
+            used.suspend()
+        it.close()
+    finally:
+        used.close()
+        fresh.close()
+    assert first == again == reference
+    with pytest.raises(UsageError, match="closed"):
+        list(used.generate(reqs))
+
+
 def test_group_larger_than_sequence_budget(tiny_gguf: Path) -> None:
     gen = _gen(tiny_gguf, max_seqs=2)
     try:

@@ -70,6 +70,16 @@ class PairModels:
                 pass
 
 
+def only_active(active: Generator, *waiting: Generator | None) -> None:
+    """Free the KV caches of the ``waiting`` generators (those with a ``suspend`` method, and not ``active``
+    itself) before ``active`` generates: a pair's two models hold only one cache at a time, which keeps the peak
+    memory of a run near one model's needs. A suspended generator makes a new cache when it next generates."""
+    for gen in waiting:
+        suspend = getattr(gen, "suspend", None)
+        if gen is not None and gen is not active and callable(suspend):
+            suspend()
+
+
 def check_pair(base: Generator, chat: Generator, *, base_name: str = "base", chat_name: str = "chat") -> None:
     """UsageError when the "chat" model has no chat template or the "base" model has one."""
     if not chat.has_chat_template():

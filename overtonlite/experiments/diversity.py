@@ -32,7 +32,7 @@ from overtonlite.backends.base import Generator
 from overtonlite.config import SamplingConfig
 from overtonlite.datasets import Prompt
 from overtonlite.experiments import evidence as ev
-from overtonlite.experiments.common import BASE, CHAT, URIAL
+from overtonlite.experiments.common import BASE, CHAT, URIAL, only_active
 from overtonlite.experiments.truncation import pick_metric
 from overtonlite.experiments.verdicts import Claim, Finding, fmt, fmt_ci
 from overtonlite.prompts import HUMAN_EXAMPLES, STOP, render_base, render_urial
@@ -103,6 +103,7 @@ def generate_diversity(
     sampling = sampling or SamplingConfig()
     done: dict[str, Any] = {}
     for system in systems:
+        only_active(chat if system == CHAT else base, base, chat)
         if system == BASE:
             done[system] = sample_run(
                 base,

@@ -28,7 +28,7 @@ from overtonlite.config import SamplingConfig
 from overtonlite.datasets import Prompt
 from overtonlite.errors import UsageError
 from overtonlite.experiments import evidence as ev
-from overtonlite.experiments.common import BASE, CHAT, URIAL
+from overtonlite.experiments.common import BASE, CHAT, URIAL, only_active
 from overtonlite.experiments.diversity import raw_sampling
 from overtonlite.experiments.verdicts import Claim, Finding, fmt, fmt_ci
 from overtonlite.prompts import (
@@ -326,6 +326,7 @@ def generate_icl(
     conds = parse_conditions(conditions) if isinstance(conditions, str) else list(conditions)
     check_pool(prompts, conds, k)
     sampling = sampling or SamplingConfig()
+    only_active(chat, base)
     done: dict[str, Any] = {
         CHAT: sample_run(
             chat,
@@ -357,6 +358,7 @@ def generate_icl(
             "the chat model produced no answer for any prompt, so there is no reference to compare with"
         )
     check_pool(mat.prompts, conds, k)
+    only_active(base, chat, hint_model)
     for cond in conds:
         done[cond.name] = sample_run(
             base,

@@ -427,6 +427,17 @@ class LlamaCppGenerator:
         self.kv.reset()
         self.workspace.close()
 
+    def suspend(self) -> None:
+        """Free the KV cache, llama.cpp's output and compute buffers and the sampler's buffer, keeping the model
+        loaded: for a model that waits while another one generates (a pair holds both). The next
+        :meth:`generate` makes a new context of the same size, so it starts like a fresh generator; the texts of
+        a run do not change, since every cohort starts from a cleared cache (see "Exact resume")."""
+        if self._busy:
+            raise UsageError("cannot suspend a generator while it is generating")
+        self.native.release_context()
+        self.kv.reset()
+        self.workspace.close()
+
     def __enter__(self) -> LlamaCppGenerator:
         return self
 
@@ -438,12 +449,13 @@ class LlamaCppGenerator:
         self, requests: Iterable[GenRequest], *, on_tokens: ProgressFn | None = None
     ) -> Iterator[GroupResult]:
         """Yield one GroupResult per request, in completion order (see the module docstring)."""
-        if self.native.ctx is None:
+        if self.native.model is None:
             raise UsageError("the generator is closed")
         if self._busy:
             raise UsageError(
                 "this generator is already generating; finish or close the other generate() first"
             )
+        self.native.open_context()  # after suspend(): a new, empty context (a no-op otherwise)
         self._busy = True
         sched = Scheduler(self, iter(requests), on_tokens)
         try:

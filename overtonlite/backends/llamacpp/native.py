@@ -102,6 +102,28 @@ class NativeModel:
         self.vocab = ll.llama_model_get_vocab(model)
         self.n_vocab = int(ll.llama_vocab_n_tokens(self.vocab))
         self.n_swa = int(ll.llama_model_n_swa(model))  # sliding-window attention size (0: none)
+        self._params = (n_kv, n_batch, n_seq_max, n_threads, unified)
+        self._pieces: dict[int, bytes] = {}
+        self._abort: Any = None
+        self.mem = None
+        try:
+            self.open_context()
+        except ModelLoadError:
+            self.close()
+            raise
+        self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
+        self.bos = int(ll.llama_vocab_bos(self.vocab))
+        self.eos = int(ll.llama_vocab_eos(self.vocab))
+
+    def open_context(self) -> None:
+        """Create the context and the batch (after :meth:`release_context`; a no-op while there is one).
+
+        The new context starts with an empty KV cache; its sizes are the constructor's, so ``n_kv``,
+        ``n_ctx_seq`` and ``n_batch`` come out the same."""
+        if self.ctx is not None:
+            return
+        ll = self.ll
+        n_kv, n_batch, n_seq_max, n_threads, unified = self._params
         cparams = ll.llama_context_default_params()
         cparams.n_ctx = n_kv
         cparams.n_batch = n_batch
@@ -111,16 +133,14 @@ class NativeModel:
         cparams.n_threads_batch = n_threads
         cparams.kv_unified = unified
         cparams.no_perf = True
-        ctx = ll.llama_init_from_model(model, cparams)
+        ctx = ll.llama_init_from_model(self.model, cparams)
         if not ctx:
-            self.close()
             raise ModelLoadError(
                 f"cannot create a llama.cpp context for {self.path} (n_kv={n_kv}, n_seq_max={n_seq_max})"
             )
         self.ctx = ctx
-        self._abort = native_abort_callback(
-            ll.ggml_abort_callback
-        )  # a second Ctrl-C ends a long decode early
+        if self._abort is None:  # a second Ctrl-C ends a long decode early
+            self._abort = native_abort_callback(ll.ggml_abort_callback)
         if self._abort is not None:
             ll.llama_set_abort_callback(ctx, *self._abort)
         self.mem = ll.llama_get_memory(ctx)
@@ -129,15 +149,27 @@ class NativeModel:
         self.n_ctx_seq = int(ll.llama_n_ctx_seq(ctx))
         self.n_batch = int(ll.llama_n_batch(ctx))
         self._batch = ll.llama_batch_init(self.n_batch, 0, 1)
-        self._pieces: dict[int, bytes] = {}
         # the last decode's outputs (see logits_rows) and a kept view of llama.cpp's logits buffer
         self._ranks: list[int] = []
         self._n_outputs = 0
         self._logits_view: np.ndarray | None = None
         self._logits_addr = 0
-        self.add_bos = bool(ll.llama_vocab_get_add_bos(self.vocab))
-        self.bos = int(ll.llama_vocab_bos(self.vocab))
-        self.eos = int(ll.llama_vocab_eos(self.vocab))
+
+    def release_context(self) -> None:
+        """Free the context (its KV cache, logits and compute buffers) and the batch, keeping the model loaded:
+        the memory of a model that waits while another one generates. :meth:`open_context` makes a new one."""
+        ll = self.ll
+        self._logits_view = None
+        self._logits_addr = 0
+        self._ranks = []
+        self._n_outputs = 0
+        if self._batch is not None:
+            ll.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx is not None:
+            ll.llama_free(self.ctx)
+            self.ctx = None
+            self.mem = None
 
     # -- vocabulary ---------------------------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -197,8 +229,8 @@ class NativeModel:
     def make_sampler(self, sampling: SamplingConfig, seed: int) -> Any:
         """A fresh sampler chain: top_k -> top_p -> min_p -> temp -> dist(seed) (greedy at T=0).
 
-        The repetition penalty comes first but is not part of the chain: :meth:`penalize` applies it to the
-        logits row (see the module docstring of :mod:`overtonlite.backends.llamacpp`).
+        The repetition penalty comes first but is not part of the chain: :func:`.fastsample.penalize_rows`
+        applies it to the logits rows (see the module docstring of :mod:`overtonlite.backends.llamacpp`).
         """
         ll = self.ll
         chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
@@ -294,12 +326,7 @@ class NativeModel:
     def close(self) -> None:
         """Free batch, context and model (idempotent)."""
         ll = self.ll
-        if self._batch is not None:
-            ll.llama_batch_free(self._batch)
-            self._batch = None
-        if self.ctx is not None:
-            ll.llama_free(self.ctx)
-            self.ctx = None
+        self.release_context()
         if self.model is not None:
             ll.llama_model_free(self.model)
             self.model = None
