@@ -367,7 +367,14 @@ def test_a_pair_holds_one_kv_cache_at_a_time(tmp_path: Path) -> None:
         gen.suspend = lambda _role=role: events.append(("suspend", _role))
     generate_diversity(models.base, models.chat, PROMPTS[:2], out=tmp_path, n=2, seed=0)
     generate_icl(
-        models.base, models.chat, PROMPTS, "urial,knn+summary", out=tmp_path, n=2, k=2, embedder=HashEmbedder()
+        models.base,
+        models.chat,
+        PROMPTS,
+        "urial,knn+summary",
+        out=tmp_path,
+        n=2,
+        k=2,
+        embedder=HashEmbedder(),
     )
     assert ("generate", "base") in events and ("generate", "chat") in events
     suspended: set[str] = set()
