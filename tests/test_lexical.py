@@ -139,6 +139,29 @@ def test_word_count() -> None:
     assert word_count("don't stop") == 2
 
 
+def test_distinct_n_equals_its_pooled_count_definition() -> None:
+    import random
+    from collections import Counter
+
+    from overtonlite.metrics.lexical import word_tokenize
+
+    rng = random.Random(5)
+    vocab = ["The", "the", "cat", "sat", ",", "on", "mat", "Mat", "."]
+    for _ in range(40):
+        texts = [
+            " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30))) for _ in range(rng.randint(1, 5))
+        ]
+        for n in (1, 2, 3):
+            for lower in (True, False):
+                counts: Counter = Counter()
+                for t in texts:
+                    toks = [w.lower() if lower else w for w in word_tokenize(t)]
+                    counts.update(zip(*(toks[i:] for i in range(n)), strict=False))
+                total = sum(counts.values())
+                expected = len(counts) / total if total else None
+                assert distinct_n(texts, n, lowercase=lower) == expected
+
+
 def test_distinct_n_and_entropy_hand_values() -> None:
     assert distinct_n(["a b a b"], 1) == 0.5
     assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)  # (a b), (b a), (a b)

@@ -87,6 +87,19 @@ def test_bit_parallel_lcs_equals_dynamic_programming() -> None:
     assert L.lcs_length(list("abcbdab"), list("bdcaba")) == 4  # the textbook example
 
 
+def test_lcs_is_symmetric_and_homogenization_is_the_pairwise_rouge_l_mean() -> None:
+    rng = random.Random(11)
+    for _ in range(60):
+        words = [f"w{rng.randint(0, 12)}" for _ in range(rng.randint(0, 300))]
+        texts = [" ".join(words[rng.randint(0, 40) : rng.randint(0, 300)]) for _ in range(rng.randint(2, 6))]
+        toks = [L.rouge_tokens(t) for t in texts]
+        for a in toks:
+            for b in toks:
+                assert L.lcs_length(a, b) == L.lcs_length(b, a)
+        pairs = [L.rouge_l_f(toks[i], toks[j]) for i in range(len(toks)) for j in range(i + 1, len(toks))]
+        assert L.homogenization_rougel(texts) == math.fsum(pairs) / len(pairs)  # the same floats, exactly
+
+
 def test_homogenization_hand_computed() -> None:
     # LCS("a b c", "a c") = 2: P = 2/3, R = 1, F = 0.8; "d" shares nothing -> mean over 3 pairs = 0.8 / 3
     assert L.homogenization_rougel(["a b c", "a c", "d"]) == pytest.approx(0.8 / 3)

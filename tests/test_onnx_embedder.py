@@ -101,6 +101,25 @@ def test_real_truncation_and_batching_order_independent(minilm_dir):
 
 
 @pytest.mark.realmodel
+def test_real_counts_noted_while_embedding_equal_the_untruncated_tokenizer(minilm_dir):
+    texts = [
+        "word " * 500,  # truncated at 16: counted from the encoding and its overflowing pieces
+        "a text that names [SEP] and [CLS] literally, " * 6,
+        "short text",
+        "x",
+        TEXTS[0],
+    ]
+    e = OnnxEmbedder(minilm_dir, name="all-minilm-l6-v2", max_length=16, batch_size=2)
+    e.embed(texts[:4])
+    noted = dict(e._counts)
+    assert len(noted) == 4  # the embedded texts, without a second tokenization
+    ref = OnnxEmbedder(minilm_dir, name="all-minilm-l6-v2", max_length=16)
+    expected = ref.count_tokens(texts)  # nothing embedded: the untruncated tokenizer counts every text
+    assert e.count_tokens(texts) == expected
+    assert expected[0] == 500 and expected[2:4] == [2, 1]
+
+
+@pytest.mark.realmodel
 def test_real_direct_loader_matches_fastembed_loader(minilm_dir, monkeypatch):
     fe = OnnxEmbedder(minilm_dir, name="all-minilm-l6-v2")
 

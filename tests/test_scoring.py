@@ -201,6 +201,48 @@ def test_idempotent(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+@pytest.mark.parametrize("ref", [None, "chat"])
+def test_text_metrics_worker_gives_the_records_of_the_main_thread(tmp_path, monkeypatch, ref):
+    from overtonlite.scoring import group
+
+    src = write_responses(tmp_path / "r.jsonl", dict_samples=True)
+    score_input(src, out=tmp_path / "worker", embedder=HashEmbedder(), reference_system=ref)
+    seen: list[int] = []
+    real = group._text_worker
+
+    def nothing_but_warm(groups, lowercase, out, stop):
+        real([], lowercase, out, stop)  # tools only: every text_part is computed by score_group
+        seen.append(len(out))
+
+    monkeypatch.setattr(group, "_text_worker", nothing_but_warm)
+    score_input(src, out=tmp_path / "main", embedder=HashEmbedder(), reference_system=ref)
+    assert seen == [0]
+    for name in ("metrics.jsonl", "summary.json"):
+        assert (tmp_path / "worker" / name).read_bytes() == (tmp_path / "main" / name).read_bytes()
+
+
+def test_a_failed_embedding_stops_the_text_metrics_worker(tmp_path, monkeypatch):
+    from overtonlite.scoring import group
+
+    src = write_responses(tmp_path / "r.jsonl")
+    done: list[int] = []
+    real = group._text_worker
+
+    def slow_worker(groups, lowercase, out, stop):
+        stop.wait(5)  # the embedding fails meanwhile: the worker must see the stop before its first group
+        real(groups, lowercase, out, stop)
+        done.append(len(out))
+
+    class Broken(HashEmbedder):
+        def embed(self, texts):
+            raise RuntimeError("embedder exploded")
+
+    monkeypatch.setattr(group, "_text_worker", slow_worker)
+    with pytest.raises(RuntimeError, match="exploded"):
+        score_input(src, out=tmp_path / "o", embedder=Broken())
+    assert done == [0]
+
+
 def test_reference_system_metrics(tmp_path):
     src = write_responses(tmp_path / "r.jsonl", dict_samples=True)
     s = score_input(src, out=tmp_path / "o", embedder=HashEmbedder(), reference_system="chat")

@@ -39,6 +39,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from overtonlite.metrics.stopwords import ENGLISH_STOPWORDS
 
@@ -287,14 +288,27 @@ def word_count(text: str) -> int:
     return len(_check_text(text).split())
 
 
-def _ngrams(texts: Sequence[str], n: int, lowercase: bool) -> Counter[tuple[str, ...]]:
+def _check_n(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
+    return n
+
+
+@functools.lru_cache(maxsize=1024)
+def _lower_tokens(text: str) -> tuple[str, ...]:
+    return tuple(t.lower() for t in _tokens(text))
+
+
+def _text_tokens(text: object, lowercase: bool) -> tuple[str, ...]:
+    checked = _check_text(text)
+    return _lower_tokens(checked) if lowercase else _tokens(checked)
+
+
+def _ngrams(texts: Sequence[str], n: int, lowercase: bool) -> Counter[tuple[str, ...]]:
+    _check_n(n)
     counts: Counter[tuple[str, ...]] = Counter()
     for text in _check_texts(texts):
-        toks = _tokens(_check_text(text))
-        if lowercase:
-            toks = tuple(t.lower() for t in toks)
+        toks = _text_tokens(text, lowercase)
         counts.update(zip(*(toks[i:] for i in range(n)), strict=False))
     return counts
 
@@ -306,11 +320,16 @@ def distinct_n(texts: Sequence[str], n: int, *, lowercase: bool = True) -> float
     texts. ``None`` when the group has no n-gram at all (e.g. every text shorter than ``n`` tokens). Raises
     ``ValueError`` for ``n < 1``.
     """
-    counts = _ngrams(texts, n, lowercase)
-    total = sum(counts.values())
+    _check_n(n)
+    unique: set[Any] = set()  # only the distinct n-grams and the total are needed, not each one's count
+    total = 0
+    for text in _check_texts(texts):
+        toks = _text_tokens(text, lowercase)
+        total += max(0, len(toks) - n + 1)
+        unique.update(toks if n == 1 else zip(*(toks[i:] for i in range(n)), strict=False))
     if total == 0:
         return None
-    return len(counts) / total
+    return len(unique) / total
 
 
 def ngram_entropy(texts: Sequence[str], n: int = 1, *, lowercase: bool = True) -> float | None:

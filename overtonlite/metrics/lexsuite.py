@@ -54,35 +54,49 @@ def rouge_tokens(text: str) -> tuple[str, ...]:
     return tuple(t for t in _NON_ALNUM.sub(" ", text.lower()).split() if t)
 
 
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence of two token sequences (bit-parallel, exact)."""
-    if not a or not b:
-        return 0
-    if len(a) < len(b):
-        a, b = b, a
+def _positions(seq: Sequence[str]) -> dict[str, int]:
+    """Token -> bit mask of the positions where it occurs in ``seq`` (the bit-parallel LCS's match masks)."""
     masks: dict[str, int] = {}
-    for i, tok in enumerate(b):
+    for i, tok in enumerate(seq):
         masks[tok] = masks.get(tok, 0) | (1 << i)
-    full = (1 << len(b)) - 1
+    return masks
+
+
+def _lcs_bits(masks: dict[str, int], width: int, other: Sequence[str]) -> int:
+    """LCS length of the sequence whose :func:`_positions` are ``masks`` (``width`` tokens) and ``other``: one
+    step per token of ``other`` on a ``width``-bit vector (Allison-Dix / Hyyro), exact for any two lengths."""
+    full = (1 << width) - 1
     s = full
-    for tok in a:
+    for tok in other:
         m = masks.get(tok)
         if m is None:
             continue
         u = s & m
         s = ((s + u) | (s - u)) & full
-    return len(b) - s.bit_count()
+    return width - s.bit_count()
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token sequences (bit-parallel, exact)."""
+    if not a or not b:
+        return 0
+    if len(a) > len(b):  # Python's cost is per step: step through the shorter one, bits of the longer
+        a, b = b, a
+    return _lcs_bits(_positions(b), len(b), a)
+
+
+def _f_from_lcs(lcs: int, len_a: int, len_b: int) -> float:
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len_a, lcs / len_b
+    return 2 * p * r / (p + r)
 
 
 def rouge_l_f(a: Sequence[str], b: Sequence[str]) -> float:
     """ROUGE-L F1 of two token sequences: LCS / len for precision and recall, 0 when either is empty."""
     if not a or not b:
         return 0.0
-    lcs = lcs_length(a, b)
-    if lcs == 0:
-        return 0.0
-    p, r = lcs / len(a), lcs / len(b)
-    return 2 * p * r / (p + r)
+    return _f_from_lcs(lcs_length(a, b), len(a), len(b))
 
 
 def compression_ratio(texts: Sequence[str], *, library_compatible: bool = False) -> float | None:
@@ -108,8 +122,19 @@ def homogenization_rougel(texts: Sequence[str]) -> float | None:
     if n < 2:
         return None
     toks = [rouge_tokens(t) for t in texts]
-    total = math.fsum(rouge_l_f(toks[i], toks[j]) for i in range(n) for j in range(i + 1, n))
-    return total / (n * (n - 1) / 2)  # F is symmetric, so the ordered-pair mean equals the unordered one
+    masks = [_positions(t) for t in toks]  # once per text, not once per pair
+    values = []
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = toks[i], toks[j]
+            if not a or not b:
+                values.append(0.0)
+                continue
+            # step through the shorter text (as lcs_length does)
+            lcs = _lcs_bits(masks[j], len(b), a) if len(a) <= len(b) else _lcs_bits(masks[i], len(a), b)
+            values.append(_f_from_lcs(lcs, len(a), len(b)))
+    # F is symmetric, so the ordered-pair mean equals the unordered one
+    return math.fsum(values) / (n * (n - 1) / 2)
 
 
 def self_repetition(texts: Sequence[str], *, n: int = 4) -> float | None:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -107,7 +108,14 @@ def is_degenerate(text: str) -> bool:
     words, or more than 50% of the word positions are covered by word 4-grams (lower-cased ``\\w+`` words) that
     occur at least 3 times.
     """
-    words = _check(text).split()
+    return _degenerate(_check(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _degenerate(text: str) -> bool:
+    """:func:`is_degenerate` of a checked text; cached, as scoring asks twice per sample (the style rates and
+    the quality filter)."""
+    words = text.split()
     if len(words) < 3:
         return True
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]

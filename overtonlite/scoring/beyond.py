@@ -46,19 +46,35 @@ def settings(embedder_name: str | None) -> dict[str, Any]:
     }
 
 
-def group_metrics(
-    texts: Sequence[str], vectors: dict[str, np.ndarray], passing: Sequence[bool]
-) -> dict[str, Any]:
-    """The :data:`KEYS` of one group: ``texts`` its samples, ``vectors`` text -> sentence vector, ``passing`` the
-    quality filter per sample."""
+def text_metrics(texts: Sequence[str]) -> dict[str, Any]:
+    """The :data:`KEYS` that need the texts only (no vectors, no quality filter)."""
     texts = list(texts)
-    kept = [t for t, ok in zip(texts, passing, strict=True) if ok]
     return {
-        "distinct_at_n": distinct.distinct_by_cosine(texts, vectors),
         "distinct_at_n_lexical": distinct.distinct_by_rouge1(texts),
-        "distinct_at_n_filtered": distinct.distinct_by_cosine(kept, vectors) if kept else None,
         "compression_ratio": lexsuite.compression_ratio(texts),
         "homogenization_rougel": lexsuite.homogenization_rougel(texts),
         "self_repetition": lexsuite.self_repetition(texts),
         "ngram_diversity": lexsuite.ngram_diversity(texts),
+    }
+
+
+def group_metrics(
+    texts: Sequence[str],
+    vectors: dict[str, np.ndarray],
+    passing: Sequence[bool],
+    text_part: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The :data:`KEYS` of one group: ``texts`` its samples, ``vectors`` text -> sentence vector, ``passing`` the
+    quality filter per sample; ``text_part``: :func:`text_metrics` of the texts when already computed."""
+    texts = list(texts)
+    kept = [t for t, ok in zip(texts, passing, strict=True) if ok]
+    lex = text_part if text_part is not None else text_metrics(texts)
+    return {
+        "distinct_at_n": distinct.distinct_by_cosine(texts, vectors),
+        "distinct_at_n_lexical": lex["distinct_at_n_lexical"],
+        "distinct_at_n_filtered": distinct.distinct_by_cosine(kept, vectors) if kept else None,
+        "compression_ratio": lex["compression_ratio"],
+        "homogenization_rougel": lex["homogenization_rougel"],
+        "self_repetition": lex["self_repetition"],
+        "ngram_diversity": lex["ngram_diversity"],
     }

@@ -2,7 +2,8 @@
 
 :class:`GroupContext` embeds every distinct text once, up front (samples with token states when a reference system
 is given, prompts, and the sentences of samples for coverage), then :func:`score_group` computes one
-``metrics.jsonl`` record from those vectors and the lexical, style and stance functions.
+``metrics.jsonl`` record from those vectors and the lexical, style and stance functions. The metrics that need
+the texts only (:func:`text_part`) are computed on a worker thread while the samples are embedded.
 
 BERTScore-style F1 (MiniLM token states) baseline ``b``: the mean F1 of 1,000 seeded random pairs of non-empty
 samples answering *different* prompts, drawn from the whole input file (all systems). With fewer than 5 prompts
@@ -30,6 +31,7 @@ from overtonlite.metrics import lexical, semantic, stance, style
 from overtonlite.metrics import sentences as sentences_mod
 from overtonlite.metrics.sentences import split_sentences
 from overtonlite.scoring.beyond import group_metrics as beyond_metrics
+from overtonlite.scoring.beyond import text_metrics as beyond_text_metrics
 from overtonlite.scoring.inputs import Group
 
 FINISHED_MIN = 2
@@ -49,13 +51,35 @@ def _jaccard_to_ref_values(texts: list[str], ref: str, lowercase: bool) -> list[
     return [None if v is None else float(v) for v in res]
 
 
-def _warm_text_tools() -> None:
-    """Build the sentence splitter and the word tokenizer in the background (importing NLTK takes about a second)
-    while the first texts are embedded: onnxruntime releases the GIL while it runs."""
+def text_part(texts: list[str], lowercase: bool) -> dict[str, Any]:
+    """The metrics of a group that need its texts only (no vectors): lexical, style and the lexical part of
+    the beyond-the-paper keys. :func:`score_group` takes them from here."""
+    return {
+        "jaccard": lexical.mean_pairwise_jaccard(texts, lowercase=lowercase),
+        "distinct_1": lexical.distinct_n(texts, 1),
+        "distinct_2": lexical.distinct_n(texts, 2),
+        "style": style.style_stats(texts),
+        "nondegenerate": [bool(t) and not style.is_degenerate(t) for t in texts],
+        "beyond": beyond_text_metrics(texts),
+    }
+
+
+def _text_worker(
+    groups: list[Group], lowercase: bool, out: dict[int, dict[str, Any]], stop: threading.Event
+) -> None:
+    """Build the sentence splitter and the word tokenizer (importing NLTK takes about two seconds), then the
+    :func:`text_part` of each group, while the main thread embeds: onnxruntime releases the GIL while it runs,
+    and these pure-Python metrics would otherwise run after the embedding, on one core. ``out[id(group)]``; on
+    any error the worker stops, and the main thread computes the rest itself (and reports the error); ``stop``
+    ends it early (the embedding failed or was interrupted)."""
     try:
         sentences_mod.split_sentences("Warm up. Two sentences.")
         lexical.word_tokenize("Warm up.")
-    except Exception:  # noqa: BLE001 - the main thread builds them again and reports any error itself
+        for g in groups:
+            if stop.is_set():
+                return
+            out[id(g)] = text_part(g.texts, lowercase)
+    except Exception:  # noqa: BLE001 - see the docstring
         pass
 
 
@@ -74,6 +98,7 @@ class GroupContext:
     sentences: dict[str, list[str]] = field(default_factory=dict)
     ref_text: dict[str, str] = field(default_factory=dict)  # prompt id -> reference sample 0
     token_counts: dict[str, int] = field(default_factory=dict)
+    text_parts: dict[int, dict[str, Any]] = field(default_factory=dict)  # id(group) -> its text_part
     bert_baseline: float | None = None
     bert_baseline_source: str | None = None
 
@@ -94,7 +119,13 @@ class GroupContext:
     ) -> GroupContext:
         ctx = cls(embedder, reference_system, lowercase, stance, seed, quality_threshold, tau, missing_cuts)
         t0 = time.perf_counter()
-        warm = threading.Thread(target=_warm_text_tools, name="overtonlite-warm-text-tools", daemon=True)
+        stop = threading.Event()
+        warm = threading.Thread(
+            target=_text_worker,
+            args=(groups, lowercase, ctx.text_parts, stop),
+            name="overtonlite-text-metrics",
+            daemon=True,
+        )
         warm.start()
         samples = list(dict.fromkeys(t for g in groups for t in g.texts if t))
         prompts = list(dict.fromkeys(g.prompt for g in groups if g.prompt))
@@ -104,7 +135,10 @@ class GroupContext:
                 if g.system == reference_system and g.texts:
                     ctx.ref_text[g.pid] = g.texts[0]
             try:
-                vecs, toks = embedder.embed_with_tokens(samples)  # first: the text tools load meanwhile
+                vecs, toks = embedder.embed_with_tokens(samples)  # first: the text metrics run meanwhile
+            except BaseException:
+                stop.set()
+                raise
             finally:  # NLTK only once the thread is done: a second thread would see a half-imported module
                 warm.join()
             for t in samples:
@@ -122,6 +156,9 @@ class GroupContext:
         else:
             try:
                 vecs = embedder.embed(samples) if samples else np.zeros((0, 1), np.float32)
+            except BaseException:
+                stop.set()
+                raise
             finally:
                 warm.join()
         ctx.vec = dict(zip(samples, vecs, strict=True))
@@ -178,9 +215,12 @@ def score_group(g: Group, ctx: GroupContext) -> dict[str, Any]:
     n = len(texts)
     rec: dict[str, Any] = {"system": g.system, "prompt_id": g.pid, "set": g.prompt_set, "n": n}
     lc = ctx.lowercase
-    rec["jaccard"] = lexical.mean_pairwise_jaccard(texts, lowercase=lc)
-    rec["distinct_1"] = lexical.distinct_n(texts, 1)
-    rec["distinct_2"] = lexical.distinct_n(texts, 2)
+    part = ctx.text_parts.get(id(g))
+    if part is None:
+        part = text_part(texts, lc)
+    rec["jaccard"] = part["jaccard"]
+    rec["distinct_1"] = part["distinct_1"]
+    rec["distinct_2"] = part["distinct_2"]
     words = [int(lexical.word_count(t)) for t in texts]
     rec["words"] = words
     rec["words_mean"] = _mean(words)
@@ -206,7 +246,7 @@ def score_group(g: Group, ctx: GroupContext) -> dict[str, Any]:
     rec["relevance"] = relevance
     rec["relevance_mean"] = _mean(relevance)
 
-    st = style.style_stats(texts)
+    st = part["style"]
     for key, val in (st or {}).items():
         if isinstance(val, (int, float)) and not isinstance(val, bool):
             rec[key] = float(val)
@@ -217,17 +257,15 @@ def score_group(g: Group, ctx: GroupContext) -> dict[str, Any]:
     )
 
     passing = [
-        bool(t)
-        and not style.is_degenerate(t)
-        and (relevance is None or (relevance[i] or 0.0) >= ctx.quality_threshold)
-        for i, t in enumerate(texts)
+        ok and (relevance is None or (relevance[i] or 0.0) >= ctx.quality_threshold)
+        for i, ok in enumerate(part["nondegenerate"])
     ]
     rec["quality_pass"] = passing
     rec["quality_pass_rate"] = sum(passing) / n
     kept = [t for t, ok in zip(texts, passing, strict=True) if ok]
     rec["jaccard_filtered"] = lexical.mean_pairwise_jaccard(kept, lowercase=lc) if len(kept) >= 2 else None
     rec["cosine_filtered"] = semantic.mean_pairwise_cosine(_vectors(ctx, kept)) if len(kept) >= 2 else None
-    rec.update(beyond_metrics(texts, ctx.vec, passing))
+    rec.update(beyond_metrics(texts, ctx.vec, passing, part["beyond"]))
 
     rec["stance"] = rec["stance_both_share"] = rec["yes_no_split"] = None
     if (g.system, g.pid) in ctx.stance:
