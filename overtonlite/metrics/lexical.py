@@ -294,7 +294,7 @@ def _check_n(n: object) -> int:
     return n
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=64)  # distinct-1 and distinct-2 of one group ask for the same texts
 def _lower_tokens(text: str) -> tuple[str, ...]:
     return tuple(t.lower() for t in _tokens(text))
 
