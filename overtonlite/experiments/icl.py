@@ -326,7 +326,7 @@ def generate_icl(
     conds = parse_conditions(conditions) if isinstance(conditions, str) else list(conditions)
     check_pool(prompts, conds, k)
     sampling = sampling or SamplingConfig()
-    only_active(chat, base)
+    only_active(chat, base, hint_model)
     done: dict[str, Any] = {
         CHAT: sample_run(
             chat,
