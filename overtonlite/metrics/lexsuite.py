@@ -76,13 +76,20 @@ def _lcs_bits(masks: dict[str, int], width: int, other: Sequence[str]) -> int:
     return width - s.bit_count()
 
 
+def _lcs(
+    a: Sequence[str], b: Sequence[str], masks_a: dict[str, int] | None, masks_b: dict[str, int] | None
+) -> int:
+    """LCS length of two non-empty sequences, with their :func:`_positions` when already built."""
+    if len(a) > len(b):  # Python's cost is per step: step through the shorter one, bits of the longer
+        a, b, masks_a, masks_b = b, a, masks_b, masks_a
+    return _lcs_bits(masks_b if masks_b is not None else _positions(b), len(b), a)
+
+
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     """Length of the longest common subsequence of two token sequences (bit-parallel, exact)."""
     if not a or not b:
         return 0
-    if len(a) > len(b):  # Python's cost is per step: step through the shorter one, bits of the longer
-        a, b = b, a
-    return _lcs_bits(_positions(b), len(b), a)
+    return _lcs(a, b, None, None)
 
 
 def _f_from_lcs(lcs: int, len_a: int, len_b: int) -> float:
@@ -123,16 +130,12 @@ def homogenization_rougel(texts: Sequence[str]) -> float | None:
         return None
     toks = [rouge_tokens(t) for t in texts]
     masks = [_positions(t) for t in toks]  # once per text, not once per pair
-    values = []
-    for i in range(n):
-        for j in range(i + 1, n):
-            a, b = toks[i], toks[j]
-            if not a or not b:
-                values.append(0.0)
-                continue
-            # step through the shorter text (as lcs_length does)
-            lcs = _lcs_bits(masks[j], len(b), a) if len(a) <= len(b) else _lcs_bits(masks[i], len(a), b)
-            values.append(_f_from_lcs(lcs, len(a), len(b)))
+    values = [
+        _f_from_lcs(_lcs(a, b, masks[i], masks[j]), len(a), len(b)) if a and b else 0.0
+        for i, a in enumerate(toks)
+        for j, b in enumerate(toks)
+        if j > i
+    ]
     # F is symmetric, so the ordered-pair mean equals the unordered one
     return math.fsum(values) / (n * (n - 1) / 2)
 

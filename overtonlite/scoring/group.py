@@ -83,6 +83,20 @@ def _text_worker(
         pass
 
 
+@contextmanager
+def _beside(worker: threading.Thread, stop: threading.Event) -> Iterator[None]:
+    """Run the block (the embedding) beside :func:`_text_worker`, then wait for the worker: NLTK is used on this
+    thread only once the worker is done (a second thread would see a half-imported module). A failing or
+    interrupted block stops the worker before its next group."""
+    try:
+        yield
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        worker.join()
+
+
 @dataclass
 class GroupContext:
     embedder: Any
@@ -120,13 +134,13 @@ class GroupContext:
         ctx = cls(embedder, reference_system, lowercase, stance, seed, quality_threshold, tau, missing_cuts)
         t0 = time.perf_counter()
         stop = threading.Event()
-        warm = threading.Thread(
+        worker = threading.Thread(
             target=_text_worker,
             args=(groups, lowercase, ctx.text_parts, stop),
             name="overtonlite-text-metrics",
             daemon=True,
         )
-        warm.start()
+        worker.start()
         samples = list(dict.fromkeys(t for g in groups for t in g.texts if t))
         prompts = list(dict.fromkeys(g.prompt for g in groups if g.prompt))
         extra: list[str] = list(prompts)
@@ -134,13 +148,8 @@ class GroupContext:
             for g in groups:
                 if g.system == reference_system and g.texts:
                     ctx.ref_text[g.pid] = g.texts[0]
-            try:
-                vecs, toks = embedder.embed_with_tokens(samples)  # first: the text metrics run meanwhile
-            except BaseException:
-                stop.set()
-                raise
-            finally:  # NLTK only once the thread is done: a second thread would see a half-imported module
-                warm.join()
+            with _beside(worker, stop):  # first: the text metrics run meanwhile
+                vecs, toks = embedder.embed_with_tokens(samples)
             for t in samples:
                 ctx.sentences[t] = split_sentences(t)
             extra += [s for t in samples for s in ctx.sentences[t]]
@@ -154,13 +163,8 @@ class GroupContext:
             if callable(release):
                 release()
         else:
-            try:
+            with _beside(worker, stop):
                 vecs = embedder.embed(samples) if samples else np.zeros((0, 1), np.float32)
-            except BaseException:
-                stop.set()
-                raise
-            finally:
-                warm.join()
         ctx.vec = dict(zip(samples, vecs, strict=True))
         extra = [t for t in dict.fromkeys(extra) if t not in ctx.vec]
         if extra:
