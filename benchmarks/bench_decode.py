@@ -139,10 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
     binary = ensure_batched_bench()
+    from overtonlite.backends.llamacpp.native import import_llama, load_policy
+
+    import_llama()  # the OpenMP wait policy is chosen here; llama-batched-bench inherits it with the environment
+    policy = load_policy()
+    print(f"OpenMP wait policy {policy['omp_wait_policy'] or 'default (spinning)'}; CPUs busy at load: "
+          f"{policy['busy_cpus_at_load']}", file=sys.stderr, flush=True)  # fmt: skip
     t0 = time.perf_counter()
     results = [bench_model(name, path, binary, args) for name, path in resolve_models(args)]
     print(render(results))
     print(f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    for res in results:
+        res.update(policy)
     write_results(args, results)
     return 0
 

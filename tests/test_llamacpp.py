@@ -52,6 +52,8 @@ def test_protocol_and_describe(tiny: LlamaCppGenerator) -> None:
     assert d["backend"] == "llama.cpp" and d["llama_cpp_python"]
     assert d["n_threads"] == 1 and d["n_ctx"] == 512 and d["max_seqs"] == 8
     assert d["model_path"].endswith(".gguf") and "system_info" in d
+    assert d["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY")  # what libgomp was loaded under
+    assert "busy_cpus_at_load" in d
 
 
 def test_physical_cores() -> None:

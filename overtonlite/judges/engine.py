@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from overtonlite.errors import ModelLoadError, OvertonliteError, UsageError
+from overtonlite.errors import MissingDependencyError, ModelLoadError, OvertonliteError, UsageError
 
 CTX_ERRORS = ("context", "too long", "exceed")
 
@@ -32,9 +32,12 @@ class LocalEngine:
     def __init__(
         self, path: str, *, name: str, model_sha256: str, n_ctx: int = 4096, threads: int | None = None
     ):
+        from overtonlite.backends.llamacpp.native import import_llama
+
         try:
+            import_llama()  # chooses the OpenMP wait policy before libgomp loads
             from llama_cpp import Llama
-        except ImportError as exc:
+        except (ImportError, MissingDependencyError) as exc:
             raise ModelLoadError(
                 f"a local judge needs llama-cpp-python: pip install llama-cpp-python ({exc})"
             ) from None

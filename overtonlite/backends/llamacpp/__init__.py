@@ -115,7 +115,7 @@ from typing import Any
 from overtonlite.backends.base import PROMPT_TOO_LONG, GenRequest, GroupResult, ProgressFn
 from overtonlite.backends.llamacpp.chat import render_template
 from overtonlite.backends.llamacpp.fastsample import SAMPLER_VERSION, Workspace
-from overtonlite.backends.llamacpp.native import NativeModel, physical_cores
+from overtonlite.backends.llamacpp.native import NativeModel, load_policy, physical_cores
 from overtonlite.backends.llamacpp.sched import Group, Job, KVState, Scheduler
 from overtonlite.errors import ModelLoadError, UsageError
 
@@ -418,7 +418,7 @@ class LlamaCppGenerator:
             "model_path": str(self.model_path),
             "n_ctx_train": self.native.n_ctx_train(),
             "chat_template": self.has_chat_template(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            **load_policy(),
         }
 
     def close(self) -> None:

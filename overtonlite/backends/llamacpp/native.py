@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,66 @@ _QUIET_CALLBACK: Any = None  # keep the ctypes callback alive for the life of th
 _BACKEND_READY = False
 
 
+BUSY_SAMPLE_SECONDS = 0.25  # how long import_llama watches the CPUs before choosing an OpenMP wait policy
+_BUSY: dict[str, Any] = {}  # what import_llama measured: {"busy_cpus": float | None, "spare_cpus": float}
+
+
+def _cpu_jiffies(stat: str, cpus: set[int] | None) -> tuple[int, int] | None:
+    """(busy, total) jiffies summed over the per-CPU lines of ``/proc/stat`` text (only ``cpus``, when given).
+
+    Busy is everything but idle and iowait; guest time is already inside user / nice, so it is not added twice.
+    None when the text has no per-CPU line for those CPUs."""
+    busy = total = 0
+    found = False
+    for line in stat.splitlines():
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit():
+            continue
+        if cpus is not None and int(name[3:]) not in cpus:
+            continue
+        vals = [int(v) for v in rest.split()[:8]]
+        if len(vals) < 4:
+            continue
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+        busy += sum(vals) - idle
+        total += sum(vals)
+        found = True
+    return (busy, total) if found else None
+
+
+def busy_cpus(seconds: float = BUSY_SAMPLE_SECONDS) -> float | None:
+    """How many of this process's CPUs other work keeps busy right now (0.0 .. their count), measured from
+    ``/proc/stat`` over ``seconds`` while this process sleeps; None where there is no ``/proc/stat``."""
+    try:
+        cpus: set[int] | None = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = None
+    try:
+        with open("/proc/stat") as fh:
+            before = _cpu_jiffies(fh.read(), cpus)
+        time.sleep(seconds)
+        with open("/proc/stat") as fh:
+            after = _cpu_jiffies(fh.read(), cpus)
+    except (OSError, ValueError):
+        return None
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    n = len(cpus) if cpus else (os.cpu_count() or 1)
+    return n * (after[0] - before[0]) / (after[1] - before[1])
+
+
 def _cpu_is_busy() -> bool:
+    """Whether other work would take CPUs from llama.cpp's threads: it keeps more CPUs busy than the ones a
+    default thread count (one per physical core) leaves free, plus half a CPU. Measured now (see
+    :func:`busy_cpus`), not from the load average, which lags by a minute: right after a build or another job
+    it still reads "busy" on an idle machine, and PASSIVE there costs most of the decode speed (SmolLM2-135M,
+    2 threads, one sequence: 50 against 180 tok/s). Without ``/proc/stat``, the 1-minute load average at or
+    above the CPU count."""
+    spare = max(0, (os.cpu_count() or 1) - physical_cores()) + 0.5
+    busy = busy_cpus()
+    _BUSY.update(busy_cpus=busy, spare_cpus=spare)
+    if busy is not None:
+        return busy >= spare
     try:
         return os.getloadavg()[0] >= (os.cpu_count() or 1)
     except OSError:  # no load average on this platform
@@ -37,19 +98,34 @@ def import_llama() -> Any:
     """``llama_cpp.llama_cpp`` or a MissingDependencyError naming the fix.
 
     OpenMP worker threads busy-wait at llama.cpp's barriers by default. On an idle CPU that is the fastest
-    choice, but on a CPU already busy with other work it makes 2-thread decoding 10-100x slower, while the
-    PASSIVE policy halves single-sequence decode speed on an idle one (both measured on a 2-core machine; see
-    the README). So unless the user chose a policy, PASSIVE is set when the CPU is already loaded (1-minute load
-    average at or above the number of CPUs), before libgomp loads, i.e. before the first import of llama_cpp.
-    The policy in force is recorded in the manifest (``describe()["omp_wait_policy"]``).
+    choice, but on a CPU already busy with other work spinning threads wait for partners that are not running,
+    while the PASSIVE policy costs most of the speed on an idle one (measured on a 2-core machine; see the
+    README). So unless the user chose a policy (``OMP_WAIT_POLICY``, or libgomp's ``GOMP_SPINCOUNT``), PASSIVE is
+    set when other work keeps the CPUs busy right now (:func:`_cpu_is_busy`), before libgomp loads, i.e. before
+    the first import of llama_cpp. The policy in force is recorded in the manifest
+    (``describe()["omp_wait_policy"]``, with the CPUs found busy).
     """
-    if "OMP_WAIT_POLICY" not in os.environ and _cpu_is_busy():
+    if (
+        "llama_cpp.llama_cpp" not in sys.modules
+        and "OMP_WAIT_POLICY" not in os.environ
+        and "GOMP_SPINCOUNT" not in os.environ
+        and _cpu_is_busy()
+    ):
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
         import llama_cpp.llama_cpp as ll
     except ImportError as exc:
         raise missing_dependency("llama_cpp", package="llama-cpp-python") from exc
     return ll
+
+
+def load_policy() -> dict[str, Any]:
+    """The OpenMP wait policy llama.cpp runs under and what it was chosen from (for manifests)."""
+    busy = _BUSY.get("busy_cpus")
+    return {
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "busy_cpus_at_load": None if busy is None else round(busy, 2),
+    }
 
 
 def set_logging(verbose: bool) -> None:
