@@ -29,12 +29,12 @@ def test_jiffies_sum_the_chosen_cpus_and_leave_out_idle_and_iowait() -> None:
 
 
 def test_busy_is_judged_against_the_cpus_a_default_thread_count_leaves_free(monkeypatch) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(native, "_allowed_cpus", lambda: {0, 1})
     monkeypatch.setattr(native, "physical_cores", lambda: 2)
     for busy, expected in [(0.0, False), (0.3, False), (0.5, True), (1.0, True), (2.0, True)]:
         monkeypatch.setattr(native, "busy_cpus", lambda seconds=0.0, b=busy: b)
         assert native._cpu_is_busy() is expected, busy
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(native, "_allowed_cpus", lambda: set(range(8)))
     monkeypatch.setattr(native, "physical_cores", lambda: 4)  # 4 logical CPUs stay free of our threads
     monkeypatch.setattr(native, "busy_cpus", lambda seconds=0.0: 4.0)
     assert native._cpu_is_busy() is False
@@ -44,7 +44,7 @@ def test_busy_is_judged_against_the_cpus_a_default_thread_count_leaves_free(monk
 
 def test_without_proc_stat_the_load_average_decides(monkeypatch) -> None:
     monkeypatch.setattr(native, "busy_cpus", lambda seconds=0.0: None)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(native, "_allowed_cpus", lambda: {0, 1})
     monkeypatch.setattr(os, "getloadavg", lambda: (2.5, 1.0, 1.0))
     assert native._cpu_is_busy() is True
     monkeypatch.setattr(os, "getloadavg", lambda: (0.4, 1.0, 1.0))
@@ -63,6 +63,28 @@ def test_a_busy_process_is_seen_at_once_and_its_end_too() -> None:
         child.kill()
         child.wait()
     assert during is not None and during >= 0.8, during
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs /proc/stat")
+def test_this_process_own_threads_are_not_other_work() -> None:
+    """A thread of this very process spinning beside the measurement is not a reason for PASSIVE."""
+    import threading
+
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        time.sleep(0.1)
+        during = native.busy_cpus(0.5)
+    finally:
+        stop.set()
+        t.join()
+    assert during is not None and during < 0.5, during
 
 
 def _policy_in_fresh_process(busy: float, env: dict[str, str]) -> str:

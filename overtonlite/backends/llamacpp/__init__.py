@@ -80,8 +80,10 @@ Threads: ``n_threads`` (generation) and ``n_threads_batch`` (prompts) default to
 On a machine whose cores are busy with other processes, llama.cpp's OpenMP build can slow down by two orders of
 magnitude with more than one thread (its barriers spin while a partner thread is descheduled); measured on a
 loaded 2-core machine: 0.3-1 tok/s with 2 threads, ~40 tok/s with 1 thread, ~34 tok/s with 2 threads and
-``OMP_WAIT_POLICY=PASSIVE``. PASSIVE costs speed on an idle machine, so overtonlite sets it only when the CPU
-is already loaded when ``llama_cpp`` is first imported, and only if the environment chooses no policy.
+``OMP_WAIT_POLICY=PASSIVE``. PASSIVE costs most of the speed on an idle machine (SmolLM2-135M at one sequence:
+~50 against ~180 tok/s), so overtonlite sets it only when other work keeps the CPUs busy at the moment
+``llama_cpp`` is first imported (watched over 0.25 s, see ``native.import_llama``), and only if the environment
+chooses no policy (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``).
 
 A prompt that tokenizes to nothing (and a model without BOS) yields ``error="empty_prompt"``.
 

@@ -29,7 +29,7 @@ _BACKEND_READY = False
 
 
 BUSY_SAMPLE_SECONDS = 0.25  # how long import_llama watches the CPUs before choosing an OpenMP wait policy
-_BUSY: dict[str, Any] = {}  # what import_llama measured: {"busy_cpus": float | None, "spare_cpus": float}
+_BUSY: dict[str, Any] = {}  # what import_llama measured: {"busy_cpus": float | None}
 
 
 def _cpu_jiffies(stat: str, cpus: set[int] | None) -> tuple[int, int] | None:
@@ -55,17 +55,26 @@ def _cpu_jiffies(stat: str, cpus: set[int] | None) -> tuple[int, int] | None:
     return (busy, total) if found else None
 
 
+def _allowed_cpus() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def busy_cpus(seconds: float = BUSY_SAMPLE_SECONDS) -> float | None:
     """How many of this process's CPUs other work keeps busy right now (0.0 .. their count), measured from
-    ``/proc/stat`` over ``seconds`` while this process sleeps; None where there is no ``/proc/stat``."""
-    try:
-        cpus: set[int] | None = set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = None
+    ``/proc/stat`` over ``seconds`` while this thread sleeps (CPU time of this process's own other threads in
+    that window is not counted); None where there is no ``/proc/stat``."""
+    cpus = _allowed_cpus()
     try:
         with open("/proc/stat") as fh:
             before = _cpu_jiffies(fh.read(), cpus)
+        own = time.process_time()
+        start = time.monotonic()
         time.sleep(seconds)
+        own = time.process_time() - own
+        wall = time.monotonic() - start
         with open("/proc/stat") as fh:
             after = _cpu_jiffies(fh.read(), cpus)
     except (OSError, ValueError):
@@ -73,7 +82,8 @@ def busy_cpus(seconds: float = BUSY_SAMPLE_SECONDS) -> float | None:
     if before is None or after is None or after[1] <= before[1]:
         return None
     n = len(cpus) if cpus else (os.cpu_count() or 1)
-    return n * (after[0] - before[0]) / (after[1] - before[1])
+    busy = n * (after[0] - before[0]) / (after[1] - before[1]) - own / max(wall, 1e-6)
+    return min(float(n), max(0.0, busy))
 
 
 def _cpu_is_busy() -> bool:
@@ -83,13 +93,15 @@ def _cpu_is_busy() -> bool:
     it still reads "busy" on an idle machine, and PASSIVE there costs most of the decode speed (SmolLM2-135M,
     2 threads, one sequence: 50 against 180 tok/s). Without ``/proc/stat``, the 1-minute load average at or
     above the CPU count."""
-    spare = max(0, (os.cpu_count() or 1) - physical_cores()) + 0.5
+    cpus = _allowed_cpus()
+    n = len(cpus) if cpus else (os.cpu_count() or 1)
+    spare = max(0, n - physical_cores()) + 0.5
     busy = busy_cpus()
-    _BUSY.update(busy_cpus=busy, spare_cpus=spare)
+    _BUSY["busy_cpus"] = busy
     if busy is not None:
         return busy >= spare
     try:
-        return os.getloadavg()[0] >= (os.cpu_count() or 1)
+        return os.getloadavg()[0] >= n
     except OSError:  # no load average on this platform
         return False
 
