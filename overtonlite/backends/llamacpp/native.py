@@ -62,6 +62,10 @@ def _allowed_cpus() -> set[int] | None:
         return None
 
 
+def _count(cpus: set[int] | None) -> int:
+    return len(cpus) if cpus else (os.cpu_count() or 1)
+
+
 def busy_cpus(seconds: float = BUSY_SAMPLE_SECONDS) -> float | None:
     """How many of this process's CPUs other work keeps busy right now (0.0 .. their count), measured from
     ``/proc/stat`` over ``seconds`` while this thread sleeps (CPU time of this process's own other threads in
@@ -81,20 +85,19 @@ def busy_cpus(seconds: float = BUSY_SAMPLE_SECONDS) -> float | None:
         return None
     if before is None or after is None or after[1] <= before[1]:
         return None
-    n = len(cpus) if cpus else (os.cpu_count() or 1)
+    n = _count(cpus)
     busy = n * (after[0] - before[0]) / (after[1] - before[1]) - own / max(wall, 1e-6)
     return min(float(n), max(0.0, busy))
 
 
 def _cpu_is_busy() -> bool:
-    """Whether other work would take CPUs from llama.cpp's threads: it keeps more CPUs busy than the ones a
+    """Whether other work would take CPUs from llama.cpp's threads: it keeps at least as many CPUs busy as a
     default thread count (one per physical core) leaves free, plus half a CPU. Measured now (see
     :func:`busy_cpus`), not from the load average, which lags by a minute: right after a build or another job
     it still reads "busy" on an idle machine, and PASSIVE there costs most of the decode speed (SmolLM2-135M,
     2 threads, one sequence: 50 against 180 tok/s). Without ``/proc/stat``, the 1-minute load average at or
     above the CPU count."""
-    cpus = _allowed_cpus()
-    n = len(cpus) if cpus else (os.cpu_count() or 1)
+    n = _count(_allowed_cpus())
     spare = max(0, n - physical_cores()) + 0.5
     busy = busy_cpus()
     _BUSY["busy_cpus"] = busy
