@@ -52,9 +52,9 @@ def test_without_proc_stat_the_load_average_decides(monkeypatch) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs /proc/stat")
-def test_a_busy_process_is_seen_at_once_and_its_end_too() -> None:
+def test_a_busy_process_is_seen_at_once() -> None:
     """The measurement is of now: a CPU-bound child counts as about one busy CPU while it runs (the load
-    average would take a minute to say so, and another minute to forget it)."""
+    average would take a minute to say so)."""
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
@@ -70,6 +70,8 @@ def test_this_process_own_threads_are_not_other_work() -> None:
     """A thread of this very process spinning beside the measurement is not a reason for PASSIVE."""
     import threading
 
+    baseline = native.busy_cpus(0.5)  # whatever else the machine is doing
+    assert baseline is not None
     stop = threading.Event()
 
     def spin() -> None:
@@ -84,7 +86,7 @@ def test_this_process_own_threads_are_not_other_work() -> None:
     finally:
         stop.set()
         t.join()
-    assert during is not None and during < 0.5, during
+    assert during is not None and during < baseline + 0.5, (baseline, during)
 
 
 def _policy_in_fresh_process(busy: float, env: dict[str, str]) -> str:
