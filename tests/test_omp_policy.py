@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,17 +52,21 @@ def test_without_proc_stat_the_load_average_decides(monkeypatch) -> None:
     assert native._cpu_is_busy() is False
 
 
+def _busy_until(end: Callable[[], object], *, settle: float) -> float | None:
+    """busy_cpus over 0.5 s, ``settle`` seconds after the caller started its load; then ``end`` stops the load."""
+    try:
+        time.sleep(settle)
+        return native.busy_cpus(0.5)
+    finally:
+        end()
+
+
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs /proc/stat")
 def test_a_busy_process_is_seen_at_once() -> None:
     """The measurement is of now: a CPU-bound child counts as about one busy CPU while it runs (the load
     average would take a minute to say so)."""
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.3)
-        during = native.busy_cpus(0.5)
-    finally:
-        child.kill()
-        child.wait()
+    during = _busy_until(lambda: (child.kill(), child.wait()), settle=0.3)
     assert during is not None and during >= 0.8, during
 
 
@@ -80,12 +85,7 @@ def test_this_process_own_threads_are_not_other_work() -> None:
 
     t = threading.Thread(target=spin)
     t.start()
-    try:
-        time.sleep(0.1)
-        during = native.busy_cpus(0.5)
-    finally:
-        stop.set()
-        t.join()
+    during = _busy_until(lambda: (stop.set(), t.join()), settle=0.1)
     assert during is not None and during < baseline + 0.5, (baseline, during)
 
 
