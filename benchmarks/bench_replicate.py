@@ -39,9 +39,11 @@ from replicate_bound import (  # noqa: E402  (benchmarks/ is the script's direct
     batch_used,
     bound,
     calibrate,
+    engine_passes,
     full_preset_passes,
     merge_calibrations,
     passes,
+    time_split,
 )
 
 TARGET_SECONDS = 180.0  # quick, idle machine
@@ -110,6 +112,29 @@ def _row_table(rows: list[dict[str, object]]) -> list[str]:
     return lines
 
 
+def _split_table(rows: list[dict[str, object]]) -> list[str]:
+    """Where each pass's wall time went (from the engine statistics the run's manifests record)."""
+    split_rows = [r for r in rows if isinstance(r.get("time_split"), dict)]
+    if not split_rows:
+        return []
+    lines = [
+        "| pass | wall s | generation-only steps s (llama_decode s) | mixed steps s | prefix s | other s "
+        "| mean batch | generation-only tok/s (/ bound's decode tok/s) | generation-only s at the calibrated "
+        "speed of each step's batch (at the bound's batch) | wall / bound |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in split_rows:
+        t: dict[str, float] = r["time_split"]  # type: ignore[assignment]
+        rb = float(r["bound_decode_s"]) + float(r["bound_prompt_s"])  # type: ignore[arg-type]
+        mix = f"{t['mix_s']:.1f} ({t['at_bound_batch_s']:.1f})" if "mix_s" in t else "–"
+        lines.append(
+            f"| {r['file']}/{r['system']} | {t['wall_s']:.1f} | {t['gen_steps_s']:.1f} ({t['gen_decode_s']:.1f}) "
+            f"| {t['mixed_steps_s']:.1f} | {t['prefix_s']:.1f} | {t['other_s']:.1f} | {t['mean_batch']:.1f} | "
+            f"{t['gen_tok_s']:.1f} ({t.get('gen_tok_s_over_bound', 0.0):.2f}x) | {mix} | {t['wall_s'] / rb:.2f}x |"
+        )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="Run directory (default: a temporary one).")
@@ -157,6 +182,12 @@ def main() -> int:
         c = cal.get(r["model"], any_cal)
         r["batch"] = batch_used(r, max_seqs=c["max_seqs"], kv_budget=c["kv_budget"])
     b = bound(rows, cal) if rows else {"decode_s": 0.0, "prompt_s": 0.0, "total_s": 0.0}
+    engine = engine_passes(out)
+    for r in rows:
+        eng = engine.get((r["file"], r["system"]))
+        if eng is not None:
+            r["engine"] = eng
+            r["time_split"] = time_split(r, eng, cal.get(r["model"], any_cal)["decode_tok_s"])
     timings = row.get("timings") or {}
     gen_s = sum(float(v) for k, v in timings.items() if k.endswith("generate"))
     score_s = float(timings.get("score") or 0.0)
@@ -242,6 +273,10 @@ def main() -> int:
     print(f"| peak RSS | {row['peak_rss_gb']} GB | <= {rss_target} GB |")
     print()
     print("\n".join(_row_table(rows)))
+    split_lines = _split_table(rows)
+    if split_lines:
+        print()
+        print("\n".join(split_lines))
     cal_txt = "; ".join(
         f"{m}: prompt {c['prompt_tok_s']:.0f} tok/s, decode "
         + " / ".join(f"{v:.1f}" for v in c["decode_tok_s"].values())

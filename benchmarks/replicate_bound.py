@@ -94,6 +94,65 @@ def passes(run: Path) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def engine_passes(run: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(file, system) -> the sampling passes' wall seconds and the engine's step statistics, summed over the
+    passes the manifests record (``systems.SYSTEM.passes``, written by every ``sample_run`` that generated)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in (run / "manifest.json", run / "aux" / "manifest.json"):
+        if not f.is_file():
+            continue
+        file = f.parent.name if f.parent != run else "."
+        for system, entry in (json.loads(f.read_text(encoding="utf-8")).get("systems") or {}).items():
+            total: dict[str, Any] = {"passes": 0, "seconds": 0.0, "steps_by_batch": {}}
+            for p in entry.get("passes") or []:
+                total["passes"] += 1
+                total["seconds"] += float(p.get("seconds") or 0.0)
+                for k, v in (p.get("engine") or {}).items():
+                    total[k] = total.get(k, 0) + v
+                for b, (steps, us) in (p.get("steps_by_batch") or {}).items():
+                    acc = total["steps_by_batch"].setdefault(int(b), [0, 0])
+                    acc[0] += steps
+                    acc[1] += us
+            if total["passes"]:
+                out[(file, system)] = total
+    return out
+
+
+def time_split(
+    row: dict[str, Any], eng: dict[str, Any], curve: dict[Any, float] | None = None
+) -> dict[str, float]:
+    """Where a pass's wall time went, from its engine statistics: generation-only steps (and the llama_decode
+    part of them), steps that also evaluated prompt tokens, shared-prefix evaluations, and the rest (admission,
+    the caller writing records, the scheduler's waits); plus the mean batch and tok/s of the generation-only
+    steps, against the bound's decode tok/s for the pass.
+
+    With the steps by batch size and the calibration's decode ``curve``, the generation-only time splits further:
+    ``mix_s`` is what those steps need at the calibrated speed of each step's own batch size (times the pass's
+    depth factor), so ``gen_steps_s / mix_s`` is the per-step slowdown beyond the calibration (cache holes,
+    noise), and ``mix_s`` over the same tokens at the bound's batch size is what the smaller batches cost (tails,
+    admission)."""
+    steps = max(1, eng.get("gen_steps", 0))
+    gen_s = eng.get("gen_step_us", 0) / 1e6
+    split = {
+        "wall_s": eng["seconds"],
+        "gen_steps_s": gen_s,
+        "gen_decode_s": eng.get("gen_step_decode_us", 0) / 1e6,
+        "mixed_steps_s": eng.get("mixed_step_us", 0) / 1e6,
+        "prefix_s": eng.get("prefix_us", 0) / 1e6,
+        "mean_batch": eng.get("gen_step_tokens", 0) / steps,
+        "gen_tok_s": eng.get("gen_step_tokens", 0) / gen_s if gen_s else 0.0,
+    }
+    split["other_s"] = split["wall_s"] - split["gen_steps_s"] - split["mixed_steps_s"] - split["prefix_s"]
+    if row.get("decode_tok_s"):
+        split["gen_tok_s_over_bound"] = split["gen_tok_s"] / row["decode_tok_s"]
+    hist = eng.get("steps_by_batch") or {}
+    if curve and hist and row.get("decode_tok_s"):
+        factor = row.get("depth_factor", 1.0)
+        split["mix_s"] = sum(b * steps / (decode_at(curve, b) * factor) for b, (steps, _) in hist.items())
+        split["at_bound_batch_s"] = eng.get("gen_step_tokens", 0) / row["decode_tok_s"]
+    return split
+
+
 def batch_used(row: dict[str, Any], *, max_seqs: int, kv_budget: int) -> int:
     """Sequences decoded together in a pass: max_seqs, the KV budget, and the pass's own samples bound it."""
     n = max(1, row["n"])

@@ -43,7 +43,7 @@ from overtonlite.config import SamplingConfig, derive_seed, stable_hash
 from overtonlite.datasets import Prompt
 from overtonlite.errors import UsageError, warn
 from overtonlite.interrupts import graceful_sigint
-from overtonlite.rundir.manifest import update_manifest
+from overtonlite.rundir.manifest import record_pass, update_manifest, utc_now
 from overtonlite.rundir.records import RunDir
 from overtonlite.schema import group_record
 
@@ -115,6 +115,7 @@ class SampleRunSummary:
     out: Path = field(default_factory=Path)
     system: str = ""
     interrupted: bool = False
+    engine: dict[str, int] = field(default_factory=dict)  # the generator's ``stats`` counted during this call
 
     @property
     def tokens_per_second(self) -> float:
@@ -218,8 +219,57 @@ def sample_run(
         summary.groups_skipped = len(jobs) - len(todo)
         _warn_short_context(generator, todo, spec.sampling.max_tokens)
         requests = _requests(generator, spec, jobs, todo)
-        _generate(generator, run, spec, todo, requests, summary, progress)
+        before = _engine_stats(generator), _steps_by_batch(generator)
+        try:
+            _generate(generator, run, spec, todo, requests, summary, progress)
+        except SampleInterrupted:
+            _record_pass(generator, run, spec, summary, before)
+            raise
+        _record_pass(generator, run, spec, summary, before)
     return summary
+
+
+def _engine_stats(generator: Generator) -> dict[str, int]:
+    stats = getattr(generator, "stats", None)
+    return {k: v for k, v in stats.items() if isinstance(v, int)} if isinstance(stats, dict) else {}
+
+
+def _steps_by_batch(generator: Generator) -> dict[int, tuple[int, int]]:
+    hist = getattr(generator, "steps_by_batch", None)
+    return {int(b): (int(v[0]), int(v[1])) for b, v in hist.items()} if isinstance(hist, dict) else {}
+
+
+def _record_pass(
+    generator: Generator,
+    run: RunDir,
+    spec: SampleSpec,
+    summary: SampleRunSummary,
+    before: tuple[dict[str, int], dict[int, tuple[int, int]]],
+) -> None:
+    """Put what this call generated, and how fast, into the manifest (``systems.SYSTEM.passes``): the
+    generator's counters over the call (llama.cpp: its step statistics) and, where it keeps them, its
+    generation-only steps by batch size (``{"B": [steps, microseconds]}``)."""
+    written = summary.groups_done + summary.groups_failed
+    if not written and not summary.interrupted:
+        return  # nothing to do (a finished system resumed): no pass
+    stats0, hist0 = before
+    summary.engine = {k: v - stats0.get(k, 0) for k, v in _engine_stats(generator).items()}
+    record: dict[str, Any] = {
+        "finished": utc_now(),
+        "seconds": round(summary.seconds, 3),
+        "groups": written,
+        "tokens": summary.tokens,
+        "interrupted": summary.interrupted,
+        "engine": summary.engine,
+    }
+    hist = {
+        str(b): [steps - hist0.get(b, (0, 0))[0], us - hist0.get(b, (0, 0))[1]]
+        for b, (steps, us) in sorted(_steps_by_batch(generator).items())
+        if steps > hist0.get(b, (0, 0))[0]
+    }
+    if hist:
+        record["steps_by_batch"] = hist
+    record_pass(run.manifest_path, spec.system, record)
 
 
 def _schedule_settings(generator: Generator) -> dict[str, Any] | None:

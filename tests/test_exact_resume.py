@@ -56,14 +56,24 @@ def test_cohorts_do_not_overlap(tiny_gguf: Path) -> None:
         gen.close()
 
 
-@pytest.mark.parametrize("layout", ["unified", "streams"])
-def test_cohort_texts_do_not_depend_on_what_ran_before(tiny_gguf: Path, layout: str) -> None:
+@pytest.mark.parametrize("layout", ["unified", "streams", "unified-packing"])
+def test_cohort_texts_do_not_depend_on_what_ran_before(
+    tiny_gguf: Path, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packing = layout == "unified-packing"
+    if packing:  # pack after nearly every finished sample (the cached prefix's part included)
+        from overtonlite.backends.llamacpp import sched
+
+        monkeypatch.setattr(sched, "PACK_RATIO", 1)
+        monkeypatch.setattr(sched, "PACK_MIN_CELLS", 0)
+        layout = "unified"
     pre = "A shared preamble that is long enough to be cached as a prefix for every prompt of the plan. " * 2
     plan = [_req(f"g{i}", f"{pre}Question {i}:", i // 2, 12, seeds=(i, i + 7)) for i in range(6)]
     gen = _gen(tiny_gguf, max_seqs=4, kv_layout=layout)
     try:
         whole = _texts(list(gen.generate(plan)))
         assert gen.stats["prefix_tokens_evaluated"] > 0  # the preamble is shared within a cohort
+        assert (gen.stats["packs"] > 0) == packing  # the tiny plan never reaches the real thresholds
         kept = gen.stats["prefix_tokens_evaluated"]
         last = _texts(
             list(gen.generate(plan[4:]))
@@ -89,6 +99,11 @@ def test_schedule_settings_are_in_the_key_and_the_settings_check(tmp_path: Path,
         gen.close()
     entry = read_manifest(tmp_path / "run")["systems"]["s"]
     assert entry["engine"]["max_seqs"] == 4 and entry["engine"]["engine"] == "llama.cpp"
+    # the pass is recorded with the engine's step statistics; they are facts, not settings (no check below)
+    (done,) = entry["passes"]
+    assert done["groups"] == 3 and done["engine"]["generated_tokens"] == done["tokens"] > 0
+    by_batch = {int(b): v for b, v in done["steps_by_batch"].items()}
+    assert sum(b * steps for b, (steps, _) in by_batch.items()) == done["engine"]["gen_step_tokens"]
     other = _gen(tiny_gguf, max_seqs=6)
     try:
         with pytest.raises(Exception, match=r"other settings \(max_seqs: 4 -> 6"):

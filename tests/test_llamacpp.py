@@ -63,10 +63,30 @@ def test_physical_cores() -> None:
 
 def test_batching_groups_in_flight(tiny: LlamaCppGenerator) -> None:
     reqs = [_req(f"g{i}", f"Prompt {i}: tell me about the sea", seeds=(i, i + 10, i + 20)) for i in range(5)]
-    calls0 = tiny.stats["decode_calls"]
+    before = dict(tiny.stats)
+    hist0 = {b: list(v) for b, v in tiny.steps_by_batch.items()}
     got: list[int] = []
     results = list(tiny.generate(reqs, on_tokens=got.append))
-    calls = tiny.stats["decode_calls"] - calls0
+    d = {k: v - before[k] for k, v in tiny.stats.items()}
+    calls = d["decode_calls"]
+    # the step statistics add up: every token is sampled in a generation-only or a mixed step, every prompt
+    # token is evaluated in a mixed step or as a shared prefix, every decode call is one of the three
+    assert d["gen_step_tokens"] + d["mixed_step_tokens"] == d["generated_tokens"] == sum(got)
+    assert d["mixed_step_prompt_tokens"] + d["prefix_tokens_evaluated"] == d["prompt_tokens_evaluated"] > 0
+    assert d["gen_steps"] + d["mixed_steps"] <= calls and d["gen_steps"] > 0 and d["mixed_steps"] > 0
+    assert d["gen_step_tokens"] >= d["gen_steps"]  # at least one sequence per step
+    assert 0 < d["gen_step_decode_us"] <= d["gen_step_us"] and d["mixed_step_us"] > 0
+    # the same generation-only steps, by batch size: counts, tokens and time add up to the totals
+    hist = {
+        b: (v[0] - hist0.get(b, [0, 0])[0], v[1] - hist0.get(b, [0, 0])[1])
+        for b, v in tiny.steps_by_batch.items()
+    }
+    assert (
+        all(1 <= b <= tiny.max_seqs for b in hist) and max(hist) == tiny.max_seqs
+    )  # 15 sequences, 8 at once
+    assert sum(n for n, _ in hist.values()) == d["gen_steps"]
+    assert sum(b * n for b, (n, _) in hist.items()) == d["gen_step_tokens"]
+    assert sum(us for _, us in hist.values()) == d["gen_step_us"]
     assert sorted(r.key for r in results) == [f"g{i}" for i in range(5)]
     total = 0
     for r in results:
@@ -700,3 +720,85 @@ def test_a_samples_seen_tokens_array_grows_with_it() -> None:
     for tok in rng.integers(0, 500, size=400).tolist():  # repeats, and past the buffer's first size
         slot.add_seen(tok)
     assert slot.seen_array().tolist() == list(slot.seen)
+
+
+# -- packing the unified cache's cells (schedule 2) ----------------------------------------------------------------
+def _pos_range(nm, seq: int) -> tuple[int, int]:
+    return nm.ll.llama_memory_seq_pos_min(nm.mem, seq), nm.ll.llama_memory_seq_pos_max(nm.mem, seq)
+
+
+def test_pack_cells_moves_the_cells_and_keeps_the_values(tiny_gguf: Path) -> None:
+    """A cached prefix (sequence 0), a group of three sharing its prompt and part of the prefix, and a lone
+    sequence that finished: after packing, every sequence holds the same positions and the next decode gives the
+    same logits (to float rounding: attention now runs over other cells) as without packing."""
+    from overtonlite.backends.llamacpp.native import NativeModel
+    from overtonlite.backends.llamacpp.sched import pack_cells
+
+    nm = NativeModel(tiny_gguf, n_kv=2048, n_seq_max=6, n_batch=64, n_threads=1, unified=True)
+    try:
+        toks = nm.tokenize(
+            "one two three four five six seven eight nine ten", add_special=True, parse_special=True
+        )
+        prefix, prompt = 6, len(toks)
+
+        def build() -> None:
+            nm.clear()
+            nm.decode([(t, i, 0, False) for i, t in enumerate(toks[:prefix])])  # the cached prefix
+            nm.seq_cp(0, 1, 0, prefix)
+            nm.decode(
+                [(t, i, 1, False) for i, t in enumerate(toks) if i >= prefix]
+            )  # the group's own prompt part
+            for seq in (2, 3):
+                nm.seq_cp(1, seq, -1, -1)
+            for start in range(0, 300, 50):  # a long sample, later finished
+                nm.decode([(toks[0], i, 5, False) for i in range(start, start + 50)])
+            for step in range(40):  # the three answers, interleaved with each other's cells
+                nm.decode([(toks[(step + seq) % prompt], prompt + step, seq, False) for seq in (1, 2, 3)])
+            nm.seq_rm(5)
+
+        def next_logits() -> np.ndarray:
+            nm.decode([(toks[seq], prompt + 40, seq, True) for seq in (1, 2, 3)])
+            logits, rows = nm.logits_rows([0, 1, 2])
+            return np.array(logits[rows])
+
+        build()
+        before = {seq: _pos_range(nm, seq) for seq in range(4)}
+        plain = next_logits()
+        build()
+        pack_cells(nm, [([1, 2, 3], prompt, prefix)])
+        assert {seq: _pos_range(nm, seq) for seq in range(4)} == before
+        packed = next_logits()
+        assert packed.shape == plain.shape and np.isfinite(packed).all()
+        np.testing.assert_allclose(packed, plain, rtol=0, atol=1e-3 * float(np.abs(plain).max()))
+        assert not np.allclose(packed[0], packed[1])  # the siblings' own answers came back, not copies of one
+        # the prefix part is shared with sequence 0 again: removing the group leaves the prefix's positions
+        for seq in (1, 2, 3):
+            nm.seq_rm(seq)
+        assert _pos_range(nm, 0) == (0, prefix - 1)
+    finally:
+        nm.close()
+
+
+def test_packing_is_deterministic_and_counted(tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With thresholds that make the scheduler pack after almost every finished sample, every group still
+    completes, the texts are reproducible (exact resume needs that), schedule 1 never packs, and the schedule is
+    part of the engine settings."""
+    from overtonlite.backends.llamacpp import sched
+
+    monkeypatch.setattr(sched, "PACK_RATIO", 1)
+    monkeypatch.setattr(sched, "PACK_MIN_CELLS", 0)
+    reqs = [_req(f"g{i}", f"Prompt {i}: tell me about the sea", seeds=(i, i + 10, i + 20)) for i in range(5)]
+    runs = []
+    for schedule in (2, 2, 1):
+        gen = _gen(tiny_gguf, max_seqs=8, schedule=schedule)
+        try:
+            runs.append((_texts(list(gen.generate(reqs))), dict(gen.stats), gen.schedule_settings()))
+        finally:
+            gen.close()
+    (texts, stats, settings), (again, _, _), (_, old_stats, old_settings) = runs
+    assert stats["packs"] > 0 and stats["packed_cells"] > 0 and old_stats["packs"] == 0
+    assert texts == again and sorted(texts) == [f"g{i}" for i in range(5)]
+    assert all(len(v) == 3 for v in texts.values())
+    assert settings["schedule"] == 2 and old_settings["schedule"] == 1
+    with pytest.raises(UsageError, match="schedule must be one of 1, 2"):
+        _gen(tiny_gguf, schedule=7)

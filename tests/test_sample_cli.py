@@ -306,6 +306,51 @@ def test_resume_keeps_the_recorded_kv_layout(tmp_path: Path, tiny_gguf: Path) ->
     assert recorded_engine(tmp_path / "none", tiny_gguf.stem) == (None, None)
 
 
+def test_resume_keeps_the_recorded_schedule(tmp_path: Path, tiny_gguf: Path) -> None:
+    """A run directory started by a version with schedule 1 (no packing) resumes with schedule 1, its texts those
+    an uninterrupted schedule-1 run gives; a new directory gets this version's schedule."""
+    from overtonlite.backends.llamacpp import SCHEDULE_VERSION, LlamaCppGenerator
+    from overtonlite.config import SamplingConfig
+    from overtonlite.datasets import load_prompts
+    from overtonlite.rundir.manifest import read_manifest, recorded_schedule
+    from overtonlite.sampling import sample_run
+    from overtonlite.util import sha256_file
+
+    prompts = load_prompts("builtin:contested", limit=3)
+    cfg = SamplingConfig(max_tokens=6)
+
+    def old_version(out: Path, limit: int) -> None:  # what the previous version wrote: schedule 1
+        gen = LlamaCppGenerator(
+            tiny_gguf,
+            model_sha256=sha256_file(tiny_gguf),
+            n_ctx=256,
+            n_threads=1,
+            max_seqs=2,
+            max_tokens=6,
+            schedule=1,
+        )
+        try:
+            sample_run(gen, prompts[:limit], out=out, n=2, sampling=cfg, mode="raw", system=tiny_gguf.stem)
+        finally:
+            gen.close()
+
+    old_version(tmp_path / "whole", 3)
+    old_version(tmp_path / "run", 1)
+    assert recorded_schedule(tmp_path / "run", tiny_gguf.stem) == recorded_schedule(tmp_path / "run") == 1
+    args = ["sample", "--model", str(tiny_gguf), "--prompts", "builtin:contested", "--n", "2", "--max-tokens", "6",
+            "--ctx", "256", "--threads", "1", "--max-seqs", "2", "--mode", "raw", "--json"]  # fmt: skip
+    resumed = CliRunner().invoke(cli, [*args, "--limit", "3", "--out", str(tmp_path / "run")])
+    assert resumed.exit_code == 0, resumed.output
+    assert read_manifest(tmp_path / "run")["systems"][tiny_gguf.stem]["engine"]["schedule"] == 1
+    texts = {g["prompt_id"]: [x["text"] for x in g["samples"]] for g in read_groups(tmp_path / "run")}
+    whole = {g["prompt_id"]: [x["text"] for x in g["samples"]] for g in read_groups(tmp_path / "whole")}
+    assert texts == whole and len(texts) == 3
+    fresh = CliRunner().invoke(cli, [*args, "--limit", "1", "--out", str(tmp_path / "fresh")])
+    assert fresh.exit_code == 0, fresh.output
+    assert recorded_schedule(tmp_path / "fresh") == SCHEDULE_VERSION == 2
+    assert recorded_schedule(tmp_path / "missing") is None
+
+
 @pytest.mark.parametrize("flag", [["--kv-layout", "streams"], ["--max-seqs", "4"]])
 def test_engine_options_are_refused_off_llama_cpp(tmp_path: Path, flag: list[str]) -> None:
     """--max-seqs and --kv-layout set the llama.cpp engine; another backend refuses them instead of ignoring them,

@@ -433,3 +433,27 @@ def test_llamacpp_resume_and_lock(tmp_path: Path, tiny_gguf: Path) -> None:
                 sample_run(gen, prompts, out=tmp_path / "run", n=3, sampling=cfg, mode="raw")
     finally:
         gen.close()
+
+
+def test_manifest_records_each_pass(tmp_path: Path) -> None:
+    """Every sample_run call that generates adds one pass record (time, groups, tokens, the generator's step
+    statistics over the call); an interrupted pass is recorded as such; a resume with nothing to do adds none;
+    re-registering the system keeps the earlier passes."""
+    prompts = _prompts(4)
+    stopped = Scripted(FakeGenerator("m"), fail_after=1, exc=KeyboardInterrupt)
+    with pytest.raises(SampleInterrupted):
+        sample_run(stopped, prompts, out=tmp_path, n=2, sampling=SMALL)
+    first = read_manifest(tmp_path)["systems"]["m"]["passes"]
+    assert len(first) == 1 and first[0]["interrupted"] is True and first[0]["groups"] == 1
+    gen = FakeGenerator("m")
+    summary = sample_run(gen, prompts, out=tmp_path, n=2, sampling=SMALL)
+    passes = read_manifest(tmp_path)["systems"]["m"]["passes"]
+    assert passes[0] == first[0] and len(passes) == 2
+    last = passes[1]
+    assert last["interrupted"] is False and last["groups"] == summary.groups_done == 3
+    assert last["tokens"] == summary.tokens > 0 and last["seconds"] >= 0
+    # the fake generator counts its own tokens: the pass's engine statistics are the difference over the call
+    assert last["engine"]["generated_tokens"] == summary.tokens and last["engine"]["groups"] == 3
+    assert summary.engine == last["engine"]
+    sample_run(FakeGenerator("m"), prompts, out=tmp_path, n=2, sampling=SMALL)  # nothing left to do
+    assert read_manifest(tmp_path)["systems"]["m"]["passes"] == passes

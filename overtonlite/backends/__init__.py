@@ -57,6 +57,7 @@ def open_generator(
     max_tokens: int | None = None,
     kv_layout: str | None = None,
     progress: Any = None,
+    schedule: int | None = None,
 ) -> Any:
     """A :class:`~overtonlite.backends.base.Generator` for a registry model (a name or a ``ModelSpec``).
 
@@ -68,6 +69,8 @@ def open_generator(
     concurrency per URL, timeout and retries; chat mode follows the role; ``n_ctx`` defaults to the entry's
     ``context_length``, else what the server reports. The key comes only from the variable ``api_key_env`` names.
     A served model refuses ``max_seqs`` and ``kv_layout`` (UsageError): the server schedules its own batches.
+    ``schedule``: the local engine's schedule version for a resumed run (see ``LlamaCppGenerator``; None: this
+    version's); a served model has none and ignores it.
     """
     spec = _resolve(spec_or_name, registry, "model")
     if spec.endpoint is not None:
@@ -110,6 +113,8 @@ def open_generator(
         kwargs["max_tokens"] = max_tokens
     if kv_layout is not None:
         kwargs["kv_layout"] = kv_layout
+    if schedule is not None:
+        kwargs["schedule"] = schedule
     return LlamaCppGenerator(path, **kwargs)
 
 

@@ -14,7 +14,7 @@ import click
 from overtonlite.cli.common import at_least, console, print_json
 from overtonlite.cli.sample_view import ProgressDisplay, print_summary
 from overtonlite.errors import UsageError
-from overtonlite.rundir.manifest import recorded_engine
+from overtonlite.rundir.manifest import recorded_engine, recorded_schedule
 
 _CHUNK = 1 << 20
 
@@ -203,8 +203,9 @@ def sample(
         generator = _fake_generator(model, ctx=ctx, delay=fake_delay, chat=mode != "raw")
         model_name = model
     else:
-        # a resumed run keeps the sequence budget and KV layout it was sampled with (they decide the texts)
-        recorded_seqs, recorded_layout = recorded_engine(out, system or _model_label(model))
+        # a resumed run keeps the sequence budget, KV layout and schedule it was sampled with (they decide the texts)
+        label = system or _model_label(model)
+        recorded_seqs, recorded_layout = recorded_engine(out, label)
         generator, model_name, extra_stop = _model_generator(
             model,
             ctx=ctx,
@@ -212,6 +213,7 @@ def sample(
             max_seqs=recorded_seqs if max_seqs is None else max_seqs,
             max_tokens=max_tokens,
             kv_layout=kv_layout or recorded_layout,
+            schedule=recorded_schedule(out, label),
         )
     sampling = SamplingConfig(
         temperature=temperature,
@@ -280,6 +282,7 @@ def _model_generator(
     max_seqs: int | None,
     max_tokens: int | None = None,
     kv_layout: str | None = None,
+    schedule: int | None = None,
 ) -> tuple[Any, str, tuple[str, ...]]:
     """(generator, name, extra stop strings) for a .gguf path or a registry model, local or served (a local
     registry model is pulled with the progress display of ``models pull``)."""
@@ -295,6 +298,7 @@ def _model_generator(
             "max_seqs": max_seqs,
             "max_tokens": max_tokens,
             "kv_layout": kv_layout,
+            "schedule": schedule,
         }
         if ctx is not None:
             kwargs["n_ctx"] = ctx
@@ -315,6 +319,7 @@ def _model_generator(
             max_tokens=max_tokens,
             kv_layout=kv_layout,
             progress=bar.callback(spec.name),
+            schedule=schedule,
         )
     return generator, spec.name, tuple(spec.stop)
 

@@ -45,7 +45,7 @@ from overtonlite.experiments import evidence as ev
 from overtonlite.experiments.check_ranges import TOL, record_problems, summary_problems
 from overtonlite.experiments.common import CHAT, open_model, read_results
 from overtonlite.experiments.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, fmt, fmt_ci
-from overtonlite.rundir.manifest import recorded_engine
+from overtonlite.rundir.manifest import recorded_engine, recorded_schedule
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 NOT_MEASURED = "not measured"
@@ -515,6 +515,7 @@ def check_run(
                 max_tokens=settings.get("max_tokens"),
                 max_seqs=max_seqs,
                 kv_layout=kv_layout,
+                schedule=recorded_schedule(path, CHAT),
             )
 
     items = [

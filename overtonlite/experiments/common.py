@@ -124,11 +124,13 @@ def open_model(
     max_tokens: int | None = None,
     max_seqs: int | None = None,
     kv_layout: str | None = None,
+    schedule: int | None = None,
 ) -> Generator:
     """Open a registry model: a local GGUF on the llama.cpp engine (pulled into the cache if needed), a served one
     over its OpenAI-compatible endpoint (see :func:`overtonlite.backends.open_generator`; ``max_tokens``, the
     longest sample the run asks for, sizes the local engine's KV cache; ``max_seqs`` and ``kv_layout`` set the
-    local engine's sequence budget and KV layout, None for the defaults)."""
+    local engine's sequence budget and KV layout, ``schedule`` its schedule version for a resumed run, None for
+    the defaults)."""
     from overtonlite.backends import open_generator
 
     return open_generator(
@@ -139,6 +141,7 @@ def open_model(
         max_tokens=max_tokens,
         max_seqs=max_seqs,
         kv_layout=kv_layout,
+        schedule=schedule,
     )
 
 
@@ -150,6 +153,7 @@ def open_pair(
     threads: int | None = None,
     max_tokens: int | None = None,
     kv_layout: str | None = None,
+    schedule: int | None = None,
 ) -> PairModels:
     """Open both models of a pair (``kv_layout`` for both local engines, see :func:`open_model`) and check their
     roles (see :func:`check_pair`)."""
@@ -160,6 +164,7 @@ def open_pair(
         "threads": threads,
         "max_tokens": max_tokens,
         "kv_layout": kv_layout,
+        "schedule": schedule,
     }
     base = open_model(info.base, **kw)
     try:

@@ -58,7 +58,7 @@ from overtonlite.experiments.icl import (
 from overtonlite.experiments.icl import claim_pairs as icl_pairs
 from overtonlite.experiments.power import attach_values
 from overtonlite.experiments.truncation import cap_note, gate_claim, run_shares
-from overtonlite.rundir.manifest import recorded_layout
+from overtonlite.rundir.manifest import recorded_layout, recorded_schedule
 
 
 @dataclass(frozen=True)
@@ -275,7 +275,12 @@ class _Session:
             # a resumed run keeps the KV layout it was sampled with (the layout decides the texts)
             layout = kv_layout or (recorded_layout(out) if out is not None else None)
             models = open_pair(
-                pair, registry=registry, threads=threads, max_tokens=max_tokens, kv_layout=layout
+                pair,
+                registry=registry,
+                threads=threads,
+                max_tokens=max_tokens,
+                kv_layout=layout,
+                schedule=recorded_schedule(out) if out is not None else None,  # so are the engine's schedule
             )
         else:
             check_pair(models.base, models.chat, base_name=models.info.base, chat_name=models.info.chat)

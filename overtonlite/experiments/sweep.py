@@ -32,7 +32,7 @@ from overtonlite.config import SamplingConfig
 from overtonlite.errors import UsageError
 from overtonlite.experiments.common import ensure_writable, open_model, pair_info, write_results
 from overtonlite.experiments.diversity import base_render, raw_sampling
-from overtonlite.rundir.manifest import portable_path, recorded_layout
+from overtonlite.rundir.manifest import portable_path, recorded_layout, recorded_schedule
 
 TABLE_METRICS: tuple[str, ...] = (
     "distinct_at_n",
@@ -385,11 +385,12 @@ def sweep(
     timings: dict[str, float] = {}
     reused: dict[str, int] = {}
     layout = kv_layout or recorded_layout(outdir)  # a resumed sweep keeps its layout (it decides the texts)
+    schedule = recorded_schedule(outdir)  # ... and the engine's schedule version
     for model in dict.fromkeys(s.model for s in systems):
         t = time.perf_counter()
         own = generators is None or model not in generators
         gen = (
-            open_model(model, registry=registry, threads=threads, kv_layout=layout)
+            open_model(model, registry=registry, threads=threads, kv_layout=layout, schedule=schedule)
             if own
             else generators[model]  # type: ignore[index]
         )

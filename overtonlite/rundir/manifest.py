@@ -119,6 +119,25 @@ def _engine_facts(entry: dict[str, Any]) -> tuple[int | None, str | None]:
     return seqs, layout
 
 
+def recorded_schedule(out: str | Path, system: str | None = None) -> int | None:
+    """The llama.cpp engine's schedule version (``engine.schedule``) ``system`` was sampled with in run directory
+    ``out``, or with ``system=None`` the oldest one among its systems; None where none is recorded. A resumed run
+    passes it on, so it keeps the texts of the version that started it (see ``SCHEDULES``)."""
+    try:
+        systems = (read_manifest(out) or {}).get("systems") or {}
+    except Exception:  # noqa: BLE001 - an unreadable manifest is reported by the run itself
+        return None
+    entries = [systems.get(system)] if system is not None else list(systems.values())
+    found = [
+        e["engine"]["schedule"]
+        for e in entries
+        if isinstance(e, dict)
+        and isinstance(e.get("engine"), dict)
+        and isinstance(e["engine"].get("schedule"), int)
+    ]
+    return min(found) if found else None
+
+
 def recorded_layout(out: str | Path) -> str | None:
     """The KV layout the llama.cpp systems of run directory ``out`` were sampled with: "streams" when they all
     were, None when none was (the unified cache, the default, or nothing sampled yet). UsageError when the
@@ -182,7 +201,10 @@ def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dic
     manifest.setdefault("created", now)
     manifest["updated"] = now
     systems = dict(manifest.get("systems") or {})
+    previous = systems.get(system)
     systems[system] = {k: v if k == "config" else portable(v) for k, v in entry.items()}  # no home paths
+    if isinstance(previous, dict) and "passes" in previous and "passes" not in entry:
+        systems[system]["passes"] = previous["passes"]  # a resumed system keeps the record of earlier passes
     manifest["systems"] = systems
     manifest["signature"] = signature(manifest)
     from overtonlite.schema import write_manifest
@@ -191,6 +213,30 @@ def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dic
         return write_manifest(p, manifest)
     except OSError as exc:
         raise io_error(exc, p, kept="the previous manifest and samples are unchanged") from None
+
+
+def record_pass(path: str | Path, system: str, record: dict[str, Any]) -> None:
+    """Append one sampling pass's record (time, groups, tokens, the engine's step statistics) to
+    ``systems.SYSTEM.passes`` of the manifest at ``path``, which :func:`update_manifest` registered. Facts about
+    how fast a run went, not settings: they take no part in the settings check or the signature."""
+    p = Path(path)
+    if p.is_dir() or not p.suffix:
+        p = p / "manifest.json"
+    manifest = read_manifest(p)
+    entry = ((manifest or {}).get("systems") or {}).get(system)
+    if not isinstance(entry, dict):
+        return
+    assert manifest is not None
+    entry["passes"] = [*(entry.get("passes") or []), record]
+    manifest["updated"] = utc_now()
+    from overtonlite.schema import write_manifest
+
+    try:
+        write_manifest(p, manifest)
+    except OSError as exc:
+        raise io_error(
+            exc, p, kept="the samples are written; only this pass's timing is not recorded"
+        ) from None
 
 
 def portable_path(path: str | Path) -> str:
@@ -277,6 +323,8 @@ __all__ = [
     "portable",
     "portable_path",
     "read_manifest",
+    "record_pass",
+    "recorded_schedule",
     "signature",
     "update_manifest",
     "utc_now",

@@ -31,6 +31,9 @@ group reserves only the cells it may use (``prompt + N * max_new``), so it is sm
 walks the cells of *all* sequences (llama.cpp masks the others' cells row by row, and a sequence's own cells lie
 interleaved with everyone else's), so a step slows down as the answers in flight grow. Measured through this engine
 at 32 sequences between 18 and 338 cells per sequence: SmolLM2-135M 192 -> 48 tok/s, gemma-3-270m 124 -> 56.
+The cells a finished sample frees are scattered among the others', and a step attends up to the highest cell in
+use, so the last samples of a cohort kept paying for its high-water mark; schedule 2 packs the cells in flight
+into the lowest free cells once they have shrunk to half of it (see ``Scheduler._maybe_pack``).
 
 ``streams``: every sequence has a KV stream of its own of :func:`stream_cells` (``n_ctx`` rounded up to 256)
 cells, so attention reads only the sequence's own, contiguous cells (same measurement, SmolLM2: 157 -> 116 tok/s
@@ -99,9 +102,11 @@ missing groups, so its texts are those of an uninterrupted run. A cached prefix 
 when it was itself evaluated into a cleared cache and is exactly the prefix that cohort would build: cells,
 values and the cache's insertion point are then the same as after evaluating it afresh.
 
-What else decides the texts is returned by :meth:`LlamaCppGenerator.schedule_settings` (``max_seqs``, the cohort
-fill, ``n_kv``, ``n_batch``, ``min_prefix``, ``lookahead``); it goes into the cache key and the run
-directory's settings check. Thread count does not change texts (measured: 1 and 2 threads identical on 12 groups
+What else decides the texts is returned by :meth:`LlamaCppGenerator.schedule_settings` (the schedule version,
+``max_seqs``, the cohort fill, ``n_kv``, ``n_batch``, ``min_prefix``, ``lookahead``); it goes into the cache key
+and the run directory's settings check. ``sample``, ``replicate``, ``sweep`` and ``check`` open the engine with
+the schedule version the run directory recorded (``schedule=``, any of :data:`SCHEDULES`), so a run started by an
+older version resumes with its texts. Thread count does not change texts (measured: 1 and 2 threads identical on 12 groups
 of SmolLM2-135M Q4_1 and 4 of gemma-3-270m Q4_K_M; llama.cpp computes each output element in one thread). The llama.cpp build and the CPU's
 instruction set do: a run resumed on another machine or llama-cpp-python version is not guaranteed identical
 (both are recorded in the manifest).
@@ -135,7 +140,11 @@ SEQ_BUDGETS = (32, 16, 8, 4, 2, 1)
 KV_SHARE = 0.125
 MAX_KV_CELLS = 16384
 DEFAULT_CELLS_PER_SEQ = 512  # KV cells per sequence when the caller gives no max_tokens
-SCHEDULE_VERSION = 1  # bump when a scheduling change alters which tokens are decoded together
+# bump when a scheduling change alters which tokens are decoded together, or over which KV cells; 2 packs the cells
+# in flight when they are spread thin (unified layout, see Scheduler._maybe_pack). A run sampled with an older
+# schedule this version still runs (SCHEDULES) resumes with it: sample, replicate and check read it from the manifest.
+SCHEDULE_VERSION = 2
+SCHEDULES = (1, 2)
 # streams layout: the bytes of KV streams one model may take by default (stream_budget), and the scheduler's cell
 # budget (none: every stream holds a whole context)
 STREAMS_KV_CAP = 2**30
@@ -282,6 +291,7 @@ class LlamaCppGenerator:
         verbose: bool = False,
         ignore_eos: bool = False,
         kv_layout: str | None = None,
+        schedule: int | None = None,
     ) -> None:
         path = Path(model_path)
         if not path.is_file():
@@ -302,15 +312,23 @@ class LlamaCppGenerator:
             raise UsageError(f"kv_layout must be 'unified' or 'streams', not {kv_layout!r}")
         self.kv_layout = kv_layout or "unified"
         streams = self.kv_layout == "streams"
+        if schedule not in (None, *SCHEDULES):
+            raise UsageError(
+                f"schedule must be one of {', '.join(map(str, SCHEDULES))} (this version's), not {schedule!r}"
+            )
+        self.schedule = int(schedule or SCHEDULE_VERSION)
+        self.pack = self.schedule >= 2  # unified layout: pack the cells in flight when spread thin (sched)
+        meta = header.metadata if header is not None else path
+        cell_bytes = kv_bytes_per_cell(meta)  # one KV cell over all layers; 0: unknown
+        self.cell_bytes = cell_bytes or 2**16  # what packing copies per cell (unknown: a large model's)
         per_seq = stream_cells(self.n_ctx) if streams else cells_per_sequence(max_tokens)
         if max_seqs:
             self.max_seqs = int(max_seqs)
         else:  # the header was just read by the validation: its metadata gives the KV cell size
-            meta = header.metadata if header is not None else path
             if streams:
                 self.max_seqs = stream_budget(stream_bytes(meta, per_seq, int(n_batch)))
             else:
-                self.max_seqs = sequence_budget(kv_bytes_per_cell(meta), per_seq)
+                self.max_seqs = sequence_budget(cell_bytes, per_seq)
         self.n_threads = int(n_threads) if n_threads else physical_cores()
         self.min_prefix = max(1, int(min_prefix))
         self.lookahead = max(2, int(lookahead))
@@ -341,10 +359,21 @@ class LlamaCppGenerator:
             "generated_tokens": 0,
             "decode_calls": 0,
             "groups": 0,
-            "gen_step_tokens": 0,  # tokens sampled in generation-only steps ...
-            "gen_step_us": 0,  # ... and the time those steps took (decode + sampling), for tokens/s
+            "gen_steps": 0,  # generation-only steps (no prompt tokens in the batch) ...
+            "gen_step_tokens": 0,  # ... the tokens sampled in them ...
+            "gen_step_us": 0,  # ... the time they took (decode + sampling + bookkeeping), for tokens/s ...
+            "gen_step_decode_us": 0,  # ... and the part of it spent in llama_decode
+            "mixed_steps": 0,  # steps that also evaluated prompt tokens: their count, tokens sampled, ...
+            "mixed_step_tokens": 0,
+            "mixed_step_prompt_tokens": 0,  # ... prompt tokens evaluated, ...
+            "mixed_step_us": 0,  # ... and time
+            "prefix_us": 0,  # evaluating shared prefixes (prefix_tokens_evaluated), outside the steps
             "stream_moves": 0,  # streams layout: samples moved into a lower stream to close a gap
+            "packs": 0,  # unified layout: times the cells in flight were packed, and the cells moved
+            "packed_cells": 0,
         }
+        # generation-only steps by batch size: sequences in the step -> [steps, microseconds]
+        self.steps_by_batch: dict[int, list[int]] = {}
 
     # -- simple protocol methods -------------------------------------------------------------------------------
     def has_chat_template(self) -> bool:
@@ -387,7 +416,7 @@ class LlamaCppGenerator:
         """
         settings = {
             "engine": "llama.cpp",
-            "schedule": SCHEDULE_VERSION,
+            "schedule": self.schedule,
             "sampler": SAMPLER_VERSION,
             "max_seqs": self.max_seqs,
             "cohort_fill": COHORT_FILL,

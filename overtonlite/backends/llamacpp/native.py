@@ -375,9 +375,34 @@ class NativeModel:
     def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
         self.ll.llama_memory_seq_cp(self.mem, src, dst, p0, p1)
 
-    def seq_rm(self, seq: int, p0: int = -1) -> None:
-        """Drop the sequence's cells from position ``p0`` on (all of them by default)."""
-        self.ll.llama_memory_seq_rm(self.mem, seq, p0, -1)
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> None:
+        """Drop the sequence's cells at positions ``p0 <= pos < p1`` (-1: open end; all of them by default)."""
+        self.ll.llama_memory_seq_rm(self.mem, seq, p0, p1)
+
+    def seq_state(self, seq: int) -> tuple[Any, int]:
+        """A copy of the sequence's KV cells, their positions and K/V values bit for bit
+        (``llama_state_seq_get_data``): ``(buffer, bytes)`` for :meth:`set_seq_state`."""
+        size = int(self.ll.llama_state_seq_get_size(self.ctx, seq))
+        buf = (ctypes.c_uint8 * max(1, size))()
+        got = int(self.ll.llama_state_seq_get_data(self.ctx, buf, size, seq))
+        if got <= 0 or got > size:
+            from overtonlite.errors import OvertonliteError
+
+            raise OvertonliteError(
+                f"llama.cpp could not copy the KV cells of sequence {seq} ({got} of {size} bytes)"
+            )
+        return buf, got
+
+    def set_seq_state(self, seq: int, state: tuple[Any, int]) -> None:
+        """Put a :meth:`seq_state` copy back into (empty) sequence ``seq``; llama.cpp places its cells in the lowest
+        free cells it finds."""
+        buf, size = state
+        if int(self.ll.llama_state_seq_set_data(self.ctx, buf, size, seq)) != size:
+            from overtonlite.errors import OvertonliteError
+
+            raise OvertonliteError(
+                f"llama.cpp could not restore the KV cells of sequence {seq} (the cache is full)"
+            )
 
     def clear(self) -> None:
         self.ll.llama_memory_clear(self.mem, False)

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 
 PREFIX_SEQ = 0
+# unified layout: pack the cells in flight once they use 1 / PACK_RATIO of the cohort's high-water mark, at least
+# PACK_MIN_CELLS fewer, and copying them takes at most PACK_BYTES (see Scheduler._maybe_pack)
+PACK_RATIO = 2
+PACK_MIN_CELLS = 1024
+PACK_BYTES = 128 * 2**20
 
 
 @dataclass(eq=False)
@@ -42,11 +47,15 @@ class KVState:
     budget: int
     cells_used: int = 0
     prefix: Prefix | None = None
+    peak: int = (
+        0  # the most cells in use since the cache was last cleared or packed (see Scheduler._maybe_pack)
+    )
 
     def reset(self) -> None:
         """The cache was cleared: no prefix, no cells in use."""
         self.prefix = None
         self.cells_used = 0
+        self.peak = 0
 
 
 @dataclass(eq=False)
@@ -111,6 +120,34 @@ class Slot:
                 buf = self.seen_buf = np.concatenate([buf, np.empty(max(64, buf.size), dtype=np.int64)])
             buf[self.n_seen] = tok
             self.n_seen += 1
+
+
+def pack_cells(nm: Any, groups: Sequence[tuple[Sequence[int], int, int]]) -> None:
+    """Move the KV cells of the given sequences into the lowest free cells of a unified cache, values bit for bit.
+
+    ``groups``: ``(sequences, prompt, cut)`` per prompt group, ``sequences`` sharing the cells of positions
+    ``0 .. prompt - 1``, the first of them also sharing positions ``0 .. cut - 1`` with the prefix sequence 0 (which
+    stays where it is). Each group's first sequence is copied out without the prefix part, its siblings only with
+    their own answers; all are removed, then put back in order, and the shared parts are shared again. llama.cpp
+    puts restored cells into free cells from its insertion point on, and from the start of the cache when the free
+    cells before that point are many (twice the cells restored, more than the cells still held), as they are once
+    every sequence in flight is out: so the cells come back packed, near the start.
+    """
+    saved: list[tuple[int, int, int, tuple[Any, int]]] = []  # (sequence, share from, share below, its cells)
+    for seqs, prompt, cut in groups:
+        first = seqs[0]
+        if cut:
+            nm.seq_rm(first, 0, cut)
+        saved.append((first, PREFIX_SEQ, cut, nm.seq_state(first)))
+        for seq in seqs[1:]:
+            nm.seq_rm(seq, 0, prompt)
+            saved.append((seq, first, prompt, nm.seq_state(seq)))
+    for seq, _, _, _ in saved:
+        nm.seq_rm(seq)
+    for seq, src, below, state in saved:
+        nm.set_seq_state(seq, state)
+        if below:
+            nm.seq_cp(src, seq, 0, below)
 
 
 def _sample_result(slot: Slot, finish: str) -> SampleResult:
@@ -230,6 +267,7 @@ class Scheduler:
             and best
             and pref.tokens == tuple(job.group.tokens[:best])
         ):
+            gen.kv.peak = len(pref.tokens)  # as after evaluating it into a cleared cache
             return
         self.nm.clear()
         self.fresh = True
@@ -249,6 +287,7 @@ class Scheduler:
             old.current = False
             self._release_prefix(old)
         self.gen.kv.prefix = None
+        t0 = time.perf_counter()
         step = self.nm.n_batch
         for start in range(0, len(tokens), step):
             chunk = tokens[start : start + step]
@@ -258,6 +297,7 @@ class Scheduler:
         self.fresh = False
         self.gen.kv.cells_used += len(tokens)
         self.gen.stats["prefix_tokens_evaluated"] += len(tokens)
+        self.gen.stats["prefix_us"] += int((time.perf_counter() - t0) * 1e6)
         self.gen.stats["prompt_tokens_evaluated"] += len(tokens)
         group.evaluated += len(tokens)
 
@@ -322,7 +362,8 @@ class Scheduler:
             outputs.append((slot, len(entries)))
             entries.append((slot.last, slot.pos, slot.seq, True))
             slot.pos += 1
-        room = nm.n_batch - len(entries)
+        n_live = len(entries)  # one entry per generating sequence; prompt tokens follow
+        room = nm.n_batch - n_live
         started: list[tuple[Job, int]] = []
         for job in self.prefill:
             if room <= 0:
@@ -337,8 +378,10 @@ class Scheduler:
             if job.fed == len(suffix):
                 started.append((job, len(entries) - 1))
         self.prefill = [j for j in self.prefill if j.fed < len(j.suffix)]
-        pure = len(entries) == len(self.slots)  # a generation-only step (no prompt tokens in the batch)
+        pure = len(entries) == n_live  # a generation-only step (no prompt tokens in the batch)
+        t_decode = time.perf_counter()
         nm.decode(entries)
+        decode_us = int((time.perf_counter() - t_decode) * 1e6)
         self.fresh = False
         self.gen.stats["decode_calls"] += 1
         produced = 0
@@ -361,12 +404,87 @@ class Scheduler:
         self.slots = keep
         if self.streams:
             self._compact()
+        if not self.streams:
+            self._maybe_pack()
         stats = self.gen.stats
         stats["generated_tokens"] += produced
+        step_us = int((time.perf_counter() - t0) * 1e6)
         if pure:
+            stats["gen_steps"] += 1
             stats["gen_step_tokens"] += produced
-            stats["gen_step_us"] += int((time.perf_counter() - t0) * 1e6)
+            stats["gen_step_us"] += step_us
+            stats["gen_step_decode_us"] += decode_us
+            hist = self.gen.steps_by_batch.setdefault(n_live, [0, 0])
+            hist[0] += 1
+            hist[1] += step_us
+        else:
+            stats["mixed_steps"] += 1
+            stats["mixed_step_tokens"] += produced
+            stats["mixed_step_prompt_tokens"] += len(entries) - n_live
+            stats["mixed_step_us"] += step_us
         return produced
+
+    def _live_cells(self) -> int:
+        """The KV cells the sequences in flight hold now (unified layout): the cached prefix, each job's own
+        prompt cells (shared by its samples, past the part it took from a prefix), each sample's own answer so far."""
+        kv = self.gen.kv
+        cells = len(kv.prefix.tokens) if kv.prefix is not None else 0
+        old: set[int] = set()
+        for job in self.active:
+            cells += len(job.group.tokens) - job.reuse
+            if job.prefix is not None and job.prefix is not kv.prefix and id(job.prefix) not in old:
+                old.add(id(job.prefix))  # a replaced prefix: its cells stay while its jobs hold them
+                cells += len(job.prefix.tokens)
+        for slot in self.slots:
+            cells += slot.pos - len(slot.job.group.tokens)
+        return cells
+
+    def _maybe_pack(self) -> None:
+        """Unified layout: move the KV cells of the sequences in flight together once they are spread thin.
+
+        A decode step attends over every cell up to the highest one in use, and the cells a finished sample
+        frees are scattered: at the end of a cohort its last few samples keep cells up to the cohort's high-water
+        mark, so a step of 3 sequences costs about what a full step did. When the cells in use fall to
+        ``1 / PACK_RATIO`` of the most used since the last clear or pack (and the copy stays within
+        ``PACK_BYTES``), every sequence in flight is copied out (``llama_state_seq_get_data``, bit for bit),
+        removed, and put back into the lowest free cells; siblings share their prompt's cells again, and the cached
+        prefix stays where it is. Deterministic (counts only), so exact resume holds; the values are the same, but
+        attention then runs over fewer cells, which rounds differently: part of the schedule
+        (``SCHEDULE_VERSION`` 2).
+        """
+        gen = self.gen
+        if not gen.pack:
+            return
+        kv = gen.kv
+        live = self._live_cells()
+        if live > kv.peak:
+            kv.peak = live
+            return
+        if self.prefill or not self.slots:
+            return  # a prompt half evaluated, or nothing left in flight
+        if (
+            kv.peak < PACK_RATIO * live
+            or kv.peak - live < PACK_MIN_CELLS
+            or live * gen.cell_bytes > PACK_BYTES
+        ):
+            return
+        self._pack()
+        kv.peak = live
+        gen.stats["packs"] += 1
+        gen.stats["packed_cells"] += live
+
+    def _pack(self) -> None:
+        kv = self.gen.kv
+        by_job: dict[int, list[Slot]] = {}
+        for slot in sorted(self.slots, key=lambda slot: slot.seq):
+            by_job.setdefault(id(slot.job), []).append(slot)
+        groups = []
+        for slots in by_job.values():
+            job = slots[0].job
+            # the part of the prompt taken from the cached prefix is shared with sequence 0 again afterwards
+            cut = job.reuse if job.prefix is not None and job.prefix is kv.prefix else 0
+            groups.append(([slot.seq for slot in slots], len(job.group.tokens), cut))
+        pack_cells(self.nm, groups)
 
     def _compact(self) -> None:
         """Streams: keep the sampling sequences on consecutive ids, in id order.
