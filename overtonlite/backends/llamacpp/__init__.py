@@ -32,8 +32,8 @@ walks the cells of *all* sequences (llama.cpp masks the others' cells row by row
 interleaved with everyone else's), so a step slows down as the answers in flight grow. Measured through this engine
 at 32 sequences between 18 and 338 cells per sequence: SmolLM2-135M 192 -> 48 tok/s, gemma-3-270m 124 -> 56.
 The cells a finished sample frees are scattered among the others', and a step attends up to the highest cell in
-use, so the last samples of a cohort kept paying for its high-water mark; schedule 2 packs the cells in flight
-into the lowest free cells once they have shrunk to half of it (see ``Scheduler._maybe_pack``).
+use, so the samples in flight kept paying for the cohort's high-water mark; schedule 2 packs the cells in flight
+into the lowest free cells once they have shrunk to four fifths of it (see ``Scheduler._maybe_pack``).
 
 ``streams``: every sequence has a KV stream of its own of :func:`stream_cells` (``n_ctx`` rounded up to 256)
 cells, so attention reads only the sequence's own, contiguous cells (same measurement, SmolLM2: 157 -> 116 tok/s
