@@ -12,6 +12,13 @@ minutes at 32 sequences, only after it). It also prints the bound without the de
 behind a 32-token prompt, as the calibration's short rounds do). It prints wall / bound next to the
 generation, scoring and report times, and (from the --quick run) an ESTIMATE of the full preset's bound.
 
+Where the time went: every sampling pass records its wall time and the engine's step statistics in the run's
+manifest (``systems.SYSTEM.passes``); a second table splits each pass into generation-only steps (and their
+llama_decode part), steps that also evaluated prompt tokens, shared-prefix evaluation and the rest, with the mean
+batch, and prices the generation-only steps at the calibrated speed of each step's own batch size: the gap between
+that and the bound's batch is what smaller batches (tails) cost, the gap between it and the measured time is what
+each step costs beyond the calibration (the unified cache's spread cells, the machine's drift).
+
 Targets (issue 12): full preset wall <= 1.2x its bound; peak RSS quick <= 1.0 GB, full <= 1.5 GB; quick wall
 <= 180 s on an idle 2-core machine.
 
