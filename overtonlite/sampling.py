@@ -262,11 +262,11 @@ def _record_pass(
         "interrupted": summary.interrupted,
         "engine": summary.engine,
     }
-    hist = {
-        str(b): [steps - hist0.get(b, (0, 0))[0], us - hist0.get(b, (0, 0))[1]]
-        for b, (steps, us) in sorted(_steps_by_batch(generator).items())
-        if steps > hist0.get(b, (0, 0))[0]
-    }
+    hist = {}
+    for b, (steps, us) in sorted(_steps_by_batch(generator).items()):
+        steps0, us0 = hist0.get(b, (0, 0))
+        if steps > steps0:
+            hist[str(b)] = [steps - steps0, us - us0]
     if hist:
         record["steps_by_batch"] = hist
     record_pass(run.manifest_path, spec.system, record)

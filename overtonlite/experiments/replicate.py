@@ -280,7 +280,7 @@ class _Session:
                 threads=threads,
                 max_tokens=max_tokens,
                 kv_layout=layout,
-                schedule=recorded_schedule(out) if out is not None else None,  # so are the engine's schedule
+                schedule=recorded_schedule(out) if out is not None else None,  # ... and the engine's schedule
             )
         else:
             check_pair(models.base, models.chat, base_name=models.info.base, chat_name=models.info.chat)

@@ -190,9 +190,7 @@ def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dic
 
     Raises UsageError when the system is already there with different settings. Returns the new manifest.
     """
-    p = Path(path)
-    if p.is_dir() or not p.suffix:
-        p = p / "manifest.json"
+    p = _manifest_file(path)
     old = read_manifest(p)
     check_system(old, system, entry, where=str(p.parent))
     now = utc_now()
@@ -207,21 +205,29 @@ def update_manifest(path: str | Path, system: str, entry: dict[str, Any]) -> dic
         systems[system]["passes"] = previous["passes"]  # a resumed system keeps the record of earlier passes
     manifest["systems"] = systems
     manifest["signature"] = signature(manifest)
+    return _write(p, manifest, kept="the previous manifest and samples are unchanged")
+
+
+def _manifest_file(path: str | Path) -> Path:
+    """manifest.json of a run directory, or the file itself."""
+    p = Path(path)
+    return p / "manifest.json" if p.is_dir() or not p.suffix else p
+
+
+def _write(p: Path, manifest: dict[str, Any], *, kept: str) -> dict[str, Any]:
     from overtonlite.schema import write_manifest
 
     try:
         return write_manifest(p, manifest)
     except OSError as exc:
-        raise io_error(exc, p, kept="the previous manifest and samples are unchanged") from None
+        raise io_error(exc, p, kept=kept) from None
 
 
 def record_pass(path: str | Path, system: str, record: dict[str, Any]) -> None:
     """Append one sampling pass's record (time, groups, tokens, the engine's step statistics) to
     ``systems.SYSTEM.passes`` of the manifest at ``path``, which :func:`update_manifest` registered. Facts about
     how fast a run went, not settings: they take no part in the settings check or the signature."""
-    p = Path(path)
-    if p.is_dir() or not p.suffix:
-        p = p / "manifest.json"
+    p = _manifest_file(path)
     manifest = read_manifest(p)
     entry = ((manifest or {}).get("systems") or {}).get(system)
     if not isinstance(entry, dict):
@@ -229,14 +235,7 @@ def record_pass(path: str | Path, system: str, record: dict[str, Any]) -> None:
     assert manifest is not None
     entry["passes"] = [*(entry.get("passes") or []), record]
     manifest["updated"] = utc_now()
-    from overtonlite.schema import write_manifest
-
-    try:
-        write_manifest(p, manifest)
-    except OSError as exc:
-        raise io_error(
-            exc, p, kept="the samples are written; only this pass's timing is not recorded"
-        ) from None
+    _write(p, manifest, kept="the samples are written; only this pass's timing is not recorded")
 
 
 def portable_path(path: str | Path) -> str:

@@ -406,7 +406,7 @@ class Scheduler:
         self.slots = keep
         if self.streams:
             self._compact()
-        if not self.streams:
+        else:
             self._maybe_pack()
         stats = self.gen.stats
         stats["generated_tokens"] += produced
@@ -448,8 +448,8 @@ class Scheduler:
         frees are scattered: the samples in flight keep cells up to the cohort's high-water mark, so every step
         pays for cells no sequence holds any more (at a cohort's end, a step of 3 sequences cost about what a full
         step did). When the cells in use fall to ``1 / PACK_RATIO`` of the most used since the last clear or pack
-        (and the copy stays within ``PACK_BYTES``), every sequence in flight is copied out (``llama_state_seq_get_data``, bit for bit),
-        removed, and put back into the lowest free cells; siblings share their prompt's cells again, and the cached
+        (and the copy stays within ``PACK_BYTES``), every sequence in flight is copied out
+        (``llama_state_seq_get_data``, bit for bit), removed, and put back into the lowest free cells; siblings share their prompt's cells again, and the cached
         prefix stays where it is. Deterministic (counts only), so exact resume holds; the values are the same, but
         attention then runs over fewer cells, which rounds differently: part of the schedule
         (``SCHEDULE_VERSION`` 2).
